@@ -1,0 +1,232 @@
+"""Read a taxonomy folder into nodes, collecting every problem with file, line and hint.
+
+Loading and validating are one pass on purpose: every command that reads a tree
+goes through `read_tree`, so `syllabus taxonomy validate` can never pass a tree
+that another command then rejects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from ..yamlio import line_of, load
+from .model import (
+    ALLOWED_CHILDREN,
+    CURRICULUM_DIR,
+    KINDS,
+    NODE_FILE,
+    NODE_KEYS,
+    SCHEMA_VERSION,
+    Node,
+    Seed,
+    name_problem,
+    slugify,
+)
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One problem found in a taxonomy; `severity` is 'error' or 'warning'."""
+
+    file: Path
+    line: int | None
+    message: str
+    hint: str | None = None
+    severity: str = "error"
+
+    @property
+    def location(self) -> str:
+        return f"{self.file}:{self.line}" if self.line else str(self.file)
+
+    def __str__(self) -> str:
+        text = f"{self.location}: {self.severity}: {self.message}"
+        return text + (f"\n  hint: {self.hint}" if self.hint else "")
+
+
+def validate_tree(root: Path) -> list[Issue]:
+    """All problems of the tree under `root` (an empty list when it is valid)."""
+    return read_tree(root)[1]
+
+
+def read_tree(root: Path) -> tuple[list[Node], list[Issue]]:
+    root = Path(root)
+    issues: list[Issue] = []
+    if not root.is_dir():
+        raise UserError(
+            "taxonomy folder does not exist",
+            where=root,
+            hint="run `syllabus init DIR` to create a project, or fix `taxonomy:` in syllabus.yaml",
+        )
+    top = _read_children(root, "", None, None, issues)
+    return top, issues
+
+
+def _read_children(
+    folder: Path, parent_path: str, parent: Node | None, parent_kind: str | None, issues: list[Issue]
+) -> list[Node]:
+    children: list[Node] = []
+    seen_slugs: dict[str, Node] = {}
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if parent_kind == "discipline":
+            if sub.name == CURRICULUM_DIR:
+                continue
+            issues.append(
+                Issue(
+                    sub,
+                    None,
+                    f"wrong nesting: folder '{sub.name}' is below discipline '{parent.name}'",
+                    "disciplines are leaves; move it up with `syllabus taxonomy mv`, or make the "
+                    "parent a subfield (`syllabus taxonomy set PATH kind subfield`)",
+                )
+            )
+            continue
+        node_file = sub / NODE_FILE
+        if not node_file.is_file():
+            issues.append(
+                Issue(sub, None, f"folder has no {NODE_FILE}", "add one with `syllabus taxonomy add`, or remove the folder")
+            )
+            continue
+        path = f"{parent_path}/{sub.name}" if parent_path else sub.name
+        node = _read_node(node_file, path, parent_kind, issues)
+        if node is None:
+            continue
+        slug = slugify(node.name) if name_problem(node.name) is None else None
+        if slug is not None:
+            if slug in seen_slugs:
+                other = seen_slugs[slug]
+                issues.append(
+                    Issue(
+                        node.file,
+                        line_of(node.doc, "name"),
+                        f"name '{node.name}' gives the same folder name '{slug}' as sibling "
+                        f"'{other.name}' ({other.file})",
+                        "sibling names must differ by more than case and punctuation: rename one",
+                    )
+                )
+            seen_slugs[slug] = node
+            if slug != sub.name:
+                issues.append(
+                    Issue(
+                        node.file,
+                        line_of(node.doc, "name"),
+                        f"folder '{sub.name}' does not match the slug of its name ('{slug}')",
+                        f"rename with `syllabus taxonomy mv {path} {path.rsplit('/', 1)[0] + '/' if '/' in path else ''}{slug}`",
+                        severity="warning",
+                    )
+                )
+        node.children = _read_children(sub, path, node, node.kind, issues)
+        children.append(node)
+    return children
+
+
+def _read_node(file: Path, path: str, parent_kind: str | None, issues: list[Issue]) -> Node | None:
+    try:
+        doc = load(file)
+    except UserError as exc:
+        where = exc.where or str(file)
+        line = None
+        if where.startswith(str(file) + ":"):
+            line = int(where.rsplit(":", 1)[1])
+        issues.append(Issue(file, line, exc.message, exc.hint))
+        return None
+    if not isinstance(doc, dict):
+        issues.append(Issue(file, 1, "node.yaml must be a mapping of fields", "see `syllabus taxonomy add --help` for the fields"))
+        return None
+
+    def problem(key: str | None, message: str, hint: str | None = None, severity: str = "error") -> None:
+        issues.append(Issue(file, line_of(doc, key), message, hint, severity))
+
+    version = doc.get("schema_version", SCHEMA_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool):
+        problem("schema_version", f"schema_version must be a whole number, got {version!r}")
+    elif version > SCHEMA_VERSION:
+        problem(
+            "schema_version",
+            f"schema_version {version} is newer than this syllabus understands ({SCHEMA_VERSION})",
+            "upgrade syllabus (pip install -U syllabus) to read this taxonomy",
+        )
+        return None
+
+    for key in doc:
+        if key not in NODE_KEYS:
+            problem(key, f"unknown field '{key}'", f"known fields: {', '.join(NODE_KEYS)}", severity="warning")
+
+    kind = doc.get("kind")
+    if kind is None or (isinstance(kind, str) and not kind.strip()):
+        problem(None, "missing required field 'kind'", f"add `kind: ` one of {', '.join(KINDS)}")
+    elif kind not in KINDS:
+        problem("kind", f"unknown kind {kind!r}", f"kind must be one of: {', '.join(KINDS)}")
+    else:
+        allowed = ALLOWED_CHILDREN[parent_kind]
+        if kind not in allowed:
+            where = f"below a {parent_kind}" if parent_kind else "at the top of the taxonomy"
+            expected = ", ".join(allowed) if allowed else "nothing (disciplines are leaves)"
+            problem(
+                "kind",
+                f"wrong nesting: a {kind} cannot sit {where}",
+                f"allowed there: {expected}; move the node or change its kind",
+            )
+
+    name = doc.get("name")
+    if name is None:
+        problem(None, "missing required field 'name'", "add `name: Human Readable Name`")
+    else:
+        reason = name_problem(name)
+        if reason:
+            problem("name", reason, "choose a plain name made of words")
+
+    description = doc.get("description")
+    if not isinstance(description, str) or not description.strip():
+        what = "missing required field" if description is None else "empty or non-text field"
+        problem("description" if description is not None else None, f"{what} 'description'",
+                "describe in a sentence or two what the node covers: the teacher reads it")
+
+    level = doc.get("level")
+    if level is not None and not isinstance(level, str):
+        problem("level", f"level must be text (e.g. 'undergraduate'), got {level!r}")
+
+    weight = doc.get("weight", 1)
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+        problem("weight", f"weight must be a number >= 0, got {weight!r}", "weight is this node's share of the generation budget; default 1")
+        weight = 1
+
+    seeds = _read_seeds(doc, file, issues)
+    return Node(
+        path=path,
+        folder=file.parent,
+        kind=kind if kind in KINDS else "field",
+        name=name if isinstance(name, str) else str(name or ""),
+        description=description if isinstance(description, str) else "",
+        level=level if isinstance(level, str) else None,
+        weight=float(weight),
+        seeds=seeds,
+        doc=doc,
+    )
+
+
+def _read_seeds(doc: Any, file: Path, issues: list[Issue]) -> list[Seed]:
+    raw = doc.get("seeds")
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        issues.append(Issue(file, line_of(doc, "seeds"), "seeds must be a list of {question, answer}"))
+        return []
+    seeds = []
+    for index, item in enumerate(raw, start=1):
+        line = line_of(item) if hasattr(item, "lc") else line_of(doc, "seeds")
+        if not isinstance(item, dict):
+            issues.append(Issue(file, line, f"seed {index} must be a mapping with question and answer"))
+            continue
+        missing = [k for k in ("question", "answer") if not isinstance(item.get(k), str) or not item.get(k).strip()]
+        if missing:
+            issues.append(
+                Issue(file, line, f"seed {index} has no {' and no '.join(missing)}",
+                      "every seed needs both a question and an answer")
+            )
+            continue
+        context = item.get("context")
+        seeds.append(Seed(item["question"].strip(), item["answer"].strip(), context.strip() if isinstance(context, str) else None))
+    return seeds
