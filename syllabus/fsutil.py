@@ -28,3 +28,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def replace_dir(staging: Path, target: Path) -> None:
+    """Put the finished folder `staging` at `target`, replacing an older one with two renames."""
+    import shutil
+    import uuid
+
+    target = Path(target)
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
+        os.replace(target, old)
+    os.replace(staging, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

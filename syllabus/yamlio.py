@@ -21,7 +21,7 @@ from .fsutil import atomic_write_text
 def _yaml() -> YAML:
     yaml = YAML(typ="rt")
     yaml.preserve_quotes = True
-    yaml.width = 100
+    yaml.width = 4096  # never re-wrap long lines people wrote: an edit changes only what it edits
     yaml.indent(mapping=2, sequence=4, offset=2)
     return yaml
 

@@ -14,6 +14,7 @@ import typer
 
 from ..errors import UserError
 from .common import console, err_console
+from .generate import generate, teacher_app
 from .taxonomy import taxonomy_app
 
 app = typer.Typer(
@@ -29,6 +30,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(taxonomy_app, name="taxonomy")
+app.add_typer(teacher_app, name="teacher")
+app.command()(generate)
 
 
 @app.command()

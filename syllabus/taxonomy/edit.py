@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.error import CommentMark
+from ruamel.yaml.tokens import CommentToken
 
 from ..errors import UserError
 from ..yamlio import dump
@@ -49,7 +51,7 @@ def _parent_and_slot(tax: Taxonomy, path: str, name: str | None) -> tuple[Node |
     if not parts:
         raise UserError("empty node path", hint="give a path of slugs such as 'natural-sciences/physics'")
     parent = tax.find("/".join(parts[:-1])) if len(parts) > 1 else None
-    name = name or _name_from_component(parts[-1])
+    name = name if name is not None else _name_from_component(parts[-1])  # an explicit '' is an error
     slug = _check_name(name, where=path)
     siblings = parent.children if parent else tax.top
     for sibling in siblings:
@@ -164,6 +166,29 @@ def move_node(tax: Taxonomy, src: str, dst: str, *, name: str | None = None) -> 
     return tax.find(f"{target_parent.path}/{slug}" if target_parent else slug)
 
 
+def _remove_key(doc: CommentedMap, key: str) -> None:
+    """Drop `key`, keeping the full-line comments that followed it (ruamel files them under it)."""
+    if key not in doc:
+        return
+    keys = list(doc)
+    index = keys.index(key)
+    entry = doc.ca.items.pop(key, None)
+    del doc[key]
+    token = entry[2] if entry and len(entry) > 2 else None
+    rest = token.value.split("\n", 1)[1] if token is not None and "\n" in token.value else ""
+    if not rest.strip():
+        return
+    if index + 1 < len(keys):  # the comments now sit before the next key
+        slot = doc.ca.items.setdefault(keys[index + 1], [None, None, None, None])
+        slot[1] = [CommentToken(line + "\n", CommentMark(0)) for line in rest.rstrip("\n").split("\n")] + (slot[1] or [])
+    elif index > 0 and not isinstance(doc[keys[index - 1]], (dict, list)):  # or after the key before it
+        slot = doc.ca.items.setdefault(keys[index - 1], [None, None, None, None])
+        if slot[2] is None:
+            slot[2] = CommentToken("\n" + rest, CommentMark(0))
+        else:
+            slot[2].value += rest
+
+
 def set_field(tax: Taxonomy, path: str, field: str, value: Any) -> Node:
     node = tax.find(path)
     if field == "seeds":
@@ -191,7 +216,7 @@ def set_field(tax: Taxonomy, path: str, field: str, value: Any) -> Node:
         node.doc["weight"] = int(weight) if weight.is_integer() else weight
     elif field == "level":
         if value in (None, "", "none", "null"):
-            node.doc.pop("level", None)
+            _remove_key(node.doc, "level")
         else:
             node.doc["level"] = str(value)
     elif field == "description":

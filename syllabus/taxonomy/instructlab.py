@@ -82,7 +82,7 @@ def import_instructlab(tax: Taxonomy, source: Path, into: str | None = None) -> 
     report = ImportReport()
     leaves = sorted(p.parent for p in source.rglob(QNA_FILE))
     leaf_set = set(leaves)
-    known = {node.path for node in tax.walk()}
+    known = {node.path: node.kind for node in tax.walk()}
     for leaf in leaves:
         file = leaf / QNA_FILE
         try:
@@ -105,10 +105,21 @@ def import_instructlab(tax: Taxonomy, source: Path, into: str | None = None) -> 
         except ValueError as exc:
             report.skipped.append((file, str(exc)))
             continue
+        prefix = f"{base.path}/" if base else ""
+        paths = [prefix + "/".join(slugs[: depth + 1]) for depth in range(len(slugs))]
+        # Never write a tree that does not validate: disciplines are leaves below a field.
+        if base is None and len(parts) == 1:
+            report.skipped.append((file, "a discipline cannot sit at the top of the taxonomy; "
+                                         "import with --into FIELD, or from the folder above"))
+            continue
+        blocked = next((p for p in paths[:-1] if known.get(p) == "discipline"), None)
+        if blocked:
+            report.skipped.append((file, f"'{blocked}' is a discipline, which cannot have nodes below it"))
+            continue
         parent_path = base.path if base else ""
         parent_folder = base.folder if base else tax.root
         for depth, (part, slug) in enumerate(zip(parts, slugs)):
-            path = f"{parent_path}/{slug}" if parent_path else slug
+            path = paths[depth]
             folder = parent_folder / slug
             is_leaf = depth == len(parts) - 1
             if path in known:
@@ -123,7 +134,7 @@ def import_instructlab(tax: Taxonomy, source: Path, into: str | None = None) -> 
                     description=description or f"Imported from InstructLab {'/'.join(parts)}",
                     seeds=seeds,
                 )
-                known.add(path)
+                known[path] = "discipline"
                 report.added.append(path)
                 report.seeds += len(seeds)
             else:
@@ -134,7 +145,7 @@ def import_instructlab(tax: Taxonomy, source: Path, into: str | None = None) -> 
                     name=_name_from_component(part.replace("_", "-")),
                     description=f"Imported from the InstructLab taxonomy ({'/'.join(parts[: depth + 1])}).",
                 )
-                known.add(path)
+                known[path] = kind
                 report.added.append(path)
             parent_path, parent_folder = path, folder
     tax.reload()

@@ -1,0 +1,144 @@
+"""Any OpenAI-compatible endpoint (OpenAI, vLLM, llama.cpp, Ollama, SGLang) via the openai client.
+
+The client already does what a long run needs: retries with exponential backoff
+that honour Retry-After, per-request timeouts, connection pooling. We add bounded
+concurrency, spreading across several base URLs, a clear check before any work
+starts, and redaction so the key never reaches a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from .base import ChatRequest, Completion, RequestFailed
+
+NO_KEY = "EMPTY"  # local servers (llama.cpp, vLLM) take any key; the client insists on one
+
+
+def read_api_key(env_var: str | None, key_file: str | None) -> str | None:
+    if env_var and os.environ.get(env_var):
+        return os.environ[env_var].strip()
+    if key_file:
+        path = Path(key_file).expanduser()
+        if not path.is_file():
+            raise UserError("API key file does not exist", where=path, hint="fix teacher.api_key_file in syllabus.yaml")
+        return path.read_text(encoding="utf-8").strip()
+    return None
+
+
+class OpenAIBackend:
+    kind = "openai"
+
+    def __init__(self, *, model: str, base_urls: list[str], api_key: str | None, concurrency: int = 8,
+                 timeout: float = 120.0, max_retries: int = 4):
+        from openai import AsyncOpenAI
+
+        self.model = model
+        self.base_urls = list(base_urls)
+        self._secrets = [api_key] if api_key and api_key != NO_KEY else []
+        self._clients = [
+            AsyncOpenAI(base_url=url, api_key=api_key or NO_KEY, timeout=timeout, max_retries=max_retries)
+            for url in self.base_urls
+        ]
+        self._next_client = itertools.cycle(self._clients)
+        self._limit = asyncio.Semaphore(concurrency)
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return re.sub(r"\b(sk|key|api)[-_][A-Za-z0-9_\-*]{6,}", r"\1-***", text)
+
+    async def preflight(self) -> dict[str, Any]:
+        """Reach every server and check it knows the model: fail in seconds, not hours later."""
+        import openai
+
+        info: dict[str, Any] = {"model": self.model, "backend": "openai", "servers": []}
+        for url, client in zip(self.base_urls, self._clients):
+            try:
+                listed = [m.id async for m in client.with_options(max_retries=1, timeout=15).models.list()]
+            except openai.AuthenticationError:
+                raise UserError("the server rejected the API key", where=url,
+                                hint="set the key in the environment variable named by teacher.api_key_env") from None
+            except openai.NotFoundError:
+                listed = []  # some servers have no /models; the first real request will tell
+            except (openai.APIConnectionError, openai.APITimeoutError) as exc:
+                raise UserError(f"cannot reach the teacher server ({self.redact(type(exc).__name__)})", where=url,
+                                hint="is the server running, and is --base-url right (it usually ends in /v1)?") from None
+            except openai.APIStatusError as exc:
+                raise UserError(f"the server answered {exc.status_code} to a model listing", where=url) from None
+            if listed and self.model not in listed:
+                shown = ", ".join(listed[:8]) + (" ..." if len(listed) > 8 else "")
+                raise UserError(f"the server does not offer model '{self.model}'", where=url,
+                                hint=f"it offers: {shown}")
+            info["servers"].append(url)
+        return info
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        import openai
+
+        async with self._limit:
+            client = next(self._next_client)
+            try:
+                response = await client.chat.completions.create(
+                    model=self.model,
+                    messages=request.message_dicts(),
+                    temperature=request.temperature,
+                    top_p=request.top_p,
+                    max_tokens=request.max_tokens,
+                )
+            except openai.APITimeoutError:
+                raise RequestFailed("timeout") from None
+            except openai.APIConnectionError as exc:
+                raise RequestFailed("connection error", self.redact(str(exc))[:200]) from None
+            except openai.APIStatusError as exc:
+                raise RequestFailed(f"HTTP {exc.status_code}", self.redact(str(exc.message))[:200]) from None
+            except (ValueError, TypeError) as exc:  # malformed body the client could not decode
+                raise RequestFailed("malformed response", self.redact(str(exc))[:200]) from None
+        if not getattr(response, "choices", None):
+            raise RequestFailed("malformed response", "no choices")
+        choice = response.choices[0]
+        text = (choice.message.content if choice.message else None) or ""
+        usage = response.usage
+        return Completion(
+            text=text.strip(),
+            finish_reason=choice.finish_reason or "stop",
+            prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+            completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+        )
+
+    async def check_features(self) -> dict[str, Any]:
+        """Latency of one short request, and whether logprobs, JSON mode and n > 1 work."""
+        client = self._clients[0].with_options(max_retries=1)
+        messages = [{"role": "user", "content": "Say hello in one word."}]
+        report: dict[str, Any] = {}
+        start = time.perf_counter()
+        response = await client.chat.completions.create(model=self.model, messages=messages, max_tokens=8)
+        report["latency_s"] = round(time.perf_counter() - start, 3)
+        report["reply"] = (response.choices[0].message.content or "").strip()
+        report["served_model"] = response.model
+
+        async def probe(**kwargs) -> Any:
+            try:
+                return await client.chat.completions.create(model=self.model, messages=messages, max_tokens=8, **kwargs)
+            except Exception:
+                return None
+
+        r = await probe(logprobs=True, top_logprobs=2)
+        report["logprobs"] = bool(r and r.choices[0].logprobs and r.choices[0].logprobs.content)
+        r = await probe(response_format={"type": "json_object"},
+                        messages=[{"role": "user", "content": 'Reply with the JSON object {"ok": true}.'}])
+        report["json_mode"] = r is not None
+        r = await probe(n=2, temperature=1.0)
+        report["n_gt_1"] = bool(r and len(r.choices) == 2)
+        return report
+
+    async def aclose(self) -> None:
+        for client in self._clients:
+            await client.close()

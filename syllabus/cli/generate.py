@@ -1,0 +1,168 @@
+"""`syllabus generate` and `syllabus teacher check`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .common import ProjectOption, console, err_console, open_project
+
+TeacherOption = Annotated[
+    Optional[str],
+    typer.Option("--teacher", "-t", help="'embedded', a local model folder, or 'openai:MODEL'. Default: syllabus.yaml."),
+]
+BaseUrlOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--base-url", help="OpenAI-compatible server URL (repeat to spread requests across servers)."),
+]
+
+
+class RichProgress:
+    """The pipeline's progress events shown as one bar per stage."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.tasks: dict[str, int] = {}
+
+    def _task(self, stage: str) -> int:
+        if stage not in self.tasks:
+            self.tasks[stage] = self.progress.add_task(stage, total=0)
+        return self.tasks[stage]
+
+    def add_total(self, stage: str, count: int) -> None:
+        task = self._task(stage)
+        self.progress.update(task, total=(self.progress.tasks[task].total or 0) + count)
+
+    def advance(self, stage: str, count: int = 1) -> None:
+        self.progress.advance(self._task(stage), count)
+
+
+def generate(
+    nodes: Annotated[Optional[list[str]], typer.Option("--nodes", help="Glob over node paths, e.g. 'mathematics/*' (repeatable). Default: all.")] = None,
+    questions: Annotated[Optional[int], typer.Option("--questions", "-n", help="Questions in all, shared by node weight. Default: syllabus.yaml.")] = None,
+    run: Annotated[Optional[Path], typer.Option("--run", help="Run folder. Default: runs/default in the project.")] = None,
+    teacher: TeacherOption = None,
+    base_url: BaseUrlOption = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the question sampler.")] = None,
+    concurrency: Annotated[Optional[int], typer.Option(help="Requests in flight (openai) or batch size (local).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print requests per stage and estimated tokens; call nothing.")] = False,
+    project: ProjectOption = None,
+) -> None:
+    """Generate a GLAN instruction dataset from the taxonomy.
+
+    Subjects and syllabi are written into the taxonomy as editable YAML; the dataset
+    (TRL prompt-completion), a JSONL export and a dataset card go to the run folder.
+    Rerun the same command after a crash: cached answers are never requested again.
+
+    Examples:
+
+    `syllabus generate --questions 12`
+
+    `syllabus generate --nodes 'mathematics/*' --teacher openai:gpt-4o-mini --base-url https://api.openai.com/v1`
+    """
+    from ..generators.run import GenerateOptions
+
+    proj = open_project(project)
+    options = GenerateOptions(nodes=nodes, questions=questions, run_dir=run, teacher=teacher,
+                              base_urls=base_url, seed=seed, concurrency=concurrency)
+    if dry_run:
+        _print_plan(proj, options)
+        return
+    from ..generators.run import generate as run_generation
+
+    columns = (TextColumn("[bold]{task.description:<9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=False) as bars:
+        sink = RichProgress(bars)
+        for stage in ("subjects", "syllabus", "question", "answer"):
+            sink._task(stage)
+        outcome = run_generation(proj, options, progress=sink)
+    result = outcome.result
+    _print_summary(result)
+    if result.rows:
+        console.print(f"[green]wrote {len(result.rows)} rows[/] to {escape(str(outcome.outputs['dataset']))} "
+                      f"(+ {escape(outcome.outputs['jsonl'].name)}, README.md)")
+    else:
+        err_console.print(f"[bold red]no dataset written[/]: {escape(result.empty_reason() or '')}")
+    if result.failed_requests:
+        err_console.print(f"[red]{result.failed_requests} request(s) failed[/]; rerun the same command to retry them "
+                          f"(reasons in {escape(str(outcome.outputs['summary']))})")
+    if result.failed_requests or not result.rows:
+        raise typer.Exit(1)
+
+
+def _print_summary(result) -> None:
+    table = Table("stage", "requested", "from cache", "answered", "parsed", "failed", "kept", title="Generation summary")
+    for stage, stats in result.stats.items():
+        s = stats.as_dict()
+        failed = ", ".join(f"{n} {r}" for r, n in {**s["failed"], **s["unparsed"]}.items()) or "0"
+        table.add_row(stage, str(s["requested"]), str(s["from_cache"]), str(s["answered"]), str(s["parsed"]),
+                      escape(failed), str(s["kept"]))
+    console.print(table)
+    short = [n for n in result.nodes if n.delivered < n.requested]
+    if short:
+        nodes = Table("node", "requested", "delivered", "why", title="Nodes short of their share")
+        for n in short:
+            nodes.add_row(escape(n.path), str(n.requested), str(n.delivered), escape(n.note or "dropped by a stage above"))
+        console.print(nodes)
+
+
+def _print_plan(proj, options) -> None:
+    from ..generators.run import dry_run
+
+    plan = dry_run(proj, options)
+    table = Table("stage", "requests", "est. prompt tokens", "max completion tokens",
+                  title=f"Dry run: {len(plan['disciplines'])} discipline(s), teacher {escape(plan['teacher'])}")
+    for stage, numbers in plan["stages"].items():
+        table.add_row(stage, str(numbers["requests"]), f"{numbers['prompt_tokens']:,}", f"{numbers['max_completion_tokens']:,}")
+    console.print(table)
+    console.print("[dim]Upper bounds: subjects not generated yet are counted at max_subjects each; nothing was sent.[/]")
+
+
+teacher_app = typer.Typer(help="Check the teacher model.", no_args_is_help=True)
+
+
+@teacher_app.command("check")
+def check(teacher: TeacherOption = None, base_url: BaseUrlOption = None, project: ProjectOption = None) -> None:
+    """Connect, send one short request, report the model, latency and which features work."""
+    import asyncio
+
+    from ..backends import make_backend, parse_teacher_spec
+    from ..project import Project, ProjectConfig
+
+    try:
+        proj = open_project(project)
+    except Exception:
+        proj = Project(Path.cwd(), ProjectConfig())  # a check needs no project
+    spec = parse_teacher_spec(teacher, proj.config.teacher)
+    backend = make_backend(spec, proj.config.teacher, base_urls=base_url, project_root=proj.root)
+
+    async def main():
+        try:
+            info = await backend.preflight()
+            if hasattr(backend, "check_features"):
+                info.update(await backend.check_features())
+            else:
+                import time
+
+                from ..backends import ChatRequest
+
+                start = time.perf_counter()
+                reply = await backend.complete(ChatRequest.from_messages(
+                    [{"role": "user", "content": "Say hello in one word."}], max_tokens=8, temperature=0))
+                info.update(latency_s=round(time.perf_counter() - start, 3), reply=reply.text,
+                            logprobs=True, json_mode=False, n_gt_1=True)
+            return info
+        finally:
+            await backend.aclose()
+
+    info = asyncio.run(main())
+    table = Table("check", "result", title="Teacher check")
+    for key, value in info.items():
+        shown = ("[green]yes[/]" if value else "[yellow]no[/]") if isinstance(value, bool) else escape(str(value))
+        table.add_row(key, shown)
+    console.print(table)

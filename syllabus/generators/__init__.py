@@ -1,0 +1,1 @@
+"""The teacher side: cached requests, the GLAN stages, parsers and dataset writing."""

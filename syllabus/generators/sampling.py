@@ -1,0 +1,68 @@
+"""How a question's key concepts are drawn (GLAN): 1-5 concepts of one session, or of two.
+
+Each question has its own RNG seeded by (seed, node, question index), so question
+k is the same whatever else is generated: asking for more questions later extends
+the set instead of reshuffling it, and a resumed run draws exactly what it drew.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from ..taxonomy.curriculum import Session, Subject
+
+LEARNED_LIMIT = 12  # concepts of earlier sessions shown as "already learned"
+
+
+@dataclass(frozen=True)
+class Combination:
+    subject: Subject
+    session_indices: tuple[int, ...]
+    concepts: tuple[str, ...]
+    learned: tuple[str, ...]
+
+    @property
+    def difficulty(self) -> str:
+        return "two-session" if len(self.session_indices) == 2 else "single-session"
+
+    @property
+    def sessions(self) -> list[Session]:
+        return [self.subject.sessions[i] for i in self.session_indices]
+
+
+def allocate(total: int, weights: dict[str, float]) -> dict[str, int]:
+    """Split `total` by weight with the largest-remainder method: the parts add up to `total`."""
+    positive = {k: w for k, w in weights.items() if w > 0}
+    if not positive or total <= 0:
+        return {k: 0 for k in weights}
+    scale = sum(positive.values())
+    exact = {k: total * w / scale for k, w in positive.items()}
+    shares = {k: int(v) for k, v in exact.items()}
+    left = total - sum(shares.values())
+    for key in sorted(exact, key=lambda k: (-(exact[k] - shares[k]), k))[:left]:
+        shares[key] += 1
+    return {k: shares.get(k, 0) for k in weights}
+
+
+def draw(subjects: list[Subject], index: int, *, seed: int, node_path: str, concepts: tuple[int, int],
+         two_session_ratio: float) -> Combination:
+    rng = random.Random(f"{seed}:{node_path}:{index}")
+    subject = subjects[index % len(subjects)]
+    sessions = subject.sessions
+    low, high = concepts
+    if len(sessions) >= 2 and rng.random() < two_session_ratio:
+        first, second = sorted(rng.sample(range(len(sessions)), 2))
+        picked = [rng.choice(sessions[first].concepts), rng.choice(sessions[second].concepts)]
+        pool = [c for c in sessions[first].concepts + sessions[second].concepts if c not in picked]
+        want = rng.randint(max(low, 2), max(min(high, len(pool) + 2), 2)) - 2
+        chosen = tuple(picked + rng.sample(pool, min(want, len(pool))))
+        indices: tuple[int, ...] = (first, second)
+    else:
+        first = rng.randrange(len(sessions))
+        pool = sessions[first].concepts
+        k = rng.randint(min(low, len(pool)), min(high, len(pool)))
+        chosen = tuple(rng.sample(pool, k))
+        indices = (first,)
+    learned = [c for s in sessions[:first] for c in s.concepts][-LEARNED_LIMIT:]
+    return Combination(subject, indices, chosen, tuple(learned))
