@@ -301,3 +301,21 @@ def test_help_is_quick_and_lists_commands(cli):
     assert result.code == 0
     for command in ("show", "add", "rm", "mv", "set", "validate", "diff", "import-instructlab"):
         assert command in result.out
+
+
+def test_a_linked_node_is_never_a_way_outside(cli, project, tmp_path):
+    """A node folder that is a symlink to elsewhere: nothing is created there, and rm drops only the link."""
+    elsewhere = tmp_path / "shared-node"
+    write(elsewhere / NODE, "kind: field\nname: Linked\ndescription: Shared with another project.\n")
+    (project / "taxonomy" / "linked").symlink_to(elsewhere, target_is_directory=True)
+    assert cli("taxonomy", "validate", "--project", project).code == 0
+
+    result = cli("taxonomy", "add", "linked/inside", "--kind", "discipline", "-d", "x", "--project", project)
+    assert result.code == 2 and "path leads outside the taxonomy" in result.err
+    assert sorted(p.name for p in elsewhere.iterdir()) == [NODE]
+
+    result = cli("taxonomy", "rm", "linked", "--project", project)
+    assert result.code == 0, result.output
+    assert sorted(p.name for p in elsewhere.iterdir()) == [NODE]  # what the link pointed to is kept
+    assert [p.name for p in (project / "taxonomy").iterdir() if p.name.startswith(".")] == []  # the link is gone
+    assert not load(project / "taxonomy").exists("linked")

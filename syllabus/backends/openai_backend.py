@@ -119,7 +119,11 @@ class OpenAIBackend:
         messages = [{"role": "user", "content": "Say hello in one word."}]
         report: dict[str, Any] = {}
         start = time.perf_counter()
-        response = await client.chat.completions.create(model=self.model, messages=messages, max_tokens=8)
+        try:
+            response = await client.chat.completions.create(model=self.model, messages=messages, max_tokens=8)
+        except Exception as exc:  # the server listed the model but cannot answer: say so plainly
+            raise UserError(f"the server failed a chat request: {self.redact(type(exc).__name__)}: "
+                            f"{self.redact(str(exc))[:200]}", where=self.base_urls[0]) from None
         report["latency_s"] = round(time.perf_counter() - start, 3)
         report["reply"] = (response.choices[0].message.content or "").strip()
         report["served_model"] = response.model

@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..errors import UserError
 from .common import ProjectOption, console, err_console, open_project
 
 TeacherOption = Annotated[
@@ -136,8 +137,10 @@ def check(teacher: TeacherOption = None, base_url: BaseUrlOption = None, project
 
     try:
         proj = open_project(project)
-    except Exception:
-        proj = Project(Path.cwd(), ProjectConfig())  # a check needs no project
+    except UserError:
+        if project is not None:
+            raise
+        proj = Project(Path.cwd(), ProjectConfig())  # outside a project: check the flags alone
     spec = parse_teacher_spec(teacher, proj.config.teacher)
     backend = make_backend(spec, proj.config.teacher, base_urls=base_url, project_root=proj.root)
 

@@ -7,6 +7,7 @@ copies, so an interrupted edit leaves either the old tree or the new one.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import uuid
@@ -37,6 +38,17 @@ def _check_name(name: str, where: str) -> str:
     if reason:
         raise UserError(reason, where=where, hint="choose a plain name made of words")
     return slugify(name)
+
+
+def _check_weight(value: Any, where: str) -> float | int:
+    try:
+        weight = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"weight must be a number, got {value!r}", where=where) from None
+    if not math.isfinite(weight) or weight < 0:
+        raise UserError(f"weight must be a number >= 0, got {value!r}", where=where,
+                        hint="weight is this node's share of the generation budget; default 1")
+    return int(weight) if weight.is_integer() else weight
 
 
 def _inside(root: Path, target: Path) -> Path:
@@ -91,6 +103,8 @@ def add_node(
     _check_nesting(kind, parent, path)
     if not description or not description.strip():
         raise UserError("description is empty", where=path, hint="describe in a sentence what the node covers")
+    if weight is not None:
+        weight = _check_weight(weight, path)
     folder = _inside(tax.root, (parent.folder if parent else tax.root) / slug)
     write_new_node(folder, kind=kind, name=name, description=description, level=level, weight=weight, seeds=seeds)
     tax.reload()
@@ -129,7 +143,10 @@ def remove_node(tax: Taxonomy, path: str) -> None:
     node = tax.find(path)
     trash = _inside(tax.root, node.folder.with_name(f".{node.slug}.{uuid.uuid4().hex[:8]}.removed"))
     os.replace(node.folder, trash)  # one rename: the node is gone at once, even if rmtree is cut short
-    shutil.rmtree(trash, ignore_errors=True)
+    if trash.is_symlink():  # a linked node: drop the link, never what it points to
+        trash.unlink()
+    else:
+        shutil.rmtree(trash, ignore_errors=True)
     tax.reload()
 
 
@@ -207,13 +224,7 @@ def set_field(tax: Taxonomy, path: str, field: str, value: Any) -> Node:
             raise UserError("a discipline cannot have child nodes", where=path, hint="move or remove its children first")
         node.doc["kind"] = str(value)
     elif field == "weight":
-        try:
-            weight = float(value)
-        except (TypeError, ValueError):
-            raise UserError(f"weight must be a number, got {value!r}", where=path) from None
-        if weight < 0:
-            raise UserError("weight must be >= 0", where=path)
-        node.doc["weight"] = int(weight) if weight.is_integer() else weight
+        node.doc["weight"] = _check_weight(value, path)
     elif field == "level":
         if value in (None, "", "none", "null"):
             _remove_key(node.doc, "level")

@@ -41,6 +41,8 @@ def slugify(name: str) -> str:
 
 def name_problem(name: Any) -> str | None:
     """Why `name` cannot be a node name, or None when it can."""
+    if name is not None and not isinstance(name, str):
+        return f"name must be text, got {name!r} (put it in quotes)"
     if not isinstance(name, str) or not name.strip():
         return "name is empty"
     stripped = name.strip()

@@ -7,6 +7,7 @@ that another command then rejects.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,7 +190,7 @@ def _read_node(file: Path, path: str, parent_kind: str | None, issues: list[Issu
         problem("level", f"level must be text (e.g. 'undergraduate'), got {level!r}")
 
     weight = doc.get("weight", 1)
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
         problem("weight", f"weight must be a number >= 0, got {weight!r}", "weight is this node's share of the generation budget; default 1")
         weight = 1
 
