@@ -78,14 +78,17 @@ class GenerationConfig(_Strict):
             raise ValueError("concepts must be [min, max] with 1 <= min <= max")
         return value
 
-    @field_validator("stages")
+    @field_validator("stages", mode="before")
     @classmethod
     def _known_stages(cls, value):
-        merged = _stages()
+        # Field by field over each stage's own defaults: `answer: {temperature: 0.1}` keeps answer's max_tokens.
+        if not isinstance(value, dict):
+            return value
+        merged = {name: sampling.model_dump() for name, sampling in _stages().items()}
         for name, sampling in value.items():
             if name not in merged:
                 raise ValueError(f"unknown stage '{name}' (stages: {', '.join(merged)})")
-            merged[name] = sampling
+            merged[name] = {**merged[name], **sampling} if isinstance(sampling, dict) else sampling
         return merged
 
 

@@ -234,6 +234,7 @@ def test_bad_names_never_touch_anything(cli, project, args):
         (["taxonomy", "add", "mathematics/topology", "--kind", "discipline", "-d", " "], "description is empty"),
         (["taxonomy", "add", "Mathematics", "--kind", "field", "-d", "x"], "already exists"),
         (["taxonomy", "add", "mathematics/probability/dice", "--kind", "discipline", "-d", "x"], "cannot sit below discipline"),
+        (["taxonomy", "add", "mathematics/topology", "--kind", "discipline", "-d", "x", "--weight", "-1"], "weight must be a number >= 0"),
         (["taxonomy", "set", "mathematics", "colour", "red"], "unknown field 'colour'"),
         (["taxonomy", "set", "mathematics/probability", "weight", "lots"], "weight must be a number"),
         (["taxonomy", "mv", "mathematics", "mathematics/probability"], "into itself"),

@@ -86,6 +86,9 @@ def test_add_keeps_unicode_names_readable(root):
         ("science/x", {"kind": "course"}, "unknown kind"),
         ("science/x", {"kind": "discipline", "description": "   "}, "description is empty"),
         ("nowhere/x", {"kind": "discipline"}, "no node at 'nowhere'"),
+        ("science/x", {"kind": "discipline", "weight": -1}, "weight must be a number >= 0"),
+        ("science/x", {"kind": "discipline", "weight": float("nan")}, "weight must be a number >= 0"),
+        ("science/x", {"kind": "discipline", "name": ""}, "name is empty"),
     ],
 )
 def test_add_rejects_and_writes_nothing(root, path, fields, message):
@@ -255,7 +258,9 @@ def test_set_name_case_only_keeps_folder(root):
     "path, field, value, message",
     [
         ("arts/music", "weight", "heavy", "weight must be a number"),
-        ("arts/music", "weight", "-1", "weight must be >= 0"),
+        ("arts/music", "weight", "-1", "weight must be a number >= 0"),
+        ("arts/music", "weight", "nan", "weight must be a number >= 0"),
+        ("arts/music", "weight", "inf", "weight must be a number >= 0"),
         ("arts/music", "description", "  ", "description is empty"),
         ("arts/music", "colour", "blue", "unknown field 'colour'"),
         ("arts/music", "seeds", "x", "seeds are a list"),

@@ -148,6 +148,9 @@ def test_every_missing_field_is_reported_at_once(root):
         ("kind: discipline\nname: Dance\ndescription: d\nweight: -1\n", 4, "weight must be a number >= 0"),
         ("kind: discipline\nname: Dance\ndescription: d\nweight: lots\n", 4, "weight must be a number >= 0"),
         ("kind: discipline\nname: Dance\ndescription: d\nweight: true\n", 4, "weight must be a number >= 0"),
+        ("kind: discipline\nname: Dance\ndescription: d\nweight: .nan\n", 4, "weight must be a number >= 0"),
+        ("kind: discipline\nname: Dance\ndescription: d\nweight: .inf\n", 4, "weight must be a number >= 0"),
+        ("kind: discipline\nname: 1984\ndescription: d\n", 2, "name must be text, got 1984"),
         ("kind: discipline\nname: Dance\ndescription: d\nschema_version: one\n", 4, "schema_version must be a whole number"),
     ],
 )
@@ -386,8 +389,14 @@ BROKEN_COMMANDS = [
 ]
 
 
-@pytest.mark.parametrize("args", BROKEN_COMMANDS, ids=lambda a: " ".join(a[:1]))
-@pytest.mark.parametrize("breakage", ["unknown-kind", "yaml", "nesting", "name", "seed", "version"])
+BREAKAGES = ["unknown-kind", "yaml", "nesting", "name", "seed", "version"]
+# Every command on one kind of breakage, and every kind of breakage on two commands.
+CASES = [(args, "yaml") for args in BROKEN_COMMANDS] + [
+    (args, breakage) for breakage in BREAKAGES if breakage != "yaml" for args in (BROKEN_COMMANDS[0], BROKEN_COMMANDS[5])
+]
+
+
+@pytest.mark.parametrize("args, breakage", CASES, ids=[f"{b}-{a[0]}{i}" for i, (a, b) in enumerate(CASES)])
 def test_every_command_rejects_what_validate_rejects(cli, project, args, breakage):
     tax = project / "taxonomy"
     if breakage == "unknown-kind":

@@ -19,7 +19,7 @@ SESSION = re.compile(
     re.IGNORECASE,
 )
 DURATION = re.compile(r"\s*[-–—(]\s*\d+\s*(?:minutes?|mins?|hours?|hrs?)\)?\s*$", re.IGNORECASE)
-LABEL = re.compile(r"^\s*(?:question|q|homework question|answer|a|solution)\s*\d*\s*[:.]\s*", re.IGNORECASE)
+LABEL = re.compile(r"^\s*(?:question|q|homework question|answer|a|solution)\s*\d*\s*(?::|\.(?=\s|$))\s*", re.IGNORECASE)
 NON_QUESTIONS = re.compile(
     r"(what would you like|please provide|i'd be happy|i would be happy|could you (?:please )?(?:clarify|provide)|"
     r"as an ai|i cannot|i can't help)",

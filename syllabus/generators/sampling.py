@@ -51,11 +51,12 @@ def draw(subjects: list[Subject], index: int, *, seed: int, node_path: str, conc
     subject = subjects[index % len(subjects)]
     sessions = subject.sessions
     low, high = concepts
-    if len(sessions) >= 2 and rng.random() < two_session_ratio:
+    if len(sessions) >= 2 and high >= 2 and rng.random() < two_session_ratio:
         first, second = sorted(rng.sample(range(len(sessions)), 2))
         picked = [rng.choice(sessions[first].concepts), rng.choice(sessions[second].concepts)]
         pool = [c for c in sessions[first].concepts + sessions[second].concepts if c not in picked]
-        want = rng.randint(max(low, 2), max(min(high, len(pool) + 2), 2)) - 2
+        top = min(high, len(pool) + 2)
+        want = rng.randint(min(max(low, 2), top), top) - 2
         chosen = tuple(picked + rng.sample(pool, min(want, len(pool))))
         indices: tuple[int, ...] = (first, second)
     else:

@@ -13,11 +13,11 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, UndefinedError
-from jinja2.sandbox import SandboxedEnvironment, SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from ..errors import UserError
 
@@ -37,13 +37,21 @@ class PromptTemplate:
         return self.origin.parent != BUILTIN_DIR
 
 
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The jinja2 sandbox, read-only, and without the methods of paths (a node's folder is one):
+    a template may print a path but never read, write or list files through it."""
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        return not isinstance(obj, PurePath) and super().is_safe_attribute(obj, attr, value)
+
+
 class Templates:
     """The stage templates of one project: its own overrides first, then the built-in ones."""
 
     def __init__(self, override_dir: str | Path | None = None):
         self.override_dir = Path(override_dir) if override_dir else None
-        self._env = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False,
-                                         trim_blocks=True, lstrip_blocks=True, autoescape=False)
+        self._env = _Sandbox(undefined=StrictUndefined, keep_trailing_newline=False,
+                             trim_blocks=True, lstrip_blocks=True, autoescape=False)
         self._cache: dict[str, tuple[PromptTemplate, Any]] = {}
 
     def get(self, name: str) -> PromptTemplate:

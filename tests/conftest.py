@@ -1,0 +1,161 @@
+"""Shared slow parts: the embedded model folder, a real llama.cpp server, a generated run.
+
+Each is made once per session so the suite stays quick enough for CI.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from syllabus.project import init_project
+from syllabus.yamlio import dump, load
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def tune_project(folder: Path, **generation) -> None:
+    """Small, quick settings for tests: few subjects, short replies, greedy unless told."""
+    file = folder / "syllabus.yaml"
+    doc = load(file)
+    gen = doc["generation"]
+    gen["subject_samples"] = generation.pop("subject_samples", 1)
+    gen["max_subjects"] = generation.pop("max_subjects", 1)
+    gen["max_sessions"] = generation.pop("max_sessions", 4)
+    temperature = generation.pop("temperature", 0.0)
+    tokens = generation.pop("max_tokens", {"subjects": 60, "syllabus": 120, "question": 48, "answer": 64})
+    for stage, stage_tokens in tokens.items():
+        gen["stages"][stage]["max_tokens"] = stage_tokens
+        gen["stages"][stage]["temperature"] = temperature
+    for key, value in generation.items():
+        gen[key] = value
+    dump(doc, file)
+
+
+@pytest.fixture
+def make_project(tmp_path):
+    """A fresh example project in tmp_path, tuned for speed."""
+
+    def make(name: str = "proj", **generation) -> Path:
+        folder = tmp_path / name
+        init_project(folder)
+        tune_project(folder, **generation)
+        return folder
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def embedded_dir() -> Path:
+    from syllabus.backends.embedded import embedded_model_dir
+
+    return embedded_model_dir()
+
+
+@pytest.fixture(scope="session")
+def gguf_path() -> Path:
+    from syllabus.backends.embedded import gguf_file
+
+    return gguf_file()
+
+
+class LlamaServer:
+    """A running server: its base URL, and its access log to count the requests it received."""
+
+    def __init__(self, base_url: str, log: Path):
+        self.base_url = base_url
+        self.log = log
+
+    def chat_requests(self) -> int:
+        return self.log.read_text(errors="replace").count("POST /v1/chat/completions")
+
+    def wait_idle(self, quiet: float = 3.0, limit: float = 120.0) -> int:
+        """Wait until no request has been answered for `quiet` seconds; the count then."""
+        deadline = time.time() + limit
+        last, since = self.chat_requests(), time.time()
+        while time.time() < deadline:
+            time.sleep(0.5)
+            now = self.chat_requests()
+            if now != last:
+                last, since = now, time.time()
+            elif time.time() - since >= quiet:
+                break
+        return last
+
+
+@pytest.fixture(scope="session")
+def llama_server(gguf_path, tmp_path_factory):
+    """A real OpenAI-compatible server (llama.cpp) serving the embedded GGUF on 127.0.0.1."""
+    try:
+        import llama_cpp.server  # noqa: F401
+    except Exception as exc:  # pragma: no cover - CI installs it through `make test`
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"llama-cpp-python[server] not installed ({exc}); `make test` installs it")
+    port = free_port()
+    log = tmp_path_factory.mktemp("llama") / "server.log"
+    handle = open(log, "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path), "--model_alias", "smollm2",
+         "--host", "127.0.0.1", "--port", str(port), "--n_threads", "2", "--n_ctx", "2048"],
+        stdout=handle, stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}/v1"
+    deadline = time.time() + 120
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"llama.cpp server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            urllib.request.urlopen(f"{base}/models", timeout=2).read()
+            break
+        except OSError:
+            if time.time() > deadline:
+                process.kill()
+                raise RuntimeError(f"llama.cpp server did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+    yield LlamaServer(base, log)
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    handle.close()
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 900):
+    """Run `python -m syllabus ARGS` as a user would; returns the CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, "-m", "syllabus", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )
+
+
+@pytest.fixture(scope="session")
+def embedded_run(tmp_path_factory, embedded_dir):
+    """One small generation on the embedded model, shared by the tests that read its output."""
+    folder = tmp_path_factory.mktemp("embedded") / "proj"
+    init_project(folder)
+    tune_project(folder)
+    result = run_cli("generate", "--project", str(folder), "--nodes", "mathematics/linear-algebra",
+                     "--questions", "4")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return folder
+
+
+def copy_project(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
