@@ -190,7 +190,11 @@ def init_project(folder: str | Path, *, force: bool = False) -> Path:
         if existing.exists() and not force:
             raise UserError(f"{existing.name} already exists", where=folder,
                             hint="choose another folder, or pass --force to overwrite")
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file of that name, or a file on the way to it
+        raise UserError(f"cannot create the project folder: {exc.strerror or exc}", where=folder,
+                        hint="choose a path that is not taken by a file") from None
     shutil.copy(SCAFFOLD / CONFIG_FILE, folder / CONFIG_FILE)
     shutil.copytree(SCAFFOLD / "taxonomy", target, dirs_exist_ok=True)
     (folder / "prompts").mkdir(exist_ok=True)

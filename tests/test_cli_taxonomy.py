@@ -55,6 +55,16 @@ def test_init_refuses_to_overwrite_without_force(cli, tmp_path):
     assert load(folder / "taxonomy").find("mathematics/probability").name == "Probability"
 
 
+@pytest.mark.parametrize("target", ["afile", "afile/sub"])
+def test_init_onto_a_file_is_a_user_error(cli, tmp_path, target):
+    (tmp_path / "afile").write_text("mine\n")
+    result = cli("init", tmp_path / target)
+    assert result.code == 2
+    assert "cannot create the project folder" in result.err
+    assert "Traceback" not in result.output
+    assert (tmp_path / "afile").read_text() == "mine\n"
+
+
 def test_init_in_current_folder(cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert cli("init").code == 0

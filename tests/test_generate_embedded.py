@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
 from conftest import run_cli
+
+pytestmark = pytest.mark.slow
 
 from syllabus.taxonomy.curriculum import load_subjects
 from syllabus.taxonomy.store import Taxonomy

@@ -14,6 +14,8 @@ import time
 import pytest
 from conftest import copy_project, run_cli
 
+pytestmark = pytest.mark.server
+
 NODE = "mathematics/linear-algebra"
 
 

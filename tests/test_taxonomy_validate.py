@@ -85,6 +85,18 @@ def test_tab_indentation_is_a_syntax_error(root):
     assert "YAML syntax error" in issue.message
 
 
+def test_duplicate_key_names_file_and_line(root):
+    file = write(root / "arts" / "dance" / NODE, "kind: discipline\nname: Dance\nname: Ballet\ndescription: d\n")
+    check(only_error(root), file, 3, "YAML syntax error", 'duplicate key "name"')
+
+
+def test_file_that_is_not_utf8(root):
+    file = root / "arts" / "dance" / NODE
+    file.parent.mkdir()
+    file.write_bytes("kind: discipline\nname: Café\ndescription: d\n".encode("latin-1"))
+    check(only_error(root), file, None, "not UTF-8")
+
+
 def test_not_a_mapping(root):
     file = write(root / "arts" / "dance" / NODE, "- kind: discipline\n- name: Dance\n")
     check(only_error(root), file, 1, "must be a mapping")

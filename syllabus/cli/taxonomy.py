@@ -188,3 +188,41 @@ def import_instructlab(
         console.print(f"[yellow]exists[/] {escape(path)} (left as it is)")
     for file, reason in report.skipped:
         console.print(f"[yellow]skipped[/] {escape(str(file))}: {escape(reason)}")
+
+
+@taxonomy_app.command("expand")
+def expand(
+    path: Annotated[str, typer.Argument(help="Field or subfield whose children the teacher proposes.")],
+    count: Annotated[int, typer.Option("--count", "-n", min=1, max=50, help="How many children to propose.")] = 5,
+    kind: Annotated[str, typer.Option("--kind", help="Kind of the proposed children: discipline or subfield.")] = "discipline",
+    teacher: Annotated[Optional[str], typer.Option("--teacher", "-t", help="'embedded', a model folder, or 'openai:MODEL'.")] = None,
+    base_url: Annotated[Optional[list[str]], typer.Option("--base-url", help="OpenAI-compatible server URL.")] = None,
+    project: ProjectOption = None,
+) -> None:
+    """Ask the teacher to propose children of a node, into a review file (GLAN's semi-automatic taxonomy).
+
+    Review the file, then merge it with `syllabus taxonomy accept FILE`.
+    """
+    from ..generators.expand import expand_node
+
+    proj = open_project(project)
+    file = expand_node(proj, path, count=count, child_kind=kind, teacher=teacher, base_urls=base_url)
+    console.print(f"[green]proposals written[/] to {escape(str(file))}")
+    console.print(f"Review them, then: [bold]syllabus taxonomy accept {escape(str(file.relative_to(proj.root)))}[/]")
+
+
+@taxonomy_app.command("accept")
+def accept(
+    file: Annotated[Path, typer.Argument(help="A review file written by `syllabus taxonomy expand`.")],
+    project: ProjectOption = None,
+) -> None:
+    """Merge a reviewed proposal file into the taxonomy (each entry checked like `taxonomy add`)."""
+    from ..generators.expand import accept_review
+
+    proj = open_project(project)
+    target = file if file.is_absolute() or file.exists() else proj.root / file
+    added, skipped = accept_review(proj, target)
+    for path in added:
+        console.print(f"[green]added[/] {escape(path)}")
+    for reason in skipped:
+        console.print(f"[yellow]skipped[/] {escape(reason)}")

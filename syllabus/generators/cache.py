@@ -44,7 +44,7 @@ class RequestCache:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, stage TEXT, text TEXT, finish_reason TEXT,"
-            " prompt_tokens INTEGER, completion_tokens INTEGER, created REAL)"
+            " prompt_tokens INTEGER, completion_tokens INTEGER, created REAL, request TEXT)"
         )
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS failures (key TEXT PRIMARY KEY, stage TEXT, reason TEXT, detail TEXT,"
@@ -57,11 +57,16 @@ class RequestCache:
         ).fetchone()
         return Completion(row[0], row[1], row[2], row[3]) if row else None
 
-    def put(self, key: str, stage: str, completion: Completion) -> None:
+    def put(self, key: str, stage: str, completion: Completion, request: ChatRequest | None = None) -> None:
+        """Store an answer; with `request`, also what was asked (messages and sampling), for audits."""
+        asked = None
+        if request is not None:
+            asked = json.dumps({"messages": request.message_dicts(), **request.sampling(),
+                                "sample_index": request.sample_index}, ensure_ascii=False)
         self._db.execute(
-            "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (key, stage, completion.text, completion.finish_reason, completion.prompt_tokens,
-             completion.completion_tokens, time.time()),
+             completion.completion_tokens, time.time(), asked),
         )
         self._db.execute("DELETE FROM failures WHERE key = ?", (key,))
 

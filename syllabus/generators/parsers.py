@@ -110,3 +110,24 @@ def parse_answer(text: str) -> str:
     if not answer:
         raise ParseError("empty answer")
     return answer
+
+
+def parse_proposals(text: str, limit: int) -> list[tuple[str, str]]:
+    """(name, description) pairs from 'Name | description' lines, for taxonomy expansion."""
+    found: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for raw in text.splitlines():
+        line = _clean(raw)
+        if "|" not in line:
+            continue
+        name, description = (part.strip(" .") for part in line.split("|", 1))
+        key = slugify(name)
+        if not 2 <= len(name) <= 80 or not key or key in seen or len(description) < 5:
+            continue
+        seen.add(key)
+        found.append((name, description.split("|")[0].strip()))
+        if len(found) >= limit:
+            break
+    if not found:
+        raise ParseError("no 'Name | description' lines")
+    return found

@@ -80,7 +80,7 @@ class CachedTeacher:
                 stats.failed[exc.reason] += 1
                 self.cache.record_failure(key, stage, exc.reason, exc.detail)
                 return None
-            self.cache.put(key, stage, completion)
+            self.cache.put(key, stage, completion, request)
             stats.answered += 1
             stats.prompt_tokens += completion.prompt_tokens
             stats.completion_tokens += completion.completion_tokens

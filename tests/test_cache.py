@@ -1,0 +1,218 @@
+"""The request cache (the resume mechanism) and the cached teacher in front of a backend."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+
+from syllabus.backends.base import ChatRequest, Completion, RequestFailed
+from syllabus.generators.cache import RequestCache, request_key
+from syllabus.generators.teacher import CachedTeacher
+
+MESSAGES = (("system", "You are a teacher."), ("user", "Write one question about velocity."))
+BASE = dict(backend_kind="openai", model="gpt-x", request=ChatRequest(MESSAGES), template_version="abc123")
+
+
+def key(**changes) -> str:
+    args = {**BASE, **changes}
+    return request_key(args["backend_kind"], args["model"], args["request"], args["template_version"])
+
+
+def test_request_key_is_stable_for_equal_requests():
+    same = ChatRequest.from_messages([{"role": r, "content": c} for r, c in MESSAGES])
+    assert key() == key() == key(request=same)
+    assert len(key()) == 64
+
+
+@pytest.mark.parametrize("changes", [
+    {"backend_kind": "local"},
+    {"model": "gpt-y"},
+    {"template_version": "abc124"},
+    {"request": ChatRequest(MESSAGES[:1] + (("user", "Write one question about velocity!"),))},
+    {"request": ChatRequest((("user", MESSAGES[0][1]), MESSAGES[1]))},  # same text, other role
+    {"request": ChatRequest(MESSAGES[1:])},
+    {"request": ChatRequest(MESSAGES, temperature=0.8)},
+    {"request": ChatRequest(MESSAGES, top_p=0.9)},
+    {"request": ChatRequest(MESSAGES, max_tokens=257)},
+    {"request": ChatRequest(MESSAGES, sample_index=1)},
+])
+def test_request_key_changes_with_everything_that_determines_the_answer(changes):
+    assert key(**changes) != key()
+
+
+def test_request_keys_are_all_different():
+    variants = [key(request=ChatRequest(MESSAGES, sample_index=i)) for i in range(50)]
+    assert len(set(variants)) == 50
+
+
+def test_put_get_and_count(tmp_path):
+    cache = RequestCache(tmp_path / "cache.sqlite")
+    assert cache.get("k1") is None and cache.count() == 0
+    cache.put("k1", "question", Completion("Why?", "length", 10, 3))
+    got = cache.get("k1")
+    assert (got.text, got.finish_reason, got.prompt_tokens, got.completion_tokens) == ("Why?", "length", 10, 3)
+    cache.put("k1", "question", Completion("Why not?"))  # a second answer replaces the first
+    assert cache.get("k1").text == "Why not?" and cache.count() == 1
+    cache.close()
+
+
+def test_answers_survive_closing_and_reopening(tmp_path):
+    path = tmp_path / "nested" / "run" / "cache.sqlite"  # parent folders are created
+    cache = RequestCache(path)
+    for i in range(5):
+        cache.put(f"k{i}", "answer", Completion(f"answer {i} ✓", "stop", i, 2 * i))
+    cache.close()
+
+    reopened = RequestCache(path)
+    assert reopened.count() == 5
+    got = reopened.get("k3")
+    assert (got.text, got.finish_reason, got.prompt_tokens, got.completion_tokens) == ("answer 3 ✓", "stop", 3, 6)
+    assert reopened.get("k9") is None
+    reopened.close()
+
+
+def test_an_answer_is_visible_to_another_connection_at_once(tmp_path):
+    path = tmp_path / "cache.sqlite"
+    writer = RequestCache(path)
+    writer.put("k", "subjects", Completion("Physics | undergraduate | motion"))
+    reader = RequestCache(path)  # as after a kill -9: nothing was closed
+    assert reader.get("k").text == "Physics | undergraduate | motion"
+    writer.close()
+    reader.close()
+
+
+def failures(path):
+    with sqlite3.connect(path) as db:
+        return {row[0]: row[1:] for row in db.execute("SELECT key, stage, reason, detail, attempts FROM failures")}
+
+
+def test_record_failure_counts_attempts_and_put_clears_it(tmp_path):
+    path = tmp_path / "cache.sqlite"
+    cache = RequestCache(path)
+    cache.record_failure("k", "answer", "timeout", "no reply in 120 s")
+    cache.record_failure("k", "answer", "server_error", "HTTP 500")
+    cache.record_failure("other", "question", "timeout", "")
+    cache.close()
+    assert failures(path) == {"k": ("answer", "server_error", "HTTP 500", 2), "other": ("question", "timeout", "", 1)}
+
+    cache = RequestCache(path)
+    cache.record_failure("k", "answer", "timeout", "again")  # attempts survive a reopen
+    assert failures(path)["k"][3] == 3
+    cache.put("k", "answer", Completion("42"))
+    assert "k" not in failures(path) and "other" in failures(path)
+    assert cache.get("k").text == "42"
+    cache.close()
+
+
+# --- the cached teacher -----------------------------------------------------------------------
+
+
+class FakeBackend:
+    """Answers from a script: text, or a RequestFailed to raise; records what it was asked."""
+
+    kind = "openai"
+    model = "fake-model"
+
+    def __init__(self, script=None):
+        self.script = script or {}
+        self.calls: list[ChatRequest] = []
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        self.calls.append(request)
+        reply = self.script.get(request.messages[-1][1], "an answer")
+        if isinstance(reply, RequestFailed):
+            raise reply
+        return Completion(reply, "stop", prompt_tokens=7, completion_tokens=5)
+
+
+class Progress:
+    def __init__(self):
+        self.advanced: dict[str, int] = {}
+
+    def add_total(self, stage, count):
+        pass
+
+    def advance(self, stage, count=1):
+        self.advanced[stage] = self.advanced.get(stage, 0) + count
+
+
+def ask(text: str, sample_index: int = 0) -> ChatRequest:
+    return ChatRequest((("user", text),), temperature=0.9, max_tokens=96, sample_index=sample_index)
+
+
+def test_second_ask_is_served_from_cache(tmp_path):
+    backend, progress = FakeBackend({"q1": "Why is the sky blue?"}), Progress()
+    teacher = CachedTeacher(backend, RequestCache(tmp_path / "cache.sqlite"), progress)
+
+    async def run():
+        first = await teacher.ask("question", ask("q1"), "v1")
+        second = await teacher.ask("question", ask("q1"), "v1")
+        return first, second
+
+    first, second = asyncio.run(run())
+    assert first.text == second.text == "Why is the sky blue?"
+    assert len(backend.calls) == 1
+    stats = teacher.stage("question")
+    assert (stats.requested, stats.cached, stats.answered) == (2, 1, 1)
+    assert (stats.prompt_tokens, stats.completion_tokens) == (7, 5)  # cached answers are not counted again
+    assert progress.advanced == {"question": 2}
+    teacher.cache.close()
+
+
+def test_a_new_teacher_on_the_same_cache_file_resumes_without_calling_the_backend(tmp_path):
+    path = tmp_path / "cache.sqlite"
+    first = CachedTeacher(FakeBackend(), RequestCache(path))
+    asyncio.run(first.ask("answer", ask("q1"), "v1"))
+    first.cache.close()
+
+    backend = FakeBackend()
+    second = CachedTeacher(backend, RequestCache(path))
+    reply = asyncio.run(second.ask("answer", ask("q1"), "v1"))
+    assert reply.text == "an answer" and backend.calls == []
+    assert asyncio.run(second.ask("answer", ask("q1"), "v2")) is not None  # a new template version: asked again
+    assert len(backend.calls) == 1
+    second.cache.close()
+
+
+def test_failed_request_is_recorded_and_returns_none(tmp_path):
+    path = tmp_path / "cache.sqlite"
+    backend = FakeBackend({"bad": RequestFailed("timeout", "no reply in 120 s"),
+                           "worse": RequestFailed("context_length", "prompt too long")})
+    teacher = CachedTeacher(backend, RequestCache(path))
+
+    async def run():
+        return [await teacher.ask("question", ask(text), "v1") for text in ("bad", "good", "bad", "worse")]
+
+    replies = asyncio.run(run())
+    assert replies[0] is None and replies[2] is None and replies[3] is None
+    assert replies[1].text == "an answer"
+    assert len(backend.calls) == 4  # a failure is not cached: it is tried again
+    stats = teacher.stage("question")
+    assert (stats.requested, stats.cached, stats.answered) == (4, 0, 1)
+    assert dict(stats.failed) == {"timeout": 2, "context_length": 1}
+    assert teacher.failed == 3
+    bad = request_key("openai", "fake-model", ask("bad"), "v1")
+    assert failures(path)[bad] == ("question", "timeout", "no reply in 120 s", 2)
+    assert stats.as_dict()["failed"] == {"timeout": 2, "context_length": 1}
+    teacher.cache.close()
+
+
+def test_stats_are_kept_per_stage_and_concurrent_asks_work(tmp_path):
+    backend = FakeBackend({"boom": RequestFailed("server_error")})
+    teacher = CachedTeacher(backend, RequestCache(tmp_path / "cache.sqlite"))
+
+    async def run():
+        await asyncio.gather(*(teacher.ask("question", ask("q", i), "v1") for i in range(6)))
+        await asyncio.gather(*(teacher.ask("question", ask("q", i), "v1") for i in range(3)))
+        await teacher.ask("answer", ask("boom"), "v1")
+        await teacher.ask("answer", ask("fine"), "v1")
+
+    asyncio.run(run())
+    q, a = teacher.stage("question"), teacher.stage("answer")
+    assert (q.requested, q.cached, q.answered, sum(q.failed.values())) == (9, 3, 6, 0)
+    assert (a.requested, a.cached, a.answered, dict(a.failed)) == (2, 0, 1, {"server_error": 1})
+    assert q.as_dict()["from_cache"] == 3 and q.as_dict()["completion_tokens"] == 30
+    assert len(backend.calls) == 8 and teacher.failed == 1
+    teacher.cache.close()
