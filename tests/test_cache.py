@@ -216,3 +216,25 @@ def test_stats_are_kept_per_stage_and_concurrent_asks_work(tmp_path):
     assert q.as_dict()["from_cache"] == 3 and q.as_dict()["completion_tokens"] == 30
     assert len(backend.calls) == 8 and teacher.failed == 1
     teacher.cache.close()
+
+
+def test_identical_requests_in_flight_at_once_share_one_call(tmp_path):
+    """A weak teacher repeats questions; their identical answer requests must be sent once."""
+
+    class SlowBackend(FakeBackend):
+        async def complete(self, request):
+            await asyncio.sleep(0.05)  # both asks are waiting before the first answer lands
+            return await super().complete(request)
+
+    backend = SlowBackend({"same": "one answer"})
+    teacher = CachedTeacher(backend, RequestCache(tmp_path / "cache.sqlite"))
+
+    async def run():
+        return await asyncio.gather(*(teacher.ask("answer", ask("same"), "v1") for _ in range(3)))
+
+    replies = asyncio.run(run())
+    assert [r.text for r in replies] == ["one answer"] * 3
+    assert len(backend.calls) == 1
+    stats = teacher.stage("answer")
+    assert (stats.requested, stats.answered, stats.cached) == (3, 1, 2)
+    teacher.cache.close()

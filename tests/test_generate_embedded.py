@@ -107,3 +107,16 @@ def test_sft_trains_on_the_generated_dataset_unchanged(embedded_run, embedded_di
     output = trainer.train()
     assert output.global_step == 2
     assert output.training_loss == output.training_loss and output.training_loss > 0  # finite, not NaN
+
+
+def test_broken_subject_file_is_named_by_validate_and_generate(embedded_run, tmp_path):
+    project = shutil.copytree(embedded_run, tmp_path / "broken")
+    node = Taxonomy.load(project / "taxonomy").find(NODE)
+    subject = load_subjects(node)[0]
+    subject.file.write_text("name: Broken\nsessions:\n  - concepts: [a, b]\n")
+    for args in (["taxonomy", "validate"], ["generate", "--nodes", NODE, "--questions", "1"]):
+        result = run_cli(*args, "--project", str(project))
+        assert result.returncode == 2, result.stdout + result.stderr
+        output = result.stdout + result.stderr
+        assert subject.file.name in output and "session 1 needs a title" in output
+        assert "Traceback" not in output

@@ -67,7 +67,7 @@ def test_kill_then_resume_sends_only_missing_requests(llama_server, make_project
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     answered_before = cached_answers(killed)
-    sent_before = llama_server.wait_idle()  # the killed client's last request may still be served
+    sent_before = llama_server.wait_idle(quiet=6.0)  # the killed client's last request may still be served
 
     result = run_cli("generate", "--project", str(killed), "--nodes", NODE, *teacher_args(llama_server))
     assert result.returncode == 0, result.stdout + result.stderr

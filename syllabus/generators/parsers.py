@@ -42,6 +42,8 @@ def parse_subjects(text: str, limit: int) -> list[Subject]:
         line = _clean(raw)
         if not line or line.endswith(":") or line.endswith("?"):
             continue
+        if "|" not in line and not re.search(r"\s[-–—]\s", line) and not BULLET.match(raw):
+            continue  # prose around the list ("These courses cover the basics."), not a course
         parts = [p.strip() for p in line.split("|")] if "|" in line else [p.strip() for p in re.split(r"\s+[-–—]\s+", line, maxsplit=2)]
         name = parts[0].strip(" .")
         if not 3 <= len(name) <= 100 or not slugify(name) or slugify(name) in seen:

@@ -1,12 +1,14 @@
 """The teacher as the pipeline sees it: every request goes through the cache, and is counted.
 
-A cached answer is returned without touching the backend; a new one is stored the
-moment it arrives; a request that fails for good is recorded with its reason and
+A cached answer is returned without touching the backend; identical requests in
+flight at once share one call (a weak teacher repeats questions, and their answer
+requests are then identical); a new answer is stored the moment it arrives; a request that fails for good is recorded with its reason and
 returns None so the run goes on. The counts feed the closing summary per stage.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -61,6 +63,7 @@ class CachedTeacher:
         self.cache = cache
         self.progress = progress or NoProgress()
         self.stats: dict[str, StageStats] = {}
+        self._in_flight: dict[str, asyncio.Future] = {}  # identical requests share one call
 
     def stage(self, name: str) -> StageStats:
         return self.stats.setdefault(name, StageStats())
@@ -74,19 +77,35 @@ class CachedTeacher:
             if cached is not None:
                 stats.cached += 1
                 return cached
+            if key in self._in_flight:  # the same request is on its way: share its answer
+                stats.cached += 1
+                return await asyncio.shield(self._in_flight[key])
+            future = asyncio.get_running_loop().create_future()
+            self._in_flight[key] = future
             try:
-                completion = await self.backend.complete(request)
-            except RequestFailed as exc:
-                stats.failed[exc.reason] += 1
-                self.cache.record_failure(key, stage, exc.reason, exc.detail)
-                return None
-            self.cache.put(key, stage, completion, request)
-            stats.answered += 1
-            stats.prompt_tokens += completion.prompt_tokens
-            stats.completion_tokens += completion.completion_tokens
-            return completion
+                completion = await self._send(stage, stats, key, request)
+                future.set_result(completion)
+                return completion
+            except BaseException:
+                future.set_result(None)
+                raise
+            finally:
+                del self._in_flight[key]
         finally:
             self.progress.advance(stage)
+
+    async def _send(self, stage: str, stats: StageStats, key: str, request: ChatRequest) -> Completion | None:
+        try:
+            completion = await self.backend.complete(request)
+        except RequestFailed as exc:
+            stats.failed[exc.reason] += 1
+            self.cache.record_failure(key, stage, exc.reason, exc.detail)
+            return None
+        self.cache.put(key, stage, completion, request)
+        stats.answered += 1
+        stats.prompt_tokens += completion.prompt_tokens
+        stats.completion_tokens += completion.completion_tokens
+        return completion
 
     @property
     def failed(self) -> int:

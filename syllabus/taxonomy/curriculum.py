@@ -87,8 +87,9 @@ def read_subject(file: Path) -> Subject:
         concepts = item.get("concepts") or []
         if not isinstance(concepts, list) or not all(isinstance(c, str) for c in concepts):
             raise UserError(f"session {index} concepts must be a list of text", where=where)
-        if concepts:
-            sessions.append(Session(item["title"].strip(), [c.strip() for c in concepts if c.strip()]))
+        concepts = [c.strip() for c in concepts if c.strip()]
+        if concepts:  # a session without concepts cannot seed a question: leave it out
+            sessions.append(Session(item["title"].strip(), concepts))
     subtopics = doc.get("subtopics") or []
     return Subject(
         name=name.strip(),

@@ -73,6 +73,7 @@ def _read_children(
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if parent_kind == "discipline":
             if sub.name == CURRICULUM_DIR:
+                _check_subject_files(sub, issues)
                 continue
             issues.append(
                 Issue(
@@ -231,3 +232,16 @@ def _read_seeds(doc: Any, file: Path, issues: list[Issue]) -> list[Seed]:
         context = item.get("context")
         seeds.append(Seed(item["question"].strip(), item["answer"].strip(), context.strip() if isinstance(context, str) else None))
     return seeds
+
+
+def _check_subject_files(folder: Path, issues: list[Issue]) -> None:
+    """Generated subject files are hand-editable, so they are validated like node files."""
+    from .curriculum import read_subject
+
+    for file in sorted(folder.glob("*.yaml")):
+        try:
+            read_subject(file)
+        except UserError as exc:
+            where = exc.where or str(file)
+            line = int(where.rsplit(":", 1)[1]) if where.startswith(f"{file}:") else None
+            issues.append(Issue(file, line, exc.message, exc.hint or "fix the subject file, or delete it to drop the subject"))
