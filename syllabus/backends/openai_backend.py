@@ -49,6 +49,8 @@ class OpenAIBackend:
         ]
         self._next_client = itertools.cycle(self._clients)
         self._limit = asyncio.Semaphore(concurrency)
+        self.in_flight = 0  # HTTP requests open right now, and the most there ever were
+        self.peak_in_flight = 0
 
     def redact(self, text: str) -> str:
         for secret in self._secrets:
@@ -85,6 +87,8 @@ class OpenAIBackend:
 
         async with self._limit:
             client = next(self._next_client)
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
             try:
                 response = await client.chat.completions.create(
                     model=self.model,
@@ -101,6 +105,8 @@ class OpenAIBackend:
                 raise RequestFailed(f"HTTP {exc.status_code}", self.redact(str(exc.message))[:200]) from None
             except (ValueError, TypeError) as exc:  # malformed body the client could not decode
                 raise RequestFailed("malformed response", self.redact(str(exc))[:200]) from None
+            finally:
+                self.in_flight -= 1
         if not getattr(response, "choices", None):
             raise RequestFailed("malformed response", "no choices")
         choice = response.choices[0]
