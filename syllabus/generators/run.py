@@ -11,6 +11,7 @@ import asyncio
 import json
 import shlex
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,10 +92,14 @@ def generate(project: Project, options: GenerateOptions, progress: Progress | No
         finally:
             await backend.aclose()
 
+    # The dataset writer's import (~1 s) happens while the teacher works, not after it.
+    warm = threading.Thread(target=_import_dataset_writer, name="warm-imports", daemon=True)
+    warm.start()
     try:
         result = asyncio.run(main())
     finally:
         cache.close()
+        warm.join()
     outputs: dict[str, Path] = {}
     summary = {
         "teacher": backend.model,
@@ -128,6 +133,10 @@ def generate(project: Project, options: GenerateOptions, progress: Progress | No
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     outputs["summary"] = run_dir / "summary.json"
     return GenerateOutcome(result, run_dir, outputs, backend.model)
+
+
+def _import_dataset_writer() -> None:
+    import datasets  # noqa: F401
 
 
 def dry_run(project: Project, options: GenerateOptions) -> dict[str, Any]:

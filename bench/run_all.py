@@ -1,0 +1,34 @@
+"""Run every bench/bench_*.py in turn (`make bench`); exit 1 if any of them failed.
+
+Each benchmark writes its own JSON under bench/results/. Run:
+    .venv/bin/python bench/run_all.py
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+
+
+def main() -> int:
+    failed = []
+    for script in sorted(BENCH.glob("bench_*.py")):
+        print(f"== {script.name}", flush=True)
+        start = time.perf_counter()
+        code = subprocess.run([sys.executable, str(script)], cwd=BENCH.parent).returncode
+        print(f"== {script.name}: {'ok' if code == 0 else f'FAILED (exit {code})'} in {time.perf_counter() - start:.0f}s",
+              flush=True)
+        if code != 0:
+            failed.append(script.name)
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
