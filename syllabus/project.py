@@ -42,7 +42,23 @@ class TeacherConfig(_Strict):
 
 
 class StudentConfig(_Strict):
+    """How the student is trained. Defaults run on any CPU; bf16 is used where the hardware has it."""
+
     model: str = "embedded"
+    learning_rate: float = Field(2e-5, gt=0, le=1)
+    lora_learning_rate: float = Field(2e-4, gt=0, le=1)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int = Field(-1, ge=-1)
+    batch_size: int = Field(4, ge=1)
+    gradient_accumulation: int = Field(1, ge=1)
+    max_length: int = Field(256, ge=16)
+    lora: bool = False
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    dpo_beta: float = Field(0.1, gt=0)
+    save_steps: int = Field(50, ge=1)
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    seed: int = 0
 
 
 class StageSampling(_Strict):
@@ -60,6 +76,57 @@ def _stages() -> dict[str, StageSampling]:
     }
 
 
+class MinHashFilterConfig(_Strict):
+    """Near duplicates by MinHash LSH over word shingles of the normalised question."""
+
+    enabled: bool = True
+    threshold: float = Field(0.8, gt=0, lt=1)  # estimated Jaccard similarity of shingle sets
+    shingle: int = Field(3, ge=1, le=16)  # words per shingle
+    num_perm: int = Field(128, ge=16, le=1024)
+
+
+class EmbeddingFilterConfig(_Strict):
+    """Near duplicates by cosine similarity of all-MiniLM-L6-v2 question embeddings."""
+
+    enabled: bool = False  # about 100-270 questions/s on two CPU cores: on when wanted
+    threshold: float = Field(0.95, gt=0, le=1)
+    batch_size: int = Field(64, ge=1, le=4096)
+
+
+class ChecksConfig(_Strict):
+    """Length and format checks on each row by itself."""
+
+    empty_answer: bool = True
+    restated_question: bool = True
+    restate_similarity: float = Field(0.8, gt=0, le=1)  # word-sequence similarity of answer to question
+    truncated: bool = True  # finish_reason == 'length': the answer was cut off at max_tokens
+
+
+class FiltersConfig(_Strict):
+    """Data-quality filters run after generation; dropped rows are kept aside with their reason."""
+
+    checks: ChecksConfig = Field(default_factory=ChecksConfig)
+    exact: Literal["question", "question_answer", "off"] = "question"
+    minhash: MinHashFilterConfig = Field(default_factory=MinHashFilterConfig)
+    embedding: EmbeddingFilterConfig = Field(default_factory=EmbeddingFilterConfig)
+    decontaminate: list[str] = Field(default_factory=list)  # evaluation sets, relative to the project
+    decontaminate_ngram: int = Field(13, ge=2, le=64)
+    decontaminate_short_ngram: int = Field(8, ge=2, le=64)
+
+    @field_validator("decontaminate", mode="before")
+    @classmethod
+    def _one_or_many(cls, value):
+        if value is None:
+            return []
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _ngrams(self):
+        if self.decontaminate_short_ngram > self.decontaminate_ngram:
+            raise ValueError("decontaminate_short_ngram must be <= decontaminate_ngram")
+        return self
+
+
 class GenerationConfig(_Strict):
     questions: int = Field(24, ge=0)
     subject_samples: int = Field(2, ge=1, le=64)
@@ -69,6 +136,7 @@ class GenerationConfig(_Strict):
     two_session_ratio: float = Field(0.3, ge=0, le=1)
     seed: int = 0
     stages: dict[str, StageSampling] = Field(default_factory=_stages)
+    filters: FiltersConfig = Field(default_factory=FiltersConfig)
 
     @field_validator("concepts")
     @classmethod

@@ -20,6 +20,7 @@ from ..errors import UserError
 from .base import ChatRequest, Completion, RequestFailed
 
 NO_KEY = "EMPTY"  # local servers (llama.cpp, vLLM) take any key; the client insists on one
+_MISSING = object()
 
 
 def read_api_key(env_var: str | None, key_file: str | None) -> str | None:
@@ -31,6 +32,10 @@ def read_api_key(env_var: str | None, key_file: str | None) -> str | None:
             raise UserError("API key file does not exist", where=path, hint="fix teacher.api_key_file in syllabus.yaml")
         return path.read_text(encoding="utf-8").strip()
     return None
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0
 
 
 class OpenAIBackend:
@@ -105,18 +110,30 @@ class OpenAIBackend:
                 raise RequestFailed(f"HTTP {exc.status_code}", self.redact(str(exc.message))[:200]) from None
             except (ValueError, TypeError) as exc:  # malformed body the client could not decode
                 raise RequestFailed("malformed response", self.redact(str(exc))[:200]) from None
+            except openai.APIError as exc:  # any other client-side complaint about the reply
+                raise RequestFailed("malformed response", self.redact(f"{type(exc).__name__}: {exc}")[:200]) from None
             finally:
                 self.in_flight -= 1
-        if not getattr(response, "choices", None):
-            raise RequestFailed("malformed response", "no choices")
-        choice = response.choices[0]
-        text = (choice.message.content if choice.message else None) or ""
-        usage = response.usage
+        # The client does not validate the body's shape: check it here, so valid JSON that is
+        # not a chat completion is a failed request, not an AttributeError that ends the run.
+        choices = getattr(response, "choices", None)
+        choice = choices[0] if isinstance(choices, list) and choices else None
+        text = getattr(getattr(choice, "message", None), "content", _MISSING)
+        if not (text is None or isinstance(text, str)):
+            error = getattr(response, "error", None)  # some proxies send an error with status 200
+            raise RequestFailed("malformed response", self.redact(f"error in the body: {error}")[:200] if error
+                                else "not a chat completion (no choices[0].message.content)")
+        finish_reason = getattr(choice, "finish_reason", None)
+        if not (text or "").strip():
+            # An empty reply is not an answer: fail it (not cached, retried by the next run)
+            # rather than cache "" as the teacher's final word on this request.
+            raise RequestFailed("empty reply", f"finish_reason={finish_reason!r}")
+        usage = getattr(response, "usage", None)
         return Completion(
             text=text.strip(),
-            finish_reason=choice.finish_reason or "stop",
-            prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-            completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+            finish_reason=finish_reason if isinstance(finish_reason, str) and finish_reason else "stop",
+            prompt_tokens=_count(getattr(usage, "prompt_tokens", 0)),
+            completion_tokens=_count(getattr(usage, "completion_tokens", 0)),
         )
 
     async def check_features(self) -> dict[str, Any]:

@@ -6,6 +6,7 @@ commands that need them, so `syllabus --help` answers at once.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -15,6 +16,7 @@ import typer
 from ..errors import UserError
 from .common import console, err_console
 from .generate import generate, teacher_app
+from .students import evaluate, probes_app, train_app
 from .taxonomy import taxonomy_app
 
 app = typer.Typer(
@@ -32,6 +34,9 @@ app = typer.Typer(
 app.add_typer(taxonomy_app, name="taxonomy")
 app.add_typer(teacher_app, name="teacher")
 app.command()(generate)
+app.add_typer(train_app, name="train")
+app.add_typer(probes_app, name="probes")
+app.command("eval")(evaluate)
 
 
 @app.command()
@@ -52,6 +57,11 @@ def init(
 
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point: user errors become one clear message and exit status 2."""
+    # Nothing may reach a model hub, and library progress bars would bury ours.
+    for variable, value in (("HF_HUB_OFFLINE", "1"), ("HF_DATASETS_OFFLINE", "1"),
+                            ("HF_DATASETS_DISABLE_PROGRESS_BARS", "1"), ("TRANSFORMERS_VERBOSITY", "error"),
+                            ("TOKENIZERS_PARALLELISM", "false")):
+        os.environ.setdefault(variable, value)
     try:
         app(args=argv, standalone_mode=True)
     except UserError as exc:

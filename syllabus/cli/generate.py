@@ -51,6 +51,11 @@ def generate(
     base_url: BaseUrlOption = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of the question sampler.")] = None,
     concurrency: Annotated[Optional[int], typer.Option(help="Requests in flight (openai) or batch size (local).")] = None,
+    decontaminate: Annotated[Optional[list[Path]], typer.Option(
+        "--decontaminate", metavar="PATH",
+        help="Evaluation set (JSONL, Parquet or a datasets folder with a question/prompt/input/problem column): "
+             "drop rows whose question shares an n-gram with it (repeatable; adds to generation.filters.decontaminate).",
+    )] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print requests per stage and estimated tokens; call nothing.")] = False,
     project: ProjectOption = None,
 ) -> None:
@@ -65,12 +70,17 @@ def generate(
     `syllabus generate --questions 12`
 
     `syllabus generate --nodes 'mathematics/*' --teacher openai:gpt-4o-mini --base-url https://api.openai.com/v1`
+
+    `syllabus generate --decontaminate evals/gsm8k-test.jsonl --decontaminate evals/mmlu.parquet`
+
+    The data-quality filters (generation.filters in syllabus.yaml) run after the pipeline:
+    kept rows go to the dataset, dropped ones to dropped.jsonl with the reason.
     """
     from ..generators.run import GenerateOptions
 
     proj = open_project(project)
     options = GenerateOptions(nodes=nodes, questions=questions, run_dir=run, teacher=teacher,
-                              base_urls=base_url, seed=seed, concurrency=concurrency)
+                              base_urls=base_url, seed=seed, concurrency=concurrency, decontaminate=decontaminate)
     if dry_run:
         _print_plan(proj, options)
         return
@@ -84,15 +94,18 @@ def generate(
         outcome = run_generation(proj, options, progress=sink)
     result = outcome.result
     _print_summary(result)
-    if result.rows:
-        console.print(f"[green]wrote {len(result.rows)} rows[/] to {escape(str(outcome.outputs['dataset']))} "
-                      f"(+ {escape(outcome.outputs['jsonl'].name)}, README.md)")
+    _print_filters(outcome)
+    if outcome.kept:
+        console.print(f"[green]wrote {len(outcome.kept)} rows[/] to {escape(str(outcome.outputs['dataset']))} "
+                      f"(+ {escape(outcome.outputs['jsonl'].name)}, README.md)"
+                      + (f"; {len(outcome.dropped)} dropped to {escape(outcome.outputs['dropped'].name)}"
+                         if outcome.dropped else ""))
     else:
-        err_console.print(f"[bold red]no dataset written[/]: {escape(result.empty_reason() or '')}")
+        err_console.print(f"[bold red]no dataset written[/]: {escape(outcome.empty_reason() or '')}")
     if result.failed_requests:
         err_console.print(f"[red]{result.failed_requests} request(s) failed[/]; rerun the same command to retry them "
                           f"(reasons in {escape(str(outcome.outputs['summary']))})")
-    if result.failed_requests or not result.rows:
+    if result.failed_requests or not outcome.kept:
         raise typer.Exit(1)
 
 
@@ -112,6 +125,21 @@ def _print_summary(result) -> None:
         console.print(nodes)
 
 
+def _print_filters(outcome) -> None:
+    report = outcome.filters
+    if not report.counts:
+        return
+    table = Table("filter", "dropped", title=f"Filters: {report.kept} of {report.rows_in} rows kept")
+    for reason, count in report.counts.items():
+        table.add_row(reason, str(count))
+    console.print(table)
+    if report.per_eval_set:
+        sets = Table("evaluation set", "rows overlapping", title="Decontamination")
+        for name, count in report.per_eval_set.items():
+            sets.add_row(escape(name), str(count))
+        console.print(sets)
+
+
 def _print_plan(proj, options) -> None:
     from ..generators.run import dry_run
 
@@ -122,6 +150,9 @@ def _print_plan(proj, options) -> None:
         table.add_row(stage, str(numbers["requests"]), f"{numbers['prompt_tokens']:,}", f"{numbers['max_completion_tokens']:,}")
     console.print(table)
     console.print("[dim]Upper bounds: subjects not generated yet are counted at max_subjects each; nothing was sent.[/]")
+    sets = ", ".join(f"{escape(name)} ({count} questions)" for name, count in plan["eval_sets"].items())
+    console.print(f"Filters after generation: {', '.join(plan['filters']) or 'none'}"
+                  + (f"; evaluation sets: {sets}" if sets else ""))
 
 
 teacher_app = typer.Typer(help="Check the teacher model.", no_args_is_help=True)

@@ -35,8 +35,12 @@ def write_dataset(rows: list[dict[str, Any]], run_dir: Path, name: str = "datase
 
 
 def dataset_card(*, title: str, rows: list[dict[str, Any]], nodes: list, stats: dict[str, Any], teacher: str,
-                 backend: str, templates: dict[str, dict[str, Any]], settings: dict[str, Any], command: str) -> str:
-    """A README.md for the run: what is in it, where it came from, what was dropped."""
+                 backend: str, templates: dict[str, dict[str, Any]], settings: dict[str, Any], command: str,
+                 filters: dict[str, Any] | None = None) -> str:
+    """A README.md for the run: what is in it, where it came from, what was dropped.
+
+    `filters` is the filter report (`FilterReport.as_dict()`): rows dropped per reason and
+    per evaluation set; the dropped rows themselves are in dropped.jsonl beside the card."""
     per_node = Counter(row["taxonomy_path"] for row in rows)
     levels = Counter(row["difficulty"] for row in rows)
     lines = [
@@ -82,6 +86,22 @@ def dataset_card(*, title: str, rows: list[dict[str, Any]], nodes: list, stats: 
         unparsed = ", ".join(f"{n} {r}" for r, n in s["unparsed"].items()) or "0"
         lines.append(f"| {stage} | {s['requested']} | {s['from_cache']} | {s['answered']} | {s['parsed']} | "
                      f"{s['kept']} | {failed} | {unparsed} |")
+    if filters is not None:
+        lines += [
+            "",
+            "## Filters",
+            "",
+            f"{filters['rows_in']} rows generated, {filters['kept']} kept, {filters['dropped']} dropped. "
+            "Dropped rows are in `dropped.jsonl`, each with its reason (`filtered_by`) and `filter_detail`.",
+            "",
+            "| filter | dropped |",
+            "|---|---:|",
+        ]
+        lines += [f"| {reason} | {count} |" for reason, count in filters["counts"].items()] or ["| (none enabled) | 0 |"]
+        if filters.get("per_eval_set"):
+            lines += ["", "Decontamination, rows overlapping each evaluation set:", "",
+                      "| evaluation set | rows |", "|---|---:|"]
+            lines += [f"| `{name}` | {count} |" for name, count in filters["per_eval_set"].items()]
     lines += ["", "## Difficulty", ""]
     lines += [f"- {level}: {count}" for level, count in sorted(levels.items())] or ["- (none)"]
     lines += ["", "## Templates", "", "| template | version | source |", "|---|---|---|"]

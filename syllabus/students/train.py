@@ -1,0 +1,196 @@
+"""Train the student with TRL: SFT on prompt-completion data, DPO on preference pairs.
+
+Full fine-tune or LoRA (peft). bf16 where the hardware has it (TRL's default, and
+faster than fp32 on this project's CPUs), fp32 where it does not. Checkpoints go to
+OUT/checkpoints; a killed run resumes from the last one when run again. The final
+model (LoRA merged in) is written to OUT/final in one rename, with a loss curve.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from ..fsutil import atomic_write_text, replace_dir
+from .data import check_training_data, load_dataset_any
+
+FINAL = "final"
+CHECKPOINTS = "checkpoints"
+
+
+@dataclass
+class TrainOptions:
+    method: str  # "sft" | "dpo"
+    dataset: Path
+    out_dir: Path
+    student: str = "embedded"
+    learning_rate: float | None = None
+    epochs: float = 1.0
+    max_steps: int = -1
+    batch_size: int = 4
+    gradient_accumulation: int = 1
+    max_length: int = 256
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_learning_rate: float = 2e-4
+    full_learning_rate: float = 2e-5
+    dpo_beta: float = 0.1
+    save_steps: int = 50
+    dtype: str = "auto"
+    seed: int = 0
+    probes: Path | None = None
+    trust_remote_code: bool = False
+
+    @classmethod
+    def from_config(cls, config, **overrides: Any) -> "TrainOptions":
+        """Settings from syllabus.yaml's `student:`, then the flags that were given."""
+        values = {
+            "student": config.model, "epochs": config.epochs, "max_steps": config.max_steps,
+            "batch_size": config.batch_size, "gradient_accumulation": config.gradient_accumulation,
+            "max_length": config.max_length, "lora": config.lora, "lora_r": config.lora_r,
+            "lora_alpha": config.lora_alpha, "lora_learning_rate": config.lora_learning_rate,
+            "full_learning_rate": config.learning_rate, "dpo_beta": config.dpo_beta,
+            "save_steps": config.save_steps, "dtype": config.dtype, "seed": config.seed,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+@dataclass
+class TrainResult:
+    final_dir: Path
+    steps: int
+    train_loss: float
+    resumed_from: str | None
+    loss_curve: Path | None
+
+
+def student_dir(spec: str) -> Path:
+    """`embedded` or a local model folder."""
+    if spec == "embedded":
+        from ..backends.embedded import embedded_model_dir
+
+        return embedded_model_dir()
+    folder = Path(spec).expanduser()
+    if not (folder / "config.json").is_file():
+        raise UserError("student model folder does not exist or has no config.json", where=folder,
+                        hint="use 'embedded', or a folder written by save_pretrained (e.g. OUT/final of a training run)")
+    return folder
+
+
+def _load_student(folder: Path, trust_remote_code: bool):
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=trust_remote_code)
+    if not any(arch.endswith("ForCausalLM") for arch in (config.architectures or [])):
+        raise UserError(f"not a causal language model ({', '.join(config.architectures or ['unknown'])})", where=folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, trust_remote_code=trust_remote_code)
+    return model, tokenizer
+
+
+def _precision(dtype: str) -> dict[str, Any]:
+    import torch
+
+    from ..backends.device import cpu_has_bf16
+
+    on_gpu = torch.cuda.is_available()
+    if dtype == "float32":
+        bf16 = False
+    elif dtype == "bfloat16":
+        bf16 = True
+    else:
+        bf16 = torch.cuda.is_bf16_supported() if on_gpu else cpu_has_bf16()
+    return {"bf16": bf16, "fp16": False, "use_cpu": not on_gpu}
+
+
+def train(options: TrainOptions) -> TrainResult:
+    from transformers.trainer_utils import get_last_checkpoint
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    source = Path(options.dataset)
+    dataset = load_dataset_any(source)
+    check_training_data(dataset, options.method, source)
+    if options.probes is not None:
+        from .probes import assert_no_probe_leak, load_probes
+
+        assert_no_probe_leak(dataset, load_probes(options.probes), source)
+    folder = student_dir(options.student)
+    model, tokenizer = _load_student(folder, options.trust_remote_code)
+
+    out = Path(options.out_dir)
+    checkpoints = out / CHECKPOINTS
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    last = get_last_checkpoint(str(checkpoints))
+    learning_rate = options.learning_rate or (options.lora_learning_rate if options.lora else options.full_learning_rate)
+    common = dict(
+        output_dir=str(checkpoints), learning_rate=learning_rate, num_train_epochs=options.epochs,
+        max_steps=options.max_steps, per_device_train_batch_size=options.batch_size,
+        gradient_accumulation_steps=options.gradient_accumulation, max_length=options.max_length,
+        logging_steps=1, save_strategy="steps", save_steps=options.save_steps, save_total_limit=2,
+        report_to=[], seed=options.seed, disable_tqdm=False, **_precision(options.dtype),
+    )
+    peft_config = None
+    if options.lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=options.lora_r, lora_alpha=options.lora_alpha, lora_dropout=0.05,
+                                 target_modules="all-linear", task_type="CAUSAL_LM")
+    if options.method == "sft":
+        from trl import SFTConfig, SFTTrainer
+
+        trainer = SFTTrainer(model=model, args=SFTConfig(**common), train_dataset=dataset,
+                             processing_class=tokenizer, peft_config=peft_config)
+    elif options.method == "dpo":
+        from trl import DPOConfig, DPOTrainer
+
+        trainer = DPOTrainer(model=model, args=DPOConfig(beta=options.dpo_beta, **common), train_dataset=dataset,
+                             processing_class=tokenizer, peft_config=peft_config)
+    else:
+        raise UserError(f"unknown training method {options.method!r}", hint="sft or dpo")
+    output = trainer.train(resume_from_checkpoint=last)
+    final_model = trainer.model
+    if options.lora:
+        trainer.model.save_pretrained(str(out / "adapter"))
+        final_model = trainer.model.merge_and_unload()
+    staging = out / f".{FINAL}.tmp"
+    final_model.save_pretrained(str(staging))
+    tokenizer.save_pretrained(str(staging))
+    replace_dir(staging, out / FINAL)
+    history = trainer.state.log_history
+    atomic_write_text(out / "metrics.json", json.dumps(
+        {"method": options.method, "steps": trainer.state.global_step, "train_loss": output.training_loss,
+         "resumed_from": last, "learning_rate": learning_rate, "lora": options.lora, "log_history": history},
+        indent=2, default=str) + "\n")
+    curve = plot_loss(history, out / "loss.png", title=f"{options.method.upper()} loss")
+    return TrainResult(out / FINAL, trainer.state.global_step, output.training_loss, last, curve)
+
+
+def plot_loss(history: list[dict[str, Any]], path: Path, title: str) -> Path | None:
+    points = [(h["step"], h["loss"]) for h in history if "loss" in h and isinstance(h["loss"], (int, float))
+              and math.isfinite(h["loss"])]
+    if not points:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([p[0] for p in points], [p[1] for p in points], marker="o" if len(points) < 30 else None)
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
