@@ -70,9 +70,9 @@ class StageSampling(_Strict):
 def _stages() -> dict[str, StageSampling]:
     return {
         "subjects": StageSampling(temperature=1.0, max_tokens=160),
-        "syllabus": StageSampling(temperature=0.7, max_tokens=360),
+        "syllabus": StageSampling(temperature=0.7, max_tokens=300),
         "question": StageSampling(temperature=0.9, max_tokens=96),
-        "answer": StageSampling(temperature=0.3, max_tokens=320),
+        "answer": StageSampling(temperature=0.3, max_tokens=256),
     }
 
 
@@ -130,7 +130,7 @@ class FiltersConfig(_Strict):
 class GenerationConfig(_Strict):
     questions: int = Field(24, ge=0)
     subject_samples: int = Field(2, ge=1, le=64)
-    max_subjects: int = Field(3, ge=1)
+    max_subjects: int = Field(2, ge=1)
     max_sessions: int = Field(30, ge=1)
     concepts: tuple[int, int] = (1, 5)
     two_session_ratio: float = Field(0.3, ge=0, le=1)

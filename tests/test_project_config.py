@@ -37,7 +37,7 @@ def test_scaffold_loads_with_defaults(tmp_path):
     assert config.teacher.backend == "embedded" and config.teacher.concurrency == 8
     assert config.generation.concepts == (1, 5) and config.generation.two_session_ratio == 0.3
     assert config.generation.stages["answer"].temperature == 0.3
-    assert config.generation.stages["answer"].max_tokens == 320
+    assert config.generation.stages["answer"].max_tokens == 256
     assert project.taxonomy_dir == tmp_path / "p" / "taxonomy"
     assert project.prompts_dir.is_dir()
     assert (tmp_path / "p" / CONFIG_FILE).read_text() == (SCAFFOLD / CONFIG_FILE).read_text()
@@ -56,7 +56,7 @@ def test_stage_defaults_stay_when_a_stage_sets_only_some_fields(tmp_path):
         """)).config
     stages = config.generation.stages
     assert set(stages) == {"subjects", "syllabus", "question", "answer"}
-    assert (stages["answer"].temperature, stages["answer"].max_tokens) == (0.1, 320)
+    assert (stages["answer"].temperature, stages["answer"].max_tokens) == (0.1, 256)
     assert (stages["question"].temperature, stages["question"].max_tokens) == (0.9, 50)
     assert stages["syllabus"] == ProjectConfig().generation.stages["syllabus"]
 
