@@ -41,6 +41,8 @@ def tune_project(folder: Path, **generation) -> None:
     for stage, stage_tokens in tokens.items():
         gen["stages"][stage]["max_tokens"] = stage_tokens
         gen["stages"][stage]["temperature"] = temperature
+    # Replies this short are often cut off; tests that need the truncation filter turn it on.
+    gen.setdefault("filters", {}).setdefault("checks", {})["truncated"] = generation.pop("drop_truncated", False)
     for key, value in generation.items():
         gen[key] = value
     dump(doc, file)

@@ -80,6 +80,10 @@ class OpenAIBackend:
                                 hint="is the server running, and is --base-url right (it usually ends in /v1)?") from None
             except openai.APIStatusError as exc:
                 raise UserError(f"the server answered {exc.status_code} to a model listing", where=url) from None
+            except (ValueError, TypeError, AttributeError, openai.APIError):  # a body that is no model list
+                raise UserError("the server's answer to a model listing is not an OpenAI model list", where=url,
+                                hint="is --base-url an OpenAI-compatible API (it usually ends in /v1)?") from None
+            listed = [name for name in listed if isinstance(name, str)]
             if listed and self.model not in listed:
                 shown = ", ".join(listed[:8]) + (" ..." if len(listed) > 8 else "")
                 raise UserError(f"the server does not offer model '{self.model}'", where=url,

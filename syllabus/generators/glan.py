@@ -58,11 +58,14 @@ class GenerationResult:
 
 
 class GlanGenerator:
-    def __init__(self, *, teacher: CachedTeacher, templates: Templates, settings, round_index: int = 0):
+    def __init__(self, *, teacher: CachedTeacher, templates: Templates, settings, round_index: int = 0,
+                 window: int = 64):
         self.teacher = teacher
         self.templates = templates
         self.settings = settings
         self.round_index = round_index
+        self.window = max(1, window)  # question-answer pairs in flight across all disciplines
+        self._window = asyncio.Semaphore(self.window)
         self._curriculum_locks: dict[str, asyncio.Lock] = {}
 
     def _request(self, stage: str, messages: list[dict[str, str]], sample_index: int = 0) -> ChatRequest:
@@ -195,7 +198,18 @@ class GlanGenerator:
             self.teacher.progress.advance("question", count)
             self.teacher.progress.advance("answer", count)
             return []
-        rows = await asyncio.gather(*(self.question_and_answer(node, usable, i) for i in range(count)))
+        rows: list[dict | None] = [None] * count
+        indices = iter(range(count))
+
+        async def worker() -> None:
+            # A fixed pool of workers per run, not one task per question: memory stays flat
+            # however many questions are asked, while enough work is in flight to keep the
+            # backend busy (each worker asks a question, then its answer).
+            for index in indices:
+                async with self._window:
+                    rows[index] = await self.question_and_answer(node, usable, index)
+
+        await asyncio.gather(*(worker() for _ in range(min(count, self.window))))
         kept = [r for r in rows if r is not None]
         outcome.delivered = len(kept)
         return kept

@@ -130,7 +130,8 @@ def generate(project: Project, options: GenerateOptions, progress: Progress | No
     run_dir.mkdir(parents=True, exist_ok=True)
     cache = RequestCache(run_dir / CACHE_FILE)
     teacher = CachedTeacher(backend, cache, progress or NoProgress())
-    generator = GlanGenerator(teacher=teacher, templates=templates, settings=settings)
+    window = 2 * (options.concurrency or project.config.teacher.concurrency)  # keeps the backend saturated
+    generator = GlanGenerator(teacher=teacher, templates=templates, settings=settings, window=window)
 
     async def main() -> GenerationResult:
         try:

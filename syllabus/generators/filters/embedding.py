@@ -16,7 +16,8 @@ from typing import Any
 from .text import question_of, refs_for
 
 REASON = "near_duplicate_embedding"
-BLOCK = 1024
+BLOCK = 1024  # rows compared at once with the kept ones
+KEPT_CHUNK = 16384  # kept rows per matrix product: (BLOCK x KEPT_CHUNK) float32 = 64 MiB at most
 _model = None
 
 
@@ -58,6 +59,22 @@ def embed(texts: list[str], batch_size: int = 64):
     return np.asarray(vectors, dtype=np.float32)
 
 
+def _best_match(block, kept):
+    """For each row of `block`: (position in `kept` of its most similar row, that similarity)."""
+    import numpy as np
+
+    best = np.full(len(block), -np.inf, dtype=np.float32)
+    where = np.zeros(len(block), dtype=np.int64)
+    rows = np.arange(len(block))
+    for start in range(0, len(kept), KEPT_CHUNK):
+        sims = block @ kept[start:start + KEPT_CHUNK].T
+        top = sims.argmax(axis=1)
+        top_sim = sims[rows, top]
+        better = top_sim > best
+        best[better], where[better] = top_sim[better], top[better] + start
+    return where, best
+
+
 def greedy_marks(vectors, threshold: float) -> dict[int, tuple[int, float]]:
     """For unit vectors in order: {row: (earlier kept row, similarity)} for each row that is too close."""
     import numpy as np
@@ -70,9 +87,7 @@ def greedy_marks(vectors, threshold: float) -> dict[int, tuple[int, float]]:
     for start in range(0, count, BLOCK):
         block = vectors[start:start + BLOCK]
         if n_kept:
-            against_kept = block @ kept[:n_kept].T
-            best_prev = against_kept.argmax(axis=1)
-            best_prev_sim = against_kept[np.arange(len(block)), best_prev]
+            best_prev, best_prev_sim = _best_match(block, kept[:n_kept])
         inside = block @ block.T
         kept_here: list[int] = []
         for t in range(len(block)):

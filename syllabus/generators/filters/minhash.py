@@ -24,13 +24,26 @@ def shingles(text: str, size: int) -> list[bytes]:
     return list({" ".join(tokens[i:i + size]).encode() for i in range(len(tokens) - size + 1)})
 
 
+def _index(lsh_class, threshold: float, num_perm: int):
+    """An LSH index for `threshold`; where datasketch finds no banding for it (a threshold near 1
+    with few permutations), the nearest lower one: more candidates, each still checked."""
+    candidate = threshold
+    while True:
+        try:
+            return lsh_class(threshold=candidate, num_perm=num_perm)
+        except ValueError:
+            if candidate <= 0.05:
+                raise
+            candidate = round(candidate - 0.01, 2)
+
+
 def find(rows: list[dict[str, Any]], threshold: float = 0.8, shingle: int = 3, num_perm: int = 128,
          refs=None) -> dict[int, tuple[str, str]]:
     import numpy as np
     from datasketch import MinHash, MinHashLSH
 
     refs = refs_for(rows, refs)
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    lsh = _index(MinHashLSH, threshold, num_perm)
     # Signatures of kept rows, one compact row each (hash values fit 32 bits), for the check.
     kept_signatures = np.zeros((len(rows), num_perm), dtype=np.uint32)
     template = MinHash(num_perm=num_perm, seed=SEED)
