@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import UserError
+from .taxonomy.model import BLOOM_LEVELS, STRATEGIES
 from .yamlio import line_of, load
 
 CONFIG_FILE = "syllabus.yaml"
@@ -135,7 +136,23 @@ class GenerationConfig(_Strict):
     concepts: tuple[int, int] = (1, 5)
     two_session_ratio: float = Field(0.3, ge=0, le=1)
     seed: int = 0
+    # Mixes (name: weight) drawn per question; a node's own `bloom:`/`strategies:` win.
+    bloom: dict[str, float] = Field(default_factory=lambda: {level: 1.0 for level in BLOOM_LEVELS})
+    strategies: dict[str, float] = Field(default_factory=lambda: {name: 1.0 for name in STRATEGIES})
+    # Prompt erasure: the training prompt carries this system message, not the strategy instruction.
+    system_prompt: str | None = "You are a helpful, knowledgeable assistant."
     stages: dict[str, StageSampling] = Field(default_factory=_stages)
+
+    @field_validator("bloom", "strategies")
+    @classmethod
+    def _mix(cls, value, info):
+        known = BLOOM_LEVELS if info.field_name == "bloom" else STRATEGIES
+        unknown = [name for name in value if name not in known]
+        if unknown:
+            raise ValueError(f"unknown {info.field_name} entry {unknown[0]!r} (known: {', '.join(known)})")
+        if any(weight < 0 for weight in value.values()) or not any(value.values()):
+            raise ValueError(f"{info.field_name} weights must be >= 0 and not all 0")
+        return value
     filters: FiltersConfig = Field(default_factory=FiltersConfig)
 
     @field_validator("concepts")

@@ -41,8 +41,11 @@ def tune_project(folder: Path, **generation) -> None:
     for stage, stage_tokens in tokens.items():
         gen["stages"][stage]["max_tokens"] = stage_tokens
         gen["stages"][stage]["temperature"] = temperature
-    # Replies this short are often cut off; tests that need the truncation filter turn it on.
-    gen.setdefault("filters", {}).setdefault("checks", {})["truncated"] = generation.pop("drop_truncated", False)
+    # Replies this short are often cut off, and a 135M teacher often restates the question:
+    # tests of the pipeline keep those rows (the filter tests turn the checks on).
+    checks = gen.setdefault("filters", {}).setdefault("checks", {})
+    checks["truncated"] = generation.pop("drop_truncated", False)
+    checks["restated_question"] = generation.pop("drop_restated", False)
     for key, value in generation.items():
         gen[key] = value
     dump(doc, file)

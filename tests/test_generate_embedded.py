@@ -11,6 +11,7 @@ from conftest import run_cli
 pytestmark = pytest.mark.slow
 
 from syllabus.taxonomy.curriculum import load_subjects
+from syllabus.taxonomy.model import BLOOM_LEVELS, STRATEGIES
 from syllabus.taxonomy.store import Taxonomy
 from syllabus.yamlio import dump, load
 
@@ -35,7 +36,9 @@ def test_generation_writes_a_dataset_with_provenance(embedded_run):
     rows = rows_of(embedded_run)
     assert len(dataset) == len(rows) > 0
     for row in rows:
-        assert row["prompt"][0]["role"] == "user" and row["prompt"][0]["content"].strip()
+        assert row["prompt"][0] == {"role": "system", "content": "You are a helpful, knowledgeable assistant."}
+        assert row["prompt"][-1]["role"] == "user" and row["prompt"][-1]["content"].strip()
+        assert row["bloom_level"] in BLOOM_LEVELS and row["strategy"] in STRATEGIES
         assert row["completion"][0]["role"] == "assistant" and row["completion"][0]["content"].strip()
         assert all(key in row for key in PROVENANCE)
         assert row["taxonomy_path"] == NODE

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from syllabus.taxonomy.model import BLOOM_LEVELS, STRATEGIES
+
 from syllabus.errors import UserError
 from syllabus.prompts import BUILTIN_DIR, Templates, builtin_names, split_messages
 from syllabus.taxonomy.curriculum import Session, Subject
@@ -36,6 +38,7 @@ def question_context(node, course, difficulty="single-session"):
     return {
         "discipline": node, "subject": course, "sessions": sessions, "concepts": ["velocity", "work"],
         "learned": [], "syllabus": [s.title for s in course.sessions], "difficulty": difficulty, "seeds": node.seeds,
+        "bloom_level": "apply", "strategy": "step_by_step",
     }
 
 
@@ -226,3 +229,23 @@ def test_split_messages_markers_only_on_their_own_line():
 
 def test_builtin_dir_holds_the_stage_templates():
     assert all((BUILTIN_DIR / f"{name}.j2").is_file() for name in STAGES)
+
+
+@pytest.mark.parametrize("level", BLOOM_LEVELS)
+def test_question_template_targets_every_bloom_level(level, node, course):
+    messages = Templates().render("question", **{**question_context(node, course), "bloom_level": level})
+    others = [lvl for lvl in BLOOM_LEVELS if lvl != level]
+    last = messages[-1]["content"]
+    assert "The question asks the student to" in last
+    rendered = {lvl: Templates().render("question", **{**question_context(node, course), "bloom_level": lvl})[-1]["content"]
+                for lvl in others}
+    assert all(text != last for text in rendered.values())  # each level asks differently
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_answer_template_carries_each_strategy_in_its_system_turn(strategy, node, course):
+    context = {**question_context(node, course), "question": "Why?", "strategy": strategy}
+    messages = Templates().render("answer", **context)
+    assert messages[0]["role"] == "system" and messages[-1] == {"role": "user", "content": "Why?"}
+    others = {Templates().render("answer", **{**context, "strategy": s})[0]["content"] for s in STRATEGIES}
+    assert len(others) == len(STRATEGIES)

@@ -146,3 +146,18 @@ def test_learned_is_capped_to_the_latest_concepts():
 def test_combination_sessions_property():
     combo = drawn(3, ratio=1.0)
     assert combo.sessions == [combo.subject.sessions[i] for i in combo.session_indices]
+
+
+def test_style_draw_is_deterministic_and_follows_the_mix():
+    from syllabus.generators.sampling import draw_style
+
+    bloom, strategies = {"apply": 3.0, "create": 1.0, "remember": 0.0}, {"direct": 1.0}
+    draws = [draw_style(seed=1, node_path="a/b", index=i, bloom=bloom, strategies=strategies) for i in range(400)]
+    assert draws == [draw_style(seed=1, node_path="a/b", index=i, bloom=bloom, strategies=strategies)
+                     for i in range(400)]
+    levels = [level for level, _ in draws]
+    assert set(levels) == {"apply", "create"}  # weight 0 is never drawn
+    assert 0.65 < levels.count("apply") / len(levels) < 0.85  # about 3:1
+    assert {strategy for _, strategy in draws} == {"direct"}
+    reordered = dict(reversed(list(bloom.items())))
+    assert draw_style(seed=1, node_path="a/b", index=7, bloom=reordered, strategies=strategies) == draws[7]

@@ -46,7 +46,7 @@ def test_probes_are_held_out_of_the_training_split(split_run):
     full = load_from_disk(str(split_run / "dataset"))
     assert probes and len(train) + len(probes) == len(full)
     held = {p.question for p in probes}
-    assert not held & {row["prompt"][0]["content"] for row in train}
+    assert not held & {row["prompt"][-1]["content"] for row in train}
 
 
 def test_training_on_a_set_that_holds_probes_fails_loudly(split_run, tmp_path):

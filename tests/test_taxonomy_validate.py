@@ -432,3 +432,36 @@ def test_every_command_rejects_what_validate_rejects(cli, project, args, breakag
     assert str(file) in result.err
     assert "Traceback" not in result.output
     assert {p: p.read_bytes() for p in tax.rglob("*") if p.is_file()} == snapshot  # nothing was changed
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("{apply: 2, juggle: 1}", "unknown bloom entry 'juggle'"),
+        ("{apply: -1}", "must be a number >= 0"),
+        ("{apply: 0}", "weights are all 0"),
+        ("7", "must be a non-empty mapping"),
+    ],
+)
+def test_bad_bloom_mix_is_named_with_its_line(tmp_path, value, message):
+    from syllabus.taxonomy import validate_tree
+
+    root = tmp_path / "taxonomy"
+    (root / "f" / "d").mkdir(parents=True)
+    (root / "f" / "node.yaml").write_text("kind: field\nname: F\ndescription: a field\n")
+    (root / "f" / "d" / "node.yaml").write_text(f"kind: discipline\nname: D\ndescription: a discipline\nbloom: {value}\n")
+    issues = [i for i in validate_tree(root) if i.severity == "error"]
+    assert len(issues) == 1 and message in issues[0].message
+    assert issues[0].file == root / "f" / "d" / "node.yaml" and issues[0].line == 4
+
+
+def test_node_mixes_load(tmp_path):
+    from syllabus.taxonomy import Taxonomy
+
+    root = tmp_path / "taxonomy"
+    (root / "f" / "d").mkdir(parents=True)
+    (root / "f" / "node.yaml").write_text("kind: field\nname: F\ndescription: a field\n")
+    (root / "f" / "d" / "node.yaml").write_text(
+        "kind: discipline\nname: D\ndescription: a discipline\nbloom: {apply: 2}\nstrategies: [direct, step_by_step]\n")
+    node = Taxonomy.load(root).find("f/d")
+    assert node.bloom == {"apply": 2.0} and node.strategies == {"direct": 1.0, "step_by_step": 1.0}

@@ -16,6 +16,8 @@ import typer
 from ..errors import UserError
 from .common import console, err_console
 from .generate import generate, teacher_app
+from .mix import mix
+from .stats import stats
 from .students import evaluate, probes_app, train_app
 from .taxonomy import taxonomy_app
 
@@ -37,6 +39,8 @@ app.command()(generate)
 app.add_typer(train_app, name="train")
 app.add_typer(probes_app, name="probes")
 app.command("eval")(evaluate)
+app.command()(stats)
+app.command()(mix)
 
 
 @app.command()

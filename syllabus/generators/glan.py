@@ -19,7 +19,7 @@ from ..prompts import Templates
 from ..taxonomy.curriculum import Subject, has_subjects, load_subjects, write_subjects, write_syllabus
 from ..taxonomy.model import Node
 from .parsers import ParseError, parse_answer, parse_question, parse_subjects, parse_syllabus
-from .sampling import Combination, allocate, draw
+from .sampling import Combination, allocate, draw, draw_style
 from .teacher import CachedTeacher
 
 STAGES = ("subjects", "syllabus", "question", "answer")
@@ -129,7 +129,12 @@ class GlanGenerator:
     async def question_and_answer(self, node: Node, subjects: list[Subject], index: int) -> dict[str, Any] | None:
         combo = draw(subjects, index, seed=self.settings.seed, node_path=node.path,
                      concepts=tuple(self.settings.concepts), two_session_ratio=self.settings.two_session_ratio)
+        bloom, strategy = draw_style(seed=self.settings.seed, node_path=node.path, index=index,
+                                     bloom=node.bloom or self.settings.bloom,
+                                     strategies=node.strategies or self.settings.strategies)
         context = {
+            "bloom_level": bloom,
+            "strategy": strategy,
             "discipline": node,
             "subject": combo.subject,
             "sessions": combo.sessions,
@@ -162,13 +167,20 @@ class GlanGenerator:
             return None
         a_stats.parsed += 1
         a_stats.kept += 1
-        return self._row(node, combo, index, question, answer, answer_reply.finish_reason)
+        return self._row(node, combo, index, question, answer, answer_reply.finish_reason, bloom, strategy)
 
-    def _row(self, node: Node, combo: Combination, index: int, question: str, answer: str, finish: str) -> dict:
+    def _row(self, node: Node, combo: Combination, index: int, question: str, answer: str, finish: str,
+             bloom: str, strategy: str) -> dict:
         stages = self.settings.stages
+        # Prompt erasure: the strategy shaped the teacher's answer, but the student is trained
+        # on the question under a generic system message, so it learns to answer that way unasked.
+        system = self.settings.system_prompt
+        prompt = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
         return {
-            "prompt": [{"role": "user", "content": question}],
+            "prompt": prompt,
             "completion": [{"role": "assistant", "content": answer}],
+            "bloom_level": bloom,
+            "strategy": strategy,
             "taxonomy_path": node.path,
             "discipline": node.name,
             "subject": combo.subject.name,
@@ -263,7 +275,7 @@ class GlanGenerator:
             context = {"discipline": node, "subject": usable[0], "sessions": usable[0].sessions[:1],
                        "concepts": usable[0].sessions[0].concepts[:2], "learned": [],
                        "syllabus": [s.title for s in usable[0].sessions], "difficulty": "single-session",
-                       "seeds": node.seeds}
+                       "seeds": node.seeds, "bloom_level": "apply", "strategy": "step_by_step"}
             add("question", "question", context, shares[node.path])
             add("answer", "answer", {**context, "question": "x" * 200}, shares[node.path])
         return plan

@@ -133,21 +133,24 @@ def generate(project: Project, options: GenerateOptions, progress: Progress | No
     window = 2 * (options.concurrency or project.config.teacher.concurrency)  # keeps the backend saturated
     generator = GlanGenerator(teacher=teacher, templates=templates, settings=settings, window=window)
 
+    # The dataset writer's import (~1 s) happens while the teacher works, not after it,
+    # and only once the teacher answered the preflight (a run that stops there pays nothing).
+    warm = threading.Thread(target=_import_dataset_writer, name="warm-imports", daemon=True)
+
     async def main() -> GenerationResult:
         try:
             await backend.preflight()
+            warm.start()
             return await generator.generate(disciplines, settings.questions)
         finally:
             await backend.aclose()
 
-    # The dataset writer's import (~1 s) happens while the teacher works, not after it.
-    warm = threading.Thread(target=_import_dataset_writer, name="warm-imports", daemon=True)
-    warm.start()
     try:
         result = asyncio.run(main())
     finally:
         cache.close()
-        warm.join()
+        if warm.is_alive():
+            warm.join()
     # The filters: every row comes back, kept or marked with the reason it was dropped.
     kept, dropped, report = run_filters(result.rows, settings.filters, eval_sets=eval_sets,
                                         progress=progress or NoProgress())

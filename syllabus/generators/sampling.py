@@ -67,3 +67,16 @@ def draw(subjects: list[Subject], index: int, *, seed: int, node_path: str, conc
         indices = (first,)
     learned = [c for s in sessions[:first] for c in s.concepts][-LEARNED_LIMIT:]
     return Combination(subject, indices, chosen, tuple(learned))
+
+
+def weighted_choice(rng: random.Random, weights: dict[str, float]) -> str:
+    """One key drawn by weight; keys are sorted first so a mix written in any order draws the same."""
+    names = sorted(name for name, weight in weights.items() if weight > 0)
+    return rng.choices(names, weights=[weights[n] for n in names], k=1)[0]
+
+
+def draw_style(*, seed: int, node_path: str, index: int, bloom: dict[str, float],
+               strategies: dict[str, float]) -> tuple[str, str]:
+    """(Bloom level, answer strategy) of question `index`, from its own RNG (the concepts' draw is untouched)."""
+    rng = random.Random(f"{seed}:{node_path}:{index}:style")
+    return weighted_choice(rng, bloom), weighted_choice(rng, strategies)

@@ -77,35 +77,39 @@ class CachedTeacher:
             if cached is not None:
                 stats.cached += 1
                 return cached
-            if key in self._in_flight:  # the same request is on its way: share its answer
-                stats.cached += 1
-                return await asyncio.shield(self._in_flight[key])
+            if key in self._in_flight:  # the same request is on its way: share its outcome
+                completion, reason = await asyncio.shield(self._in_flight[key])
+                if completion is None:
+                    stats.failed[reason] += 1
+                else:
+                    stats.cached += 1
+                return completion
             future = asyncio.get_running_loop().create_future()
             self._in_flight[key] = future
+            outcome: tuple[Completion | None, str] = (None, "cancelled")
             try:
-                completion = await self._send(stage, stats, key, request)
-                future.set_result(completion)
-                return completion
-            except BaseException:
-                future.set_result(None)
-                raise
+                outcome = await self._send(stage, stats, key, request)
+                return outcome[0]
             finally:
+                future.set_result(outcome)
                 del self._in_flight[key]
         finally:
             self.progress.advance(stage)
 
-    async def _send(self, stage: str, stats: StageStats, key: str, request: ChatRequest) -> Completion | None:
+    async def _send(self, stage: str, stats: StageStats, key: str,
+                    request: ChatRequest) -> tuple[Completion | None, str]:
+        """(completion, "") or (None, failure reason)."""
         try:
             completion = await self.backend.complete(request)
         except RequestFailed as exc:
             stats.failed[exc.reason] += 1
             self.cache.record_failure(key, stage, exc.reason, exc.detail)
-            return None
+            return None, exc.reason
         self.cache.put(key, stage, completion, request)
         stats.answered += 1
         stats.prompt_tokens += completion.prompt_tokens
         stats.completion_tokens += completion.completion_tokens
-        return completion
+        return completion, ""
 
     @property
     def failed(self) -> int:

@@ -25,7 +25,11 @@ ALLOWED_CHILDREN: dict[str | None, tuple[str, ...]] = {
     "subfield": ("subfield", "discipline"),
     "discipline": (),
 }
-NODE_KEYS = ("schema_version", "kind", "name", "description", "level", "weight", "seeds")
+NODE_KEYS = ("schema_version", "kind", "name", "description", "level", "weight", "seeds", "bloom", "strategies")
+# Bloom's taxonomy, easiest first: a question targets one level (its wording lives in question.j2).
+BLOOM_LEVELS = ("remember", "understand", "apply", "analyse", "evaluate", "create")
+# How the teacher is asked to answer (the instructions live in answer.j2).
+STRATEGIES = ("step_by_step", "explain_then_answer", "recall_then_answer", "direct")
 MAX_SLUG_LENGTH = 80
 
 _RESERVED = {"con", "prn", "aux", "nul"} | {f"{p}{i}" for p in ("com", "lpt") for i in range(10)}
@@ -87,6 +91,8 @@ class Node:
     level: str | None = None
     weight: float = 1.0
     seeds: list[Seed] = field(default_factory=list)
+    bloom: dict[str, float] | None = None  # this node's mix of Bloom levels (None: the project's)
+    strategies: dict[str, float] | None = None  # this node's mix of answer strategies
     doc: Any = None  # ruamel CommentedMap, kept so edits preserve comments and order
     children: list["Node"] = field(default_factory=list)
 

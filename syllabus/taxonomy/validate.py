@@ -16,6 +16,8 @@ from ..errors import UserError
 from ..yamlio import line_of, load
 from .model import (
     ALLOWED_CHILDREN,
+    BLOOM_LEVELS,
+    STRATEGIES,
     CURRICULUM_DIR,
     KINDS,
     NODE_FILE,
@@ -196,6 +198,8 @@ def _read_node(file: Path, path: str, parent_kind: str | None, issues: list[Issu
         weight = 1
 
     seeds = _read_seeds(doc, file, issues)
+    bloom = _read_mix(doc, "bloom", BLOOM_LEVELS, file, issues)
+    strategies = _read_mix(doc, "strategies", STRATEGIES, file, issues)
     return Node(
         path=path,
         folder=file.parent,
@@ -205,6 +209,8 @@ def _read_node(file: Path, path: str, parent_kind: str | None, issues: list[Issu
         level=level if isinstance(level, str) else None,
         weight=float(weight),
         seeds=seeds,
+        bloom=bloom,
+        strategies=strategies,
         doc=doc,
     )
 
@@ -245,3 +251,29 @@ def _check_subject_files(folder: Path, issues: list[Issue]) -> None:
             where = exc.where or str(file)
             line = int(where.rsplit(":", 1)[1]) if where.startswith(f"{file}:") else None
             issues.append(Issue(file, line, exc.message, exc.hint or "fix the subject file, or delete it to drop the subject"))
+
+
+def _read_mix(doc, key: str, known: tuple[str, ...], file: Path, issues: list[Issue]) -> dict[str, float] | None:
+    """A weighted mix such as `bloom: {apply: 2, analyse: 1}` (a list means equal weights)."""
+    raw = doc.get(key)
+    if raw is None:
+        return None
+    if isinstance(raw, list):
+        raw = {name: 1 for name in raw}
+    hint = f"write {key} as a mapping of {', '.join(known)} to weights, e.g. {{{known[2]}: 2, {known[3]}: 1}}"
+    if not isinstance(raw, dict) or not raw:
+        issues.append(Issue(file, line_of(doc, key), f"{key} must be a non-empty mapping of names to weights", hint))
+        return None
+    mix = {}
+    for name, weight in raw.items():
+        if name not in known:
+            issues.append(Issue(file, line_of(doc, key), f"unknown {key} entry {name!r}", hint))
+            return None
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
+            issues.append(Issue(file, line_of(doc, key), f"{key} weight of {name!r} must be a number >= 0", hint))
+            return None
+        mix[name] = float(weight)
+    if not any(mix.values()):
+        issues.append(Issue(file, line_of(doc, key), f"{key} weights are all 0", hint))
+        return None
+    return mix

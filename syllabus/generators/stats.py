@@ -1,0 +1,235 @@
+"""What is in a dataset: `syllabus stats RUN_OR_DATASET`, usable from Python as `dataset_stats`.
+
+For a run folder (`RUN/dataset` + `RUN/dropped.jsonl` + `RUN/summary.json`) or any dataset
+(datasets folder, JSONL, Parquet) it counts:
+
+- rows per taxonomy node (with the dropped rows and, from summary.json, requested/delivered);
+- the pipeline stages (summary.json, when there) and the rows dropped per filter reason
+  (`filtered_by` of dropped.jsonl, with every reason summary.json lists, zeros included);
+- duplicates among the rows that have a question: exact (same text) and normalised
+  (same text after the filters' normalisation: case, Unicode forms, punctuation, spacing);
+- question and answer lengths in words (whitespace-separated): min, median, p90 (nearest
+  rank), max, mean, and the rows per length;
+- histograms of `bloom_level`, `level` (education level), `difficulty`, `strategy` (the
+  answer strategy), `round` and `mix_source` (a mix's rows per source), each in its natural order and only when the
+  column is there (None in the dict, and listed in `missing_columns`, when it is not).
+
+`write_stats` writes `stats.json` and PNG charts (matplotlib, Agg, no pyplot state) into the
+stats folder (`RUN/stats/` by default); charts a dataset cannot have (no Bloom column) are
+removed from the folder so it never shows an older dataset's picture.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import statistics
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from ..fsutil import atomic_write_bytes, atomic_write_text
+from .filters.text import normalise
+from .rows import Source, answer, has_column, load_source, node_of, ordered_counts, question
+
+STATS_DIR = "stats"
+STATS_FILE = "stats.json"
+CHARTS = ("nodes.png", "lengths.png", "bloom.png", "level.png", "difficulty.png")
+HISTOGRAMS = ("bloom_level", "level", "difficulty", "strategy", "round", "mix_source")
+NO_NODE = "(none)"
+MAX_CHART_NODES = 60
+
+
+# Numbers ------------------------------------------------------------------------------
+def distribution(values: list[int]) -> dict[str, Any] | None:
+    """min / median / p90 (nearest rank) / max / mean of `values`, and the count of each value
+    (`histogram`, what the length chart draws); None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    p90 = ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
+    return {"count": len(ordered), "min": ordered[0], "median": statistics.median(ordered), "p90": p90,
+            "max": ordered[-1], "mean": round(sum(ordered) / len(ordered), 2),
+            "histogram": {str(k): v for k, v in sorted(Counter(ordered).items())}}
+
+
+def duplicate_rates(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rows whose question repeats an earlier row's: exactly, and after normalisation."""
+    texts = [question(row) for row in rows]
+    texts = [t for t in texts if t.strip()]
+    exact = len(texts) - len(set(texts))
+    normalised = len(texts) - len({normalise(t) for t in texts})
+    total = len(texts)
+    return {"rows_with_question": total,
+            "exact": exact, "exact_rate": round(exact / total, 4) if total else 0.0,
+            "normalised": normalised, "normalised_rate": round(normalised / total, 4) if total else 0.0}
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def compute_stats(source: Source) -> dict[str, Any]:
+    """Every number of the stats, as a JSON-ready dict."""
+    rows, dropped, summary = source.rows, source.dropped, source.summary
+    per_node = Counter(node_of(row) or NO_NODE for row in rows)
+    dropped_per_node = Counter(node_of(row) or NO_NODE for row in dropped or [])
+    planned = {n.get("path"): n for n in (summary or {}).get("nodes", []) if isinstance(n, dict)}
+    nodes = []
+    for path in sorted(set(per_node) | set(dropped_per_node) | set(planned)):
+        entry: dict[str, Any] = {"node": path, "rows": per_node.get(path, 0)}
+        if dropped is not None:
+            entry["dropped"] = dropped_per_node.get(path, 0)
+        if path in planned:
+            entry["requested"] = planned[path].get("requested")
+            entry["delivered"] = planned[path].get("delivered")
+            if planned[path].get("note"):
+                entry["note"] = planned[path]["note"]
+        nodes.append(entry)
+
+    filters = None
+    if dropped is not None or summary is not None:
+        listed = ((summary or {}).get("filters") or {}).get("counts") or {}
+        counted = Counter(row.get("filtered_by") or "(no reason)" for row in dropped or [])
+        filters = {reason: counted.get(reason, 0) for reason in listed}
+        filters.update({reason: n for reason, n in sorted(counted.items()) if reason not in filters})
+
+    duplicates = {"dataset": duplicate_rates(rows)}
+    if dropped:
+        duplicates["generated"] = duplicate_rates([*rows, *dropped])
+
+    columns = sorted({key for row in rows for key in row})
+    histograms = {column: ordered_counts((row.get(column) for row in rows), column)
+                  if has_column(rows, column) else None for column in HISTOGRAMS}
+    return {
+        "source": str(source.path),
+        "kind": source.kind,
+        "rows": len(rows),
+        "dropped": len(dropped) if dropped is not None else None,
+        "generated": len(rows) + len(dropped) if dropped is not None else None,
+        "columns": columns,
+        "nodes": nodes,
+        "stages": (summary or {}).get("stages"),
+        "failed_requests": (summary or {}).get("failed_requests"),
+        "filters": filters,
+        "duplicates": duplicates,
+        "lengths": {"question_words": distribution([n for n in map(_words, map(question, rows)) if n]),
+                    "answer_words": distribution([n for n in map(_words, map(answer, rows)) if n])},
+        **histograms,
+        "missing_columns": [c for c in HISTOGRAMS if histograms[c] is None],
+    }
+
+
+# Files --------------------------------------------------------------------------------
+def default_out_dir(source: Source) -> Path:
+    """RUN/stats for a run; beside anything else (`NAME-stats`), never inside a saved dataset."""
+    if source.is_run:
+        return source.path / STATS_DIR
+    name = source.path.name if source.kind == "dataset" else source.path.stem
+    return source.path.parent / f"{name}-{STATS_DIR}"
+
+
+def dataset_stats(path: str | Path, out_dir: str | Path | None = None, *, charts: bool = True,
+                  write: bool = True) -> dict[str, Any]:
+    """Read `path` (run folder or dataset), compute the stats, write stats.json and the charts.
+
+    Returns the stats dict; with `write`, its `outputs` names the files written."""
+    source = load_source(path)
+    result = compute_stats(source)
+    if write:
+        out = Path(out_dir) if out_dir is not None else default_out_dir(source)
+        result["outputs"] = write_stats(result, out, charts=charts)
+    return result
+
+
+def write_stats(result: dict[str, Any], out_dir: Path, *, charts: bool = True) -> dict[str, str]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs: dict[str, str] = {}
+    written = draw_charts(result, out_dir) if charts else {}
+    for name in CHARTS:  # a chart this dataset cannot have must not survive from an older one
+        if name not in written.values():
+            (out_dir / name).unlink(missing_ok=True)
+    outputs.update({key: str(out_dir / name) for key, name in written.items()})
+    outputs["json"] = str(out_dir / STATS_FILE)
+    atomic_write_text(out_dir / STATS_FILE, json.dumps({**result, "outputs": outputs}, indent=2,
+                                                       ensure_ascii=False, default=str) + "\n")
+    return outputs
+
+
+# Charts -------------------------------------------------------------------------------
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path: Path) -> None:
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=100)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def draw_charts(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
+    """The PNGs the data allows: {chart key: file name}."""
+    written: dict[str, str] = {}
+    nodes = [n for n in result["nodes"] if n["rows"] or n.get("dropped")]
+    if nodes:
+        shown = sorted(nodes, key=lambda n: (-(n["rows"] + (n.get("dropped") or 0)), n["node"]))[:MAX_CHART_NODES]
+        shown.reverse()  # the largest at the top of a horizontal bar chart
+        fig = _figure(8, 1.2 + 0.3 * len(shown))
+        ax = fig.add_subplot()
+        labels = [n["node"] for n in shown]
+        kept = [n["rows"] for n in shown]
+        ax.barh(labels, kept, label="rows", color="tab:blue")
+        if result["dropped"] is not None:
+            ax.barh(labels, [n.get("dropped") or 0 for n in shown], left=kept, label="dropped", color="tab:gray")
+            ax.legend(loc="best", fontsize=8)
+        title = "Rows per taxonomy node"
+        if len(nodes) > len(shown):
+            title += f" (largest {len(shown)} of {len(nodes)})"
+        ax.set_title(title)
+        ax.set_xlabel("rows")
+        ax.tick_params(axis="y", labelsize=8)
+        _save(fig, out_dir / "nodes.png")
+        written["nodes_chart"] = "nodes.png"
+    lengths = result["lengths"]
+    if result["rows"] and (lengths["question_words"] or lengths["answer_words"]):
+        fig = _figure(9, 3.5)
+        for i, (key, label) in enumerate((("question_words", "question"), ("answer_words", "answer")), 1):
+            ax = fig.add_subplot(1, 2, i)
+            d = lengths[key]
+            if d:
+                words = [int(k) for k in d["histogram"]]
+                low, high = min(words), max(words)
+                # One bar per word count while that is readable, else 30 even bins.
+                bins = [w - 0.5 for w in range(low, high + 2)] if high - low <= 60 else 30
+                ax.hist(words, weights=list(d["histogram"].values()), bins=bins,
+                        color="tab:green" if i == 1 else "tab:purple")
+                ax.axvline(d["median"], color="black", linestyle="--", linewidth=1, label=f"median {d['median']:g}")
+                ax.axvline(d["p90"], color="red", linestyle=":", linewidth=1, label=f"p90 {d['p90']:g}")
+                ax.legend(fontsize=8)
+            ax.set_title(f"{label} length")
+            ax.set_xlabel("words")
+            ax.set_ylabel("rows")
+        _save(fig, out_dir / "lengths.png")
+        written["lengths_chart"] = "lengths.png"
+    for column, name, title in (("bloom_level", "bloom.png", "Bloom level"), ("level", "level.png", "Education level"),
+                                ("difficulty", "difficulty.png", "Difficulty")):
+        counts = result.get(column)
+        if not counts:
+            continue
+        fig = _figure(max(5, 1 + 0.9 * len(counts)), 3.5)
+        ax = fig.add_subplot()
+        ax.bar(list(counts), list(counts.values()), color="tab:orange")
+        ax.set_title(f"{title} ({sum(counts.values())} rows)")
+        ax.set_ylabel("rows")
+        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+        _save(fig, out_dir / name)
+        written[f"{column}_chart"] = name
+    return written

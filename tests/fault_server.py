@@ -1,0 +1,445 @@
+"""A small OpenAI-compatible chat server on 127.0.0.1 that produces faults on demand.
+
+A real server (llama.cpp, vLLM) cannot be told to answer 429 for the next two
+requests, hang, cut a body in half or send broken JSON; this one can. It speaks
+the two endpoints a `syllabus generate` run uses: `GET /v1/models` (one model id)
+and `POST /v1/chat/completions` (a proper `chat.completion` with usage).
+
+Healthy answers are deterministic functions of the request: the stage is told
+from the system message (each built-in template has its own wording) and the
+text depends on a hash of the last user message, so each reply parses with
+`syllabus.generators.parsers` and two runs over the same requests write the same
+dataset.
+
+Faults are rules (`Fault`) set per test with `server.set_faults(...)` and cleared
+with `server.heal()`; `server.stop()` / `server.start()` close and reopen the port
+(connections refused in between); `server.models_fault` breaks the model listing.
+Every request received is recorded (`received`,
+`chat`) with its arrival time, so tests count requests and measure retry gaps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+import pytest
+
+MODEL = "fault-model"
+CHAT_PATH = "/v1/chat/completions"
+
+# Wording that only one built-in template's system message has (syllabus/prompts/*.j2).
+STAGE_MARKERS = (
+    ("curriculum designer", "subjects"),
+    ("course syllabi", "syllabus"),
+    ("answer the student's homework question", "answer"),
+    ("writes homework questions", "question"),
+)
+
+FAULT_KINDS = ("429", "500", "hang", "cut", "malformed", "bad-shape", "empty", "null", "die")
+
+
+def stage_of(body: Any) -> str:
+    """Which template asked: 'subjects', 'syllabus', 'question', 'answer' or 'other'."""
+    try:
+        system = " ".join(m.get("content") or "" for m in body["messages"] if m.get("role") == "system").lower()
+    except (TypeError, KeyError, AttributeError):
+        return "other"
+    return next((stage for marker, stage in STAGE_MARKERS if marker in system), "other")
+
+
+def last_user(body: Any) -> str:
+    try:
+        return next(m.get("content") or "" for m in reversed(body["messages"]) if m.get("role") == "user")
+    except (TypeError, KeyError, AttributeError, StopIteration):
+        return ""
+
+
+WORDS = ("basis", "kernel", "image", "rank", "trace", "norm", "orthogonal", "projection", "subspace", "scalar",
+         "column", "row", "pivot", "inverse", "transpose", "symmetric", "eigenvector", "spectrum", "determinant",
+         "span", "dimension", "isomorphism", "matrix", "vector", "field", "dual", "bilinear", "quadratic",
+         "unitary", "similar", "nilpotent", "cofactor")
+
+
+def _words(h: str, count: int) -> str:
+    """`count` words picked by the hex digest `h`: replies differ in many words, not just one."""
+    return " ".join(WORDS[int(h[2 * i: 2 * i + 2], 16) % len(WORDS)] for i in range(count))
+
+
+def healthy_reply(body: Any) -> str:
+    """The deterministic answer of a healthy teacher, in the line format each stage parses."""
+    h = hashlib.sha256(last_user(body).encode("utf-8")).hexdigest()
+    stage = stage_of(body)
+    if stage == "subjects":
+        return (f"Vector Spaces {h[:4]} | undergraduate | vectors, bases, dimension\n"
+                f"Matrix Methods {h[4:8]} | graduate | decompositions, least squares")
+    if stage == "syllabus":
+        return (f"Session 1: Vectors {h[:4]}\n- vector addition\n- linear combinations\n- span\n"
+                f"Session 2: Matrices {h[4:8]}\n- matrix products\n- determinants\n"
+                f"Session 3: Eigenvalues {h[8:12]}\n- characteristic polynomial\n- diagonalisation")
+    if stage == "question":
+        return f"Homework {h[:8]}: relate {_words(h, 4)} to {_words(h[8:], 4)} in a worked example. Why does it hold?"
+    if stage == "answer":
+        return (f"Start from {_words(h, 3)} and then use {_words(h[6:], 3)}; combine {_words(h[12:], 3)} "
+                f"step by step.\n\nThe final answer is {h[:12]}.")
+    return "Hello"
+
+
+@dataclass
+class Received:
+    """One request as the server saw it."""
+
+    n: int  # 1-based among chat requests (0 for other paths)
+    time: float  # time.monotonic() when the request had been read
+    method: str
+    path: str
+    body: Any
+    stage: str
+    distinct: int  # 1-based index of this body among distinct chat bodies, by first arrival
+    stage_distinct: int  # the same among distinct bodies of its stage
+    attempt: int  # how many times this body has arrived, this one included
+    authorization: str
+    fault: str | None = None  # the fault the server answered with
+
+
+@dataclass
+class Fault:
+    """A rule: answer chat requests that match with `kind` instead of a healthy reply.
+
+    kind: '429' (with Retry-After), '500', 'hang' (no answer until the server stops or
+    `hang_s` passes), 'cut' (headers and half the body, then the connection closes),
+    'malformed' (invalid JSON), 'bad-shape' (valid JSON, not a chat.completion),
+    'empty' (content ""), 'null' (content null), 'die' (the server stops listening and
+    drops every connection: later requests are refused).
+    Which requests (all given conditions must hold; with none, every request):
+    `stage` (only that template's requests), `first` (the next K chat requests),
+    `every` (every Nth distinct request body, on every attempt of it), `nth` (the Nth
+    distinct body, of `stage` when given, on every attempt), `when` (a predicate on
+    `Received`). Rules keyed on bodies (`every`, `nth`) fail the same requests on
+    every retry, so a request fails for good: that is what a run must record.
+    """
+
+    kind: str
+    first: int | None = None
+    every: int | None = None
+    nth: int | None = None
+    when: Callable[[Received], bool] | None = None
+    stage: str | None = None
+    retry_after: float = 1.0
+    hang_s: float = 30.0
+    payload: Any = None  # 'bad-shape': the JSON to send (default: a choice without a message)
+    _start: int = field(default=0, repr=False)  # chat requests received before the rule was set
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {self.kind!r}; one of {FAULT_KINDS}")
+
+    def applies(self, r: Received) -> bool:
+        if self.stage is not None and r.stage != self.stage:
+            return False
+        if self.first is not None and r.n - self._start > self.first:
+            return False
+        if self.every is not None and r.distinct % self.every != 0:
+            return False
+        if self.nth is not None and (r.stage_distinct if self.stage is not None else r.distinct) != self.nth:
+            return False
+        if self.when is not None and not self.when(r):
+            return False
+        return True
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    fixture: "FaultServer"
+    stopped = False  # set first thing on stop: a connection that slipped through gets no answer
+
+    def handle_error(self, request, client_address) -> None:  # a client that went away is expected here
+        pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _HTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.fixture._track(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.fixture._untrack(self.connection)
+
+    # --- answers ---------------------------------------------------------------
+    def _send(self, status: int, payload: bytes, content_type: str = "application/json",
+              headers: dict[str, str] | None = None, cut: bool = False) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if cut:  # promise the whole body, send half, hang up
+            self.wfile.write(payload[: len(payload) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        self.wfile.write(payload)
+        self.wfile.flush()
+
+    def _json(self, status: int, obj: Any, **kwargs: Any) -> None:
+        self._send(status, json.dumps(obj).encode("utf-8"), **kwargs)
+
+    def _error(self, status: int, message: str, **kwargs: Any) -> None:
+        # Echo the Authorization header, as some proxies do: the client must redact it.
+        auth = self.headers.get("Authorization", "")
+        self._json(status, {"error": {"message": f"{message} (request authorization: {auth})",
+                                      "type": "server_error", "code": str(status)}}, **kwargs)
+
+    # --- endpoints -------------------------------------------------------------
+    def _gone(self) -> bool:
+        if self.server.stopped:
+            self.close_connection = True
+        return self.server.stopped
+
+    def do_GET(self) -> None:
+        if self._gone():
+            return
+        self.server.fixture._record("GET", self.path, None, self.headers)
+        broken = self.server.fixture.models_fault
+        if self.path.rstrip("/") == "/v1/models" and broken == "500":
+            self._error(500, "internal error")
+        elif self.path.rstrip("/") == "/v1/models" and broken == "malformed":
+            self._send(200, b'{"object": "list", "data": [{"id": "fault-')
+        elif self.path.rstrip("/") == "/v1/models" and broken == "html":  # a web page: the wrong base URL
+            self._send(200, b"<!doctype html><html><body>Welcome</body></html>", content_type="text/html")
+        elif self.path.rstrip("/") == "/v1/models":
+            self._json(200, {"object": "list", "data": [
+                {"id": self.server.fixture.model, "object": "model", "created": 0, "owned_by": "fault-server"}]})
+        else:
+            self._error(404, f"no route {self.path}")
+
+    def do_POST(self) -> None:
+        if self._gone():
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        fixture = self.server.fixture
+        if self.path != CHAT_PATH:
+            fixture._record("POST", self.path, body, self.headers)
+            self._error(404, f"no route {self.path}")
+            return
+        record, fault = fixture._record("POST", self.path, body, self.headers)
+        if body is None:
+            self._error(400, "the request body is not JSON")
+            return
+        kind = fault.kind if fault else None
+        if kind == "429":
+            self._error(429, "rate limited", headers={"Retry-After": f"{fault.retry_after:g}"})
+        elif kind == "500":
+            self._error(500, "internal error")
+        elif kind == "die":
+            fixture._die()
+        elif kind == "hang":
+            fixture._released.wait(fault.hang_s)
+            try:
+                self._json(200, fixture.completion(body))
+            except OSError:
+                pass
+        elif kind == "cut":
+            self._json(200, fixture.completion(body), cut=True)
+        elif kind == "malformed":
+            self._send(200, b'{"id": "chatcmpl-broken", "object": "chat.completion", "choices": [{"index": 0, "mess')
+        elif kind == "bad-shape":
+            self._json(200, fault.payload if fault.payload is not None else
+                       {"id": "chatcmpl-odd", "object": "chat.completion", "choices": [{"index": 0}]})
+        elif kind == "empty":
+            self._json(200, fixture.completion(body, text=""))
+        elif kind == "null":
+            self._json(200, fixture.completion(body, text=None))
+        else:
+            self._json(200, fixture.completion(body))
+
+
+class FaultServer:
+    """The server, its fault rules and its record of requests. Start with `start()`."""
+
+    def __init__(self, model: str = MODEL, port: int = 0):
+        self.model = model
+        self.port = port
+        self.received: list[Received] = []
+        self.models_fault: str | None = None  # GET /v1/models: None (healthy), '500', 'malformed' or 'html'
+        self._faults: list[Fault] = []
+        self._lock = threading.Lock()
+        self._bodies: dict[str, int] = {}  # canonical body -> distinct index
+        self._stage_bodies: dict[str, dict[str, int]] = {}  # stage -> canonical body -> index in stage
+        self._attempts: dict[str, int] = {}
+        self._connections: set[socket.socket] = set()
+        self._released = threading.Event()
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle -------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def running(self) -> bool:
+        return self._httpd is not None
+
+    def start(self) -> "FaultServer":
+        """Listen (again, on the same port after a stop)."""
+        if self._httpd is not None:
+            return self
+        self._released = threading.Event()
+        httpd = _HTTPServer(("127.0.0.1", self.port), _Handler)
+        httpd.fixture = self
+        self.port = httpd.server_address[1]
+        self._httpd = httpd
+        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"fault-server-{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening and drop every open connection: new connections are refused."""
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        httpd.stopped = True
+        self._released.set()  # hung handlers give up
+        httpd.shutdown()
+        httpd.server_close()
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _die(self) -> None:
+        threading.Thread(target=self.stop, name="fault-server-die", daemon=True).start()
+        deadline = time.monotonic() + 5
+        while self._httpd is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    # --- faults ----------------------------------------------------------------
+    def set_faults(self, *faults: Fault) -> None:
+        with self._lock:
+            self._released = threading.Event()  # a fresh one: 'hang' hangs again after a heal
+            start = len(self.chat)
+            for fault in faults:
+                fault._start = start
+            self._faults = list(faults)
+
+    def heal(self) -> None:
+        """No faults from now on; hung requests are released."""
+        with self._lock:
+            self._faults = []
+        self._released.set()
+
+    # --- the record ------------------------------------------------------------
+    @property
+    def chat(self) -> list[Received]:
+        return [r for r in self.received if r.path == CHAT_PATH]
+
+    def chat_count(self) -> int:
+        return len(self.chat)
+
+    def mark(self) -> int:
+        """A bookmark in the record: pass it to `chat_since` to see what came after."""
+        with self._lock:
+            return len(self.received)
+
+    def chat_since(self, mark: int) -> list[Received]:
+        with self._lock:
+            return [r for r in self.received[mark:] if r.path == CHAT_PATH]
+
+    def gaps(self, records: list[Received] | None = None) -> list[float]:
+        """Seconds between consecutive chat requests received."""
+        times = [r.time for r in (records if records is not None else self.chat)]
+        return [b - a for a, b in zip(times, times[1:])]
+
+    def _record(self, method: str, path: str, body: Any, headers) -> tuple[Received, Fault | None]:
+        with self._lock:
+            n, distinct, stage_distinct, attempt = 0, 0, 0, 0
+            stage = stage_of(body)
+            if path == CHAT_PATH:
+                n = sum(1 for r in self.received if r.path == CHAT_PATH) + 1
+                canonical = json.dumps(body, sort_keys=True)
+                distinct = self._bodies.setdefault(canonical, len(self._bodies) + 1)
+                in_stage = self._stage_bodies.setdefault(stage, {})
+                stage_distinct = in_stage.setdefault(canonical, len(in_stage) + 1)
+                attempt = self._attempts[canonical] = self._attempts.get(canonical, 0) + 1
+            record = Received(n=n, time=time.monotonic(), method=method, path=path, body=body, stage=stage,
+                              distinct=distinct, stage_distinct=stage_distinct, attempt=attempt,
+                              authorization=headers.get("Authorization", ""))
+            fault = None
+            if path == CHAT_PATH:
+                fault = next((f for f in self._faults if f.applies(record)), None)
+                record.fault = fault.kind if fault else None
+            self.received.append(record)
+            return record, fault
+
+    def _track(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._connections.add(conn)
+
+    def _untrack(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._connections.discard(conn)
+
+    # --- healthy answers -------------------------------------------------------
+    def completion(self, body: Any, text: str | None | type[Ellipsis] = ...) -> dict[str, Any]:
+        content = healthy_reply(body) if text is ... else text
+        prompt_chars = sum(len(m.get("content") or "") for m in body.get("messages", []))
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
+        completion_tokens = len((content or "").split())
+        return {
+            "id": f"chatcmpl-{digest}",
+            "object": "chat.completion",
+            "created": 1700000000,
+            "model": self.model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                         "logprobs": None, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt_chars // 4 + 1, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_chars // 4 + 1 + completion_tokens},
+        }
+
+
+@pytest.fixture
+def fault_server():
+    """A factory: `fault_server()` starts a FaultServer on a free port; all stop after the test."""
+    servers: list[FaultServer] = []
+
+    def make(model: str = MODEL, port: int = 0) -> FaultServer:
+        server = FaultServer(model=model, port=port).start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
