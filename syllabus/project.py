@@ -141,6 +141,10 @@ class GenerationConfig(_Strict):
     strategies: dict[str, float] = Field(default_factory=lambda: {name: 1.0 for name in STRATEGIES})
     # Prompt erasure: the training prompt carries this system message, not the strategy instruction.
     system_prompt: str | None = "You are a helpful, knowledgeable assistant."
+    # Row order of the written dataset: taxonomy (node, then question number), easy_to_hard
+    # (Bloom level, education level, one session before two), interleaved (subjects take
+    # turns within rising levels) or shuffled (seeded).
+    order: Literal["taxonomy", "easy_to_hard", "interleaved", "shuffled"] = "taxonomy"
     stages: dict[str, StageSampling] = Field(default_factory=_stages)
 
     @field_validator("bloom", "strategies")

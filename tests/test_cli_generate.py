@@ -104,3 +104,10 @@ def test_accept_rejects_a_file_that_is_not_a_review(make_project):
 
 def test_builtin_templates_are_shipped():
     assert {p.stem for p in BUILTIN_DIR.glob("*.j2")} >= {"subjects", "syllabus", "question", "answer", "expand"}
+
+
+def test_unknown_order_is_refused_before_any_work(make_project):
+    project = make_project()
+    result = run_cli("generate", "--project", str(project), "--order", "alphabetical")
+    assert result.returncode == 2 and "unknown --order 'alphabetical'" in result.stderr
+    assert not (project / "runs").exists()

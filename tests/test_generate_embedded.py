@@ -123,3 +123,13 @@ def test_broken_subject_file_is_named_by_validate_and_generate(embedded_run, tmp
         output = result.stdout + result.stderr
         assert subject.file.name in output and "session 1 needs a title" in output
         assert "Traceback" not in output
+
+
+def test_easy_to_hard_order_sorts_rows_by_bloom_level(embedded_run, tmp_path):
+    project = shutil.copytree(embedded_run, tmp_path / "ordered")
+    result = run_cli("generate", "--project", str(project), "--nodes", NODE, "--questions", "4",
+                     "--order", "easy_to_hard")
+    assert result.returncode == 0, result.stderr
+    ranks = [BLOOM_LEVELS.index(row["bloom_level"]) for row in rows_of(project)]
+    assert ranks == sorted(ranks) and len(ranks) >= 2
+    assert summary_of(project)["stages"]["answer"]["answered"] == 0  # ordering re-asks nothing

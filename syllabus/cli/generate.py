@@ -56,6 +56,7 @@ def generate(
         help="Evaluation set (JSONL, Parquet or a datasets folder with a question/prompt/input/problem column): "
              "drop rows whose question shares an n-gram with it (repeatable; adds to generation.filters.decontaminate).",
     )] = None,
+    order: Annotated[Optional[str], typer.Option("--order", help="Dataset row order: taxonomy, easy_to_hard, interleaved or shuffled.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print requests per stage and estimated tokens; call nothing.")] = False,
     project: ProjectOption = None,
 ) -> None:
@@ -80,7 +81,8 @@ def generate(
 
     proj = open_project(project)
     options = GenerateOptions(nodes=nodes, questions=questions, run_dir=run, teacher=teacher,
-                              base_urls=base_url, seed=seed, concurrency=concurrency, decontaminate=decontaminate)
+                              base_urls=base_url, seed=seed, concurrency=concurrency, decontaminate=decontaminate,
+                              order=order)
     if dry_run:
         _print_plan(proj, options)
         return

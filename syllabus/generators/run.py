@@ -45,6 +45,7 @@ class GenerateOptions:
     seed: int | None = None
     concurrency: int | None = None
     decontaminate: list[Path] | None = None  # evaluation sets (relative to the current folder) beside syllabus.yaml's
+    order: str | None = None  # taxonomy | easy_to_hard | interleaved | shuffled
 
 
 @dataclass
@@ -82,6 +83,11 @@ def prepare(project: Project, options: GenerateOptions):
         settings.questions = options.questions
     if options.seed is not None:
         settings.seed = options.seed
+    if options.order is not None:
+        allowed = ("taxonomy", "easy_to_hard", "interleaved", "shuffled")
+        if options.order not in allowed:
+            raise UserError(f"unknown --order '{options.order}'", hint=f"one of: {', '.join(allowed)}")
+        settings.order = options.order
     taxonomy = project.load_taxonomy()
     disciplines = taxonomy.select(options.nodes)
     if not disciplines:
@@ -154,6 +160,10 @@ def generate(project: Project, options: GenerateOptions, progress: Progress | No
     # The filters: every row comes back, kept or marked with the reason it was dropped.
     kept, dropped, report = run_filters(result.rows, settings.filters, eval_sets=eval_sets,
                                         progress=progress or NoProgress())
+    if settings.order != "taxonomy":  # curriculum order: easy to hard, interleaved, or shuffled
+        from .mix import order_rows
+
+        kept = order_rows(kept, settings.order, settings.seed)
     outcome = GenerateOutcome(result, run_dir, {}, backend.model, kept, dropped, report)
     outputs = outcome.outputs
     kept_per_node: dict[str, int] = {}
