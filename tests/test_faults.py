@@ -381,3 +381,21 @@ def test_server_dying_mid_run_then_restarted(fault_server, tmp_path, reference):
     resent = [canon(r.body) for r in server.chat_since(mark)]
     assert len(resent) == len(set(resent)) == reference["sent"] - answered(summary), log_of(server)
     assert rows_of(project) == reference["rows"]
+
+
+def test_requests_are_spread_across_several_base_urls(fault_server):
+    """A fleet of servers: --base-url repeated spreads the requests round robin."""
+    first, second = fault_server(), fault_server()
+
+    async def main():
+        backend = OpenAIBackend(model=MODEL, base_urls=[first.base_url, second.base_url], api_key=KEY,
+                                timeout=2, max_retries=0)
+        try:
+            requests = [ChatRequest(SUBJECTS_REQUEST.messages, sample_index=i) for i in range(6)]
+            return await asyncio.gather(*(backend.complete(r) for r in requests))
+        finally:
+            await backend.aclose()
+
+    replies = asyncio.run(main())
+    assert len(replies) == 6 and all(r.text for r in replies)
+    assert first.chat_count() == second.chat_count() == 3
