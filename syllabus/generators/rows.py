@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import UserError
+from ..jsonlio import read_jsonl
+from ..taxonomy.model import BLOOM_LEVELS
 from .filters.text import answer_of, question_of
 
 _HINT = "give a run folder, a datasets folder (save_to_disk), a .jsonl or a .parquet file"
@@ -41,30 +43,6 @@ class Source:
 
 
 # Reading ----------------------------------------------------------------------------
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    try:
-        handle = open(path, encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"cannot read: {exc.strerror or exc}", where=path) from None
-    with handle:
-        try:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise UserError(f"line {number} is not valid JSON ({exc.msg})", where=f"{path}:{number}",
-                                    hint="each line must be one JSON object") from None
-                if not isinstance(row, dict):
-                    raise UserError(f"line {number} is not a JSON object", where=f"{path}:{number}")
-                rows.append(row)
-        except UnicodeDecodeError:
-            raise UserError("file is not UTF-8 text", where=path, hint=_HINT) from None
-    return rows
-
-
 def _read_json(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
@@ -168,7 +146,6 @@ def has_column(rows: Iterable[dict[str, Any]], column: str) -> bool:
 
 
 # The level orders ---------------------------------------------------------------------
-from ..taxonomy.model import BLOOM_LEVELS  # noqa: E402  (one list of levels, easiest first)
 _BLOOM_PREFIXES = (("rememb", "knowledge", "recall"), ("understand", "comprehen"), ("appl",), ("analy",),
                    ("evaluat",), ("creat", "synthes"))
 EDUCATION_LEVELS = (

@@ -8,32 +8,15 @@ with an empty message, the line of a broken JSONL record.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..jsonlio import read_jsonl
 
 SFT_FORMATS = (("prompt", "completion"), ("messages",), ("text",))
 DPO_COLUMNS = ("prompt", "chosen", "rejected")
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"line {number} is not valid JSON ({exc.msg})", where=f"{path}:{number}",
-                                hint="each line must be one JSON object") from None
-            if not isinstance(row, dict):
-                raise UserError(f"line {number} is not a JSON object", where=f"{path}:{number}")
-            rows.append(row)
-    return rows
 
 
 def load_dataset_any(source: str | Path):
