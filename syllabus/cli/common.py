@@ -26,3 +26,20 @@ def open_project(path: Optional[Path]):
     from ..project import Project
 
     return Project.find(path)
+
+
+def open_project_or_defaults(path: Optional[Path]):
+    """The project, or (outside any project, with no --project given) one with default settings.
+
+    Commands that can run without a project (`teacher check`, `train`, `eval`) use this;
+    a --project that is wrong is still an error.
+    """
+    from ..errors import UserError
+    from ..project import Project, ProjectConfig
+
+    try:
+        return open_project(path)
+    except UserError:
+        if path is not None:
+            raise
+        return Project(Path.cwd(), ProjectConfig())

@@ -10,8 +10,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..errors import UserError
-from .common import ProjectOption, console, err_console, open_project
+from .common import ProjectOption, console, err_console, open_project, open_project_or_defaults
 
 TeacherOption = Annotated[
     Optional[str],
@@ -166,14 +165,7 @@ def check(teacher: TeacherOption = None, base_url: BaseUrlOption = None, project
     import asyncio
 
     from ..backends import make_backend, parse_teacher_spec
-    from ..project import Project, ProjectConfig
-
-    try:
-        proj = open_project(project)
-    except UserError:
-        if project is not None:
-            raise
-        proj = Project(Path.cwd(), ProjectConfig())  # outside a project: check the flags alone
+    proj = open_project_or_defaults(project)  # outside a project: check the flags alone
     spec = parse_teacher_spec(teacher, proj.config.teacher)
     backend = make_backend(spec, proj.config.teacher, base_urls=base_url, project_root=proj.root)
 

@@ -9,8 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..errors import UserError
-from .common import ProjectOption, console
+from .common import ProjectOption, console, open_project_or_defaults
 
 train_app = typer.Typer(
     help=(
@@ -25,14 +24,7 @@ probes_app = typer.Typer(help="Held-out probe sets for examining the student.", 
 
 def _student_config(project: Optional[Path]):
     """The project's student settings; outside a project, the defaults."""
-    from ..project import Project, ProjectConfig
-
-    try:
-        return Project.find(project).config.student
-    except UserError:
-        if project is not None:
-            raise
-        return ProjectConfig().student
+    return open_project_or_defaults(project).config.student
 
 
 def _train(method: str, dataset: Path, out: Optional[Path], project: Optional[Path], **flags) -> None:
