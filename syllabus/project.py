@@ -74,6 +74,7 @@ def _stages() -> dict[str, StageSampling]:
         "syllabus": StageSampling(temperature=0.7, max_tokens=300),
         "question": StageSampling(temperature=0.9, max_tokens=96),
         "answer": StageSampling(temperature=0.3, max_tokens=256),
+        "judge": StageSampling(temperature=0.0, max_tokens=64),
     }
 
 
@@ -94,6 +95,13 @@ class EmbeddingFilterConfig(_Strict):
     batch_size: int = Field(64, ge=1, le=4096)
 
 
+class JudgeFilterConfig(_Strict):
+    """The teacher scores each pair on the rubric in judge.j2 (1-5); a row under the threshold is dropped."""
+
+    enabled: bool = False  # one more teacher request per row: on when wanted
+    threshold: int = Field(3, ge=1, le=5)  # the lowest score kept
+
+
 class ChecksConfig(_Strict):
     """Length and format checks on each row by itself."""
 
@@ -110,6 +118,7 @@ class FiltersConfig(_Strict):
     exact: Literal["question", "question_answer", "off"] = "question"
     minhash: MinHashFilterConfig = Field(default_factory=MinHashFilterConfig)
     embedding: EmbeddingFilterConfig = Field(default_factory=EmbeddingFilterConfig)
+    judge: JudgeFilterConfig = Field(default_factory=JudgeFilterConfig)
     decontaminate: list[str] = Field(default_factory=list)  # evaluation sets, relative to the project
     decontaminate_ngram: int = Field(13, ge=2, le=64)
     decontaminate_short_ngram: int = Field(8, ge=2, le=64)

@@ -135,9 +135,11 @@ def fixed_rows(monkeypatch):
     """generate() with a fake teacher and a pipeline that returns the rows given."""
     made: dict = {"rows": RUN_ROWS}
 
-    async def fake_generate(self, disciplines, total):
+    async def fake_generate(self, disciplines, total, emit):
         rows = made["rows"]
-        return GenerationResult(rows=rows, nodes=[NodeOutcome(NODE, len(rows), len(rows))], stats={},
+        for row in rows:
+            emit(0, row["question_index"], row)
+        return GenerationResult(generated=len(rows), nodes=[NodeOutcome(NODE, len(rows), len(rows))], stats={},
                                 failed_requests=0, templates={"question": "v1", "answer": "v1"})
 
     monkeypatch.setattr(run_module, "make_backend", lambda *a, **k: FakeBackend())

@@ -97,9 +97,9 @@ def generate(
     _print_summary(result)
     _print_filters(outcome)
     if outcome.kept:
-        console.print(f"[green]wrote {len(outcome.kept)} rows[/] to {escape(str(outcome.outputs['dataset']))} "
+        console.print(f"[green]wrote {outcome.kept} rows[/] to {escape(str(outcome.outputs['dataset']))} "
                       f"(+ {escape(outcome.outputs['jsonl'].name)}, README.md)"
-                      + (f"; {len(outcome.dropped)} dropped to {escape(outcome.outputs['dropped'].name)}"
+                      + (f"; {outcome.dropped} dropped to {escape(outcome.outputs['dropped'].name)}"
                          if outcome.dropped else ""))
     else:
         err_console.print(f"[bold red]no dataset written[/]: {escape(outcome.empty_reason() or '')}")
@@ -134,6 +134,9 @@ def _print_filters(outcome) -> None:
     for reason, count in report.counts.items():
         table.add_row(reason, str(count))
     console.print(table)
+    if report.unjudged:
+        err_console.print(f"[yellow]{report.unjudged} row(s) kept unjudged[/]: the judge's reply failed or did not "
+                          "parse (judge_score is null; rerun to retry failed requests)")
     if report.per_eval_set:
         sets = Table("evaluation set", "rows overlapping", title="Decontamination")
         for name, count in report.per_eval_set.items():

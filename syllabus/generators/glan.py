@@ -3,8 +3,10 @@
 Disciplines run concurrently and every question flows into its answer as soon as
 it is parsed, so the backend is never idle waiting for a stage to finish. Subjects
 and syllabi are written into the taxonomy as editable YAML and read back from there
-on the next run; rows come back in a fixed order (discipline path, question index)
-whatever order the answers arrived in, so a resumed run equals an uninterrupted one.
+on the next run. Each finished row goes to `emit(node, index, row)` at once (a run
+spools it to disk, so memory does not grow with the run); its key, the discipline's
+position and the question index, fixes its place whatever order the answers arrived
+in, so a resumed run equals an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from ..backends.base import ChatRequest
 from ..prompts import Templates
@@ -33,9 +35,12 @@ class NodeOutcome:
     note: str | None = None  # why a node delivered nothing
 
 
+Emit = Callable[[int, int, dict[str, Any]], None]  # (discipline position, question index, row)
+
+
 @dataclass
 class GenerationResult:
-    rows: list[dict[str, Any]]
+    generated: int  # rows made (each went to `emit`)
     nodes: list[NodeOutcome]
     stats: dict[str, Any]
     failed_requests: int
@@ -43,7 +48,7 @@ class GenerationResult:
 
     def empty_reason(self) -> str | None:
         """Which stage dropped everything, and why; None when rows were made."""
-        if self.rows:
+        if self.generated:
             return None
         for stage in STAGES:
             stats = self.stats.get(stage)
@@ -201,7 +206,7 @@ class GlanGenerator:
         }
 
     # The whole run -------------------------------------------------------------
-    async def _discipline(self, node: Node, count: int, outcome: NodeOutcome) -> list[dict]:
+    async def _discipline(self, position: int, node: Node, count: int, outcome: NodeOutcome, emit: Emit) -> None:
         subjects = await self.subjects_for(node)
         subjects = await asyncio.gather(*(self.syllabus_for(node, s) for s in subjects))
         usable = [s for s in subjects if s.sessions]
@@ -209,8 +214,7 @@ class GlanGenerator:
             outcome.note = "no subject with a syllabus" if subjects else "no subjects"
             self.teacher.progress.advance("question", count)
             self.teacher.progress.advance("answer", count)
-            return []
-        rows: list[dict | None] = [None] * count
+            return
         indices = iter(range(count))
 
         async def worker() -> None:
@@ -219,24 +223,23 @@ class GlanGenerator:
             # backend busy (each worker asks a question, then its answer).
             for index in indices:
                 async with self._window:
-                    rows[index] = await self.question_and_answer(node, usable, index)
+                    row = await self.question_and_answer(node, usable, index)
+                if row is not None:
+                    emit(position, index, row)
+                    outcome.delivered += 1
 
         await asyncio.gather(*(worker() for _ in range(min(count, self.window))))
-        kept = [r for r in rows if r is not None]
-        outcome.delivered = len(kept)
-        return kept
 
-    async def generate(self, disciplines: list[Node], total_questions: int) -> GenerationResult:
+    async def generate(self, disciplines: list[Node], total_questions: int, emit: Emit) -> GenerationResult:
+        """Run the pipeline for `total_questions` shared by weight; each row goes to `emit`."""
         shares = allocate(total_questions, {n.path: n.weight for n in disciplines})
         outcomes = [NodeOutcome(n.path, shares[n.path]) for n in disciplines]
         self.teacher.progress.add_total("question", sum(shares.values()))
         self.teacher.progress.add_total("answer", sum(shares.values()))
-        per_node = await asyncio.gather(
-            *(self._discipline(n, shares[n.path], o) for n, o in zip(disciplines, outcomes))
-        )
-        rows = [row for node_rows in per_node for row in node_rows]
+        await asyncio.gather(*(self._discipline(i, n, shares[n.path], o, emit)
+                               for i, (n, o) in enumerate(zip(disciplines, outcomes))))
         return GenerationResult(
-            rows=rows,
+            generated=sum(o.delivered for o in outcomes),
             nodes=outcomes,
             stats={stage: self.teacher.stage(stage) for stage in STAGES},
             failed_requests=self.teacher.failed,
@@ -278,4 +281,8 @@ class GlanGenerator:
                        "seeds": node.seeds, "bloom_level": "apply", "strategy": "step_by_step"}
             add("question", "question", context, shares[node.path])
             add("answer", "answer", {**context, "question": "x" * 200}, shares[node.path])
+            if self.settings.filters.judge.enabled:  # at most one judgement per row
+                plan.setdefault("judge", {"requests": 0, "prompt_tokens": 0, "max_completion_tokens": 0})
+                add("judge", "judge", {"question": "x" * 200, "answer": "x" * 800, "discipline": node.name,
+                                       "subject": usable[0].name, "bloom_level": "apply"}, shares[node.path])
         return plan

@@ -8,6 +8,7 @@ each parser strips decoration, drops repeats, caps list lengths and raises
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from ..taxonomy.curriculum import Session, Subject
 from ..taxonomy.model import slugify
@@ -133,3 +134,32 @@ def parse_proposals(text: str, limit: int) -> list[tuple[str, str]]:
     if not found:
         raise ParseError("no 'Name | description' lines")
     return found
+
+
+SCORE = re.compile(r"^\W*score\W*?[:=\-]\s*\**\s*([1-5])(?:\s*(?:/|out of)\s*5)?\b", re.IGNORECASE | re.MULTILINE)
+FLAWS = re.compile(r"^\W*flaws?\W*?[:=\-]\s*(.*)$", re.IGNORECASE | re.MULTILINE)
+NO_FLAWS = {"", "none", "no flaws", "nothing", "n/a", "-"}
+
+
+@dataclass(frozen=True)
+class Judgement:
+    score: int  # 1 (worst) to 5 (best)
+    flaws: tuple[str, ...]  # the rubric's flaw names the judge found, as written
+
+
+def parse_judgement(text: str) -> Judgement:
+    """'Flaws: a, b' (or 'none') then 'Score: N' from the judge; the last Score line wins
+    (a weak judge may think aloud first), the Flaws line before it is optional."""
+    scores = list(SCORE.finditer(text))
+    if not scores:
+        raise ParseError("no 'Score: N' line (N from 1 to 5)")
+    last = scores[-1]
+    flaws_lines = [m for m in FLAWS.finditer(text, 0, last.start())]
+    flaws: tuple[str, ...] = ()
+    if flaws_lines:
+        listed = DECORATION.sub("", flaws_lines[-1].group(1)).strip().rstrip(".")
+        if listed.casefold() not in NO_FLAWS:
+            flaws = tuple(dict.fromkeys(
+                part.strip().strip(".").casefold().replace(" ", "_") for part in re.split(r"[,;]", listed)
+                if part.strip().strip(".")))
+    return Judgement(int(last.group(1)), flaws)

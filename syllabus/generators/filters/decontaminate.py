@@ -214,27 +214,38 @@ def _grams(tokens: list[str], size: int):
     return [tokens[i:i + size] for i in range(len(tokens) - size + 1)]
 
 
+class Decontaminator:
+    """Each evaluation set's n-gram index, built once per run; `per_set` counts the rows that
+    overlapped each set (a row may count in several)."""
+
+    def __init__(self, eval_sets: list[EvalSet], ngram: int = 13, short: int = 8):
+        self.indexes = [(s, NgramIndex.build(s.questions, ngram, short)) for s in eval_sets]
+        self.per_set = {s.name: 0 for s in eval_sets}
+
+    def marks(self, rows: list[dict[str, Any]], refs=None) -> dict[int, tuple[str, str]]:
+        marks = {}
+        if not self.indexes:
+            return marks
+        for i, row in enumerate(rows):
+            tokens = words(question_of(row))
+            hits = []
+            for eval_set, index in self.indexes:
+                found = index.match(tokens)
+                if found:
+                    self.per_set[eval_set.name] += 1
+                    number, shared = found
+                    hits.append(f"{eval_set.name} question {number + 1} ({len(shared.split())} words shared: "
+                                f"'{_clip(shared)}')")
+            if hits:
+                marks[i] = (REASON, "overlaps " + "; ".join(hits))
+        return marks
+
+
 def find(rows: list[dict[str, Any]], eval_sets: list[EvalSet], ngram: int = 13, short: int = 8,
          refs=None) -> tuple[dict[int, tuple[str, str]], dict[str, int]]:
     """Marks for contaminated rows, and how many rows overlapped each set (a row may count in several)."""
-    per_set = {s.name: 0 for s in eval_sets}
-    if not eval_sets:
-        return {}, per_set
-    indexes = [(s, NgramIndex.build(s.questions, ngram, short)) for s in eval_sets]
-    marks = {}
-    for i, row in enumerate(rows):
-        tokens = words(question_of(row))
-        hits = []
-        for eval_set, index in indexes:
-            found = index.match(tokens)
-            if found:
-                per_set[eval_set.name] += 1
-                number, shared = found
-                hits.append(f"{eval_set.name} question {number + 1} ({len(shared.split())} words shared: "
-                            f"'{_clip(shared)}')")
-        if hits:
-            marks[i] = (REASON, "overlaps " + "; ".join(hits))
-    return marks, per_set
+    step = Decontaminator(eval_sets, ngram, short)
+    return step.marks(rows), step.per_set
 
 
 def _clip(text: str, limit: int = 80) -> str:

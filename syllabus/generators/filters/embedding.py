@@ -75,44 +75,80 @@ def _best_match(block, kept):
     return where, best
 
 
+class GreedyIndex:
+    """Unit vectors of the rows kept so far; `add` takes the next vectors in order and says
+    which of them are too close to a kept one (an earlier chunk's or their own chunk's)."""
+
+    def __init__(self, threshold: float, dim: int = 384):
+        import numpy as np
+
+        self.threshold = threshold
+        self._kept = np.zeros((1024, dim), dtype=np.float32)  # grown by doubling
+        self._kept_ids = np.zeros(1024, dtype=np.int64)  # the caller's id of each kept row
+        self.size = 0
+
+    def add(self, vectors, ids=None) -> dict[int, tuple[int, float]]:
+        """{position in `vectors`: (id of the kept row it is near, similarity)} for each row
+        too close; the others are kept. `ids` name the rows (default: their positions)."""
+        ids = list(range(len(vectors))) if ids is None else list(ids)
+        marks: dict[int, tuple[int, float]] = {}
+        for start in range(0, len(vectors), BLOCK):
+            block = vectors[start:start + BLOCK]
+            if self.size:
+                best_prev, best_prev_sim = _best_match(block, self._kept[:self.size])
+            inside = block @ block.T
+            kept_here: list[int] = []
+            for t in range(len(block)):
+                best_sim, best_id = -1.0, None
+                if self.size:
+                    best_sim, best_id = float(best_prev_sim[t]), int(self._kept_ids[best_prev[t]])
+                if kept_here:
+                    sims = inside[t, kept_here]
+                    k = int(sims.argmax())
+                    if float(sims[k]) > best_sim:
+                        best_sim, best_id = float(sims[k]), ids[start + kept_here[k]]
+                if best_id is not None and best_sim >= self.threshold:
+                    marks[start + t] = (best_id, best_sim)
+                else:
+                    kept_here.append(t)
+            for t in kept_here:
+                self._keep(block[t], ids[start + t])
+        return marks
+
+    def _keep(self, vector, row_id: int) -> None:
+        import numpy as np
+
+        if self.size == len(self._kept):
+            self._kept = np.concatenate([self._kept, np.zeros_like(self._kept)])
+            self._kept_ids = np.concatenate([self._kept_ids, np.zeros_like(self._kept_ids)])
+        self._kept[self.size] = vector
+        self._kept_ids[self.size] = row_id
+        self.size += 1
+
+
 def greedy_marks(vectors, threshold: float) -> dict[int, tuple[int, float]]:
     """For unit vectors in order: {row: (earlier kept row, similarity)} for each row that is too close."""
-    import numpy as np
+    return GreedyIndex(threshold, dim=vectors.shape[1] if len(vectors) else 384).add(vectors)
 
-    count = len(vectors)
-    kept_index = np.zeros(count, dtype=np.int64)  # positions of kept rows, in order
-    kept = np.zeros_like(vectors)
-    n_kept = 0
-    marks: dict[int, tuple[int, float]] = {}
-    for start in range(0, count, BLOCK):
-        block = vectors[start:start + BLOCK]
-        if n_kept:
-            best_prev, best_prev_sim = _best_match(block, kept[:n_kept])
-        inside = block @ block.T
-        kept_here: list[int] = []
-        for t in range(len(block)):
-            best_sim, best_row = -1.0, -1
-            if n_kept:
-                best_sim, best_row = float(best_prev_sim[t]), int(kept_index[best_prev[t]])
-            if kept_here:
-                sims = inside[t, kept_here]
-                k = int(sims.argmax())
-                if float(sims[k]) > best_sim:
-                    best_sim, best_row = float(sims[k]), start + kept_here[k]
-            if best_row >= 0 and best_sim >= threshold:
-                marks[start + t] = (best_row, best_sim)
-            else:
-                kept_here.append(t)
-        for t in kept_here:
-            kept[n_kept] = block[t]
-            kept_index[n_kept] = start + t
-            n_kept += 1
-    return marks
+
+class EmbeddingFilter:
+    """Near duplicates across the chunks of a run: the kept rows' vectors stay in the index."""
+
+    def __init__(self, threshold: float = 0.95, batch_size: int = 64):
+        self.batch_size = batch_size
+        self._index = GreedyIndex(threshold)
+        self._refs: list[str] = []
+
+    def marks(self, rows: list[dict[str, Any]], refs) -> dict[int, tuple[str, str]]:
+        if not rows:
+            return {}
+        vectors = embed([question_of(row) for row in rows], batch_size=self.batch_size)
+        first = len(self._refs)
+        self._refs.extend(refs)  # ids are positions in everything this filter has seen
+        near = self._index.add(vectors, ids=range(first, first + len(rows)))
+        return {i: (REASON, f"near duplicate of {self._refs[j]} (cosine {sim:.3f})") for i, (j, sim) in near.items()}
 
 
 def find(rows: list[dict[str, Any]], threshold: float = 0.95, batch_size: int = 64,
          refs=None) -> dict[int, tuple[str, str]]:
-    refs = refs_for(rows, refs)
-    vectors = embed([question_of(row) for row in rows], batch_size=batch_size)
-    return {i: (REASON, f"near duplicate of {refs[j]} (cosine {sim:.3f})")
-            for i, (j, sim) in greedy_marks(vectors, threshold).items()}
+    return EmbeddingFilter(threshold, batch_size).marks(rows, refs_for(rows, refs))

@@ -18,26 +18,35 @@ def _digest(*parts: str) -> bytes:
     return hashlib.sha256("\x00".join(normalise(p) for p in parts).encode()).digest()
 
 
-def find(rows: list[dict[str, Any]], key: str = "question", refs=None) -> dict[int, tuple[str, str]]:
-    """`key`: 'question' drops a row whose question was seen before; 'question_answer' only
+class ExactFilter:
+    """The digests of every row kept so far, across the chunks of a run: one short digest per row.
+
+    `key`: 'question' drops a row whose question was seen before; 'question_answer' only
     one whose question and answer were both seen together before."""
-    if key == "off":
-        return {}
-    refs = refs_for(rows, refs)
-    first_question: dict[bytes, int] = {}
-    first_pair: dict[bytes, int] = {}
-    marks = {}
-    for i, row in enumerate(rows):
-        question, answer = question_of(row), answer_of(row)
-        q, qa = _digest(question), _digest(question, answer)
-        if qa in first_pair:
-            j = first_pair[qa]
-            marks[i] = (REASON, f"same question and answer as {refs[j]}")
-            continue
-        if key == "question" and q in first_question:
-            j = first_question[q]
-            marks[i] = (REASON, f"same question as {refs[j]}")
-            continue
-        first_pair[qa] = i
-        first_question.setdefault(q, i)
-    return marks
+
+    def __init__(self, key: str = "question"):
+        self.key = key
+        self._first_question: dict[bytes, str] = {}
+        self._first_pair: dict[bytes, str] = {}
+
+    def marks(self, rows: list[dict[str, Any]], refs) -> dict[int, tuple[str, str]]:
+        if self.key == "off":
+            return {}
+        marks = {}
+        for i, row in enumerate(rows):
+            question, answer = question_of(row), answer_of(row)
+            q, qa = _digest(question), _digest(question, answer)
+            if qa in self._first_pair:
+                marks[i] = (REASON, f"same question and answer as {self._first_pair[qa]}")
+                continue
+            if self.key == "question" and q in self._first_question:
+                marks[i] = (REASON, f"same question as {self._first_question[q]}")
+                continue
+            self._first_pair[qa] = refs[i]
+            self._first_question.setdefault(q, refs[i])
+        return marks
+
+
+def find(rows: list[dict[str, Any]], key: str = "question", refs=None) -> dict[int, tuple[str, str]]:
+    """Marks for the duplicates among `rows`, by position."""
+    return ExactFilter(key).marks(rows, refs_for(rows, refs))

@@ -37,32 +37,57 @@ def _index(lsh_class, threshold: float, num_perm: int):
             candidate = round(candidate - 0.01, 2)
 
 
+class MinHashFilter:
+    """The LSH index and signatures of every row kept so far, across the chunks of a run."""
+
+    def __init__(self, threshold: float = 0.8, shingle: int = 3, num_perm: int = 128):
+        import numpy as np
+        from datasketch import MinHash, MinHashLSH
+
+        self.threshold, self.shingle, self.num_perm = threshold, shingle, num_perm
+        self._lsh = _index(MinHashLSH, threshold, num_perm)
+        self._template = MinHash(num_perm=num_perm, seed=SEED)
+        # Signatures of kept rows, one compact row each (hash values fit 32 bits), for the check;
+        # grown by doubling as rows are kept.
+        self._signatures = np.zeros((1024, num_perm), dtype=np.uint32)
+        self._refs: list[str] = []
+
+    def marks(self, rows: list[dict[str, Any]], refs) -> dict[int, tuple[str, str]]:
+        import numpy as np
+
+        marks = {}
+        for i, row in enumerate(rows):
+            grams = shingles(question_of(row), self.shingle)
+            if not grams:
+                continue  # no words: nothing to compare (the checks judge empty text)
+            signature = self._template.copy()
+            signature.update_batch(grams)
+            values = signature.hashvalues.astype(np.uint32)
+            best, best_j = 0.0, -1
+            for j in self._lsh.query(signature):
+                similarity = float(np.count_nonzero(self._signatures[j] == values)) / self.num_perm
+                if similarity > best:
+                    best, best_j = similarity, j
+            if best_j >= 0 and best >= self.threshold:
+                marks[i] = (REASON, f"near duplicate of {self._refs[best_j]} (MinHash Jaccard ~{best:.2f})")
+                continue
+            self._keep(values, signature, refs[i])
+        return marks
+
+    def _keep(self, values, signature, ref: str) -> None:
+        import numpy as np
+
+        j = len(self._refs)
+        if j == len(self._signatures):
+            grown = np.zeros((2 * j, self.num_perm), dtype=np.uint32)
+            grown[:j] = self._signatures
+            self._signatures = grown
+        self._signatures[j] = values
+        self._refs.append(ref)
+        self._lsh.insert(j, signature, check_duplication=False)
+
+
 def find(rows: list[dict[str, Any]], threshold: float = 0.8, shingle: int = 3, num_perm: int = 128,
          refs=None) -> dict[int, tuple[str, str]]:
-    import numpy as np
-    from datasketch import MinHash, MinHashLSH
-
-    refs = refs_for(rows, refs)
-    lsh = _index(MinHashLSH, threshold, num_perm)
-    # Signatures of kept rows, one compact row each (hash values fit 32 bits), for the check.
-    kept_signatures = np.zeros((len(rows), num_perm), dtype=np.uint32)
-    template = MinHash(num_perm=num_perm, seed=SEED)
-    marks = {}
-    for i, row in enumerate(rows):
-        grams = shingles(question_of(row), shingle)
-        if not grams:
-            continue  # no words: nothing to compare (the checks judge empty text)
-        signature = template.copy()
-        signature.update_batch(grams)
-        values = signature.hashvalues.astype(np.uint32)
-        best, best_j = 0.0, -1
-        for j in lsh.query(signature):
-            similarity = float(np.count_nonzero(kept_signatures[j] == values)) / num_perm
-            if similarity > best:
-                best, best_j = similarity, j
-        if best_j >= 0 and best >= threshold:
-            marks[i] = (REASON, f"near duplicate of {refs[best_j]} (MinHash Jaccard ~{best:.2f})")
-            continue
-        kept_signatures[i] = values
-        lsh.insert(i, signature, check_duplication=False)
-    return marks
+    """Marks for the near duplicates among `rows`, by position."""
+    return MinHashFilter(threshold, shingle, num_perm).marks(rows, refs_for(rows, refs))

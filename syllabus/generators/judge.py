@@ -1,0 +1,103 @@
+"""The LLM judge: the teacher scores each kept question-answer pair against a rubric.
+
+The rubric, its reply format and its few-shot examples live in `judge.j2` (overridable
+per project). Scoring goes through the request cache like every other stage, so a
+rerun after a kill asks only the pairs not yet judged. `check_rubric` holds a template
+to its own rubric: every example reply must parse, name only the rubric's flaws and
+score 5 minus their number; `syllabus generate` runs it before any request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+from ..backends.base import ChatRequest
+from ..errors import UserError
+from ..prompts import Templates
+from .filters.text import answer_of, question_of
+from .parsers import Judgement, ParseError, parse_judgement
+from .teacher import CachedTeacher
+
+RUBRIC_LINE = re.compile(r"^\s*-\s*([A-Za-z][\w ]*?)\s*:", re.MULTILINE)
+TOP, BOTTOM = 5, 1
+EXAMPLE_CONTEXT = {"question": "(the question)", "answer": "(the answer)", "discipline": "(discipline)",
+                   "subject": "(subject)", "bloom_level": "apply"}
+
+
+def rubric_score(flaws: tuple[str, ...] | list[str]) -> int:
+    """What the rubric says a reply naming these flaws scores."""
+    return max(BOTTOM, TOP - len(flaws))
+
+
+def check_rubric(templates: Templates, name: str = "judge") -> list[str]:
+    """Where the template's example replies disagree with its own rubric (empty: they agree).
+
+    The rubric is the system turn's `- name: meaning` lines; the examples are the
+    assistant turns. Each must parse as a judgement, name only rubric flaws, and score
+    `rubric_score(flaws)`."""
+    messages = templates.render(name, **EXAMPLE_CONTEXT)
+    system = "\n".join(m["content"] for m in messages if m["role"] == "system")
+    rubric = {n.strip().casefold().replace(" ", "_") for n in RUBRIC_LINE.findall(system)}
+    problems = []
+    if not rubric:
+        problems.append("the system turn lists no flaws as '- name: meaning' lines")
+    examples = [m["content"] for m in messages if m["role"] == "assistant"]
+    if not examples:
+        problems.append("no example replies ([[assistant]] turns)")
+    for number, reply in enumerate(examples, 1):
+        try:
+            judgement = parse_judgement(reply)
+        except ParseError as exc:
+            problems.append(f"example {number} does not parse: {exc}")
+            continue
+        unknown = [flaw for flaw in judgement.flaws if flaw not in rubric]
+        if unknown:
+            problems.append(f"example {number} names flaws not in the rubric: {', '.join(unknown)}")
+        expected = rubric_score(judgement.flaws)
+        if judgement.score != expected:
+            problems.append(f"example {number} scores {judgement.score} but lists {len(judgement.flaws)} "
+                            f"flaw(s): the rubric gives {expected}")
+    return problems
+
+
+def require_consistent_rubric(templates: Templates) -> None:
+    problems = check_rubric(templates)
+    if problems:
+        raise UserError("the judge template's examples disagree with its rubric: " + "; ".join(problems),
+                        where=templates.get("judge").origin,
+                        hint="make each example's Score equal 5 minus the number of flaws it lists")
+
+
+class Judge:
+    """Scores rows through the cached teacher; None for a row whose judgement failed or did
+    not parse (such rows are kept, and counted as unjudged)."""
+
+    def __init__(self, teacher: CachedTeacher, templates: Templates, sampling):
+        self.teacher = teacher
+        self.templates = templates
+        self.sampling = sampling
+
+    async def score_one(self, row: dict[str, Any]) -> Judgement | None:
+        messages = self.templates.render("judge", question=question_of(row), answer=answer_of(row),
+                                         discipline=row.get("discipline") or "", subject=row.get("subject") or "",
+                                         bloom_level=row.get("bloom_level") or "")
+        request = ChatRequest.from_messages(messages, temperature=self.sampling.temperature,
+                                            top_p=self.sampling.top_p, max_tokens=self.sampling.max_tokens)
+        reply = await self.teacher.ask("judge", request, self.templates.get("judge").version)
+        if reply is None:
+            return None
+        stats = self.teacher.stage("judge")
+        try:
+            judgement = parse_judgement(reply.text)
+        except ParseError as exc:
+            stats.unparsed[str(exc)] += 1
+            return None
+        stats.parsed += 1
+        stats.kept += 1
+        return judgement
+
+    async def score(self, rows: list[dict[str, Any]]) -> list[Judgement | None]:
+        self.teacher.progress.add_total("judge", len(rows))
+        return list(await asyncio.gather(*(self.score_one(row) for row in rows)))
