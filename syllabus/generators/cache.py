@@ -50,6 +50,9 @@ class RequestCache:
             "CREATE TABLE IF NOT EXISTS failures (key TEXT PRIMARY KEY, stage TEXT, reason TEXT, detail TEXT,"
             " attempts INTEGER, updated REAL)"
         )
+        # Keys with a recorded failure (few): an answer clears its failure without a second
+        # statement, so storing an answer is one commit.
+        self._failed = {key for (key,) in self._db.execute("SELECT key FROM failures")}
 
     def get(self, key: str) -> Completion | None:
         row = self._db.execute(
@@ -68,7 +71,9 @@ class RequestCache:
             (key, stage, completion.text, completion.finish_reason, completion.prompt_tokens,
              completion.completion_tokens, time.time(), asked),
         )
-        self._db.execute("DELETE FROM failures WHERE key = ?", (key,))
+        if key in self._failed:
+            self._db.execute("DELETE FROM failures WHERE key = ?", (key,))
+            self._failed.discard(key)
 
     def record_failure(self, key: str, stage: str, reason: str, detail: str) -> None:
         self._db.execute(
@@ -76,6 +81,7 @@ class RequestCache:
             " reason = excluded.reason, detail = excluded.detail, attempts = attempts + 1, updated = excluded.updated",
             (key, stage, reason, detail, time.time()),
         )
+        self._failed.add(key)
 
     def count(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
