@@ -399,3 +399,20 @@ def test_requests_are_spread_across_several_base_urls(fault_server):
     replies = asyncio.run(main())
     assert len(replies) == 6 and all(r.text for r in replies)
     assert first.chat_count() == second.chat_count() == 3
+
+
+def test_key_from_a_key_file_reaches_the_server_and_no_file(fault_server, tmp_path):
+    """teacher.api_key_file (outside the project): the key is sent, and although the server
+    echoes it in 500 bodies, it reaches no output, run file, card or cache."""
+    server = fault_server()
+    server.set_faults(Fault("500", every=4))
+    key_file = tmp_path / "secrets" / "key"
+    key_file.parent.mkdir()
+    key_file.write_text(KEY + "\n")
+    project = fault_project(tmp_path / "proj", max_retries=0, api_key_file=str(key_file), api_key_env="NO_SUCH_VAR")
+    result = run_cli("generate", "--project", str(project), "--teacher", f"openai:{MODEL}",
+                     "--base-url", server.base_url, "--nodes", NODE, "--questions", QUESTIONS, timeout=180)
+    assert result.returncode == 1, result.stdout + result.stderr  # the 500s failed for good
+    assert server.chat and all(r.authorization == f"Bearer {KEY}" for r in server.chat)
+    assert (project / "runs/default/summary.json").is_file()
+    assert_clean(result, project)
