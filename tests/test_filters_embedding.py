@@ -76,3 +76,20 @@ def test_embedding_filter_with_the_packaged_model():
     _, dropped, report = run_filters(rows, only(exact="question", embedding={"enabled": True, "threshold": 0.97}))
     assert dropped_by(dropped) == {6: "exact_duplicate", 7: "exact_duplicate"}
     assert embedding.available() is None
+
+
+def test_greedy_index_carries_kept_rows_across_calls():
+    """A run feeds the filter a chunk at a time: a row near one kept in an earlier call is still
+    marked, with that row's id, exactly as in one call over all rows."""
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=(6, 16)).astype(np.float32)
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    vectors = np.concatenate([base, base[[4, 1]]])
+    whole = embedding.greedy_marks(vectors, 0.99)
+    index = embedding.GreedyIndex(0.99, dim=16)
+    pieces = {}
+    for start in range(0, len(vectors), 3):
+        for local, (kept_id, sim) in index.add(vectors[start:start + 3], ids=range(start, start + 3)).items():
+            pieces[start + local] = (kept_id, sim)
+    assert {i: j for i, (j, _) in pieces.items()} == {i: j for i, (j, _) in whole.items()} == {6: 4, 7: 1}
+    assert index.size == 6
