@@ -40,6 +40,9 @@ def loads(text: str, *, source: str | Path = "<string>") -> Any:
         ) from None
     except YAMLError as exc:
         raise UserError(f"YAML error: {exc}", where=source) from None
+    except (TypeError, ValueError) as exc:  # what ruamel lets through: a list as a key, a 5000-digit number
+        raise UserError(f"YAML value that cannot be read: {str(exc).split(';')[0]}", where=source,
+                        hint="keys must be plain text, and numbers of a sensible size") from None
 
 
 def load(path: Path) -> Any:

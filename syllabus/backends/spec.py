@@ -40,6 +40,9 @@ def parse_teacher_spec(spec: str | None, config=None) -> TeacherSpec:
 def make_backend(spec: TeacherSpec, config, *, base_urls: list[str] | None = None, concurrency: int | None = None,
                  project_root: Path | None = None):
     """A ready (not yet preflighted) backend for `spec`; `config` is the project's TeacherConfig."""
+    if concurrency is not None and concurrency < 1:
+        raise UserError(f"--concurrency must be at least 1, got {concurrency}",
+                        hint="requests in flight (openai) or batch size (local); default: teacher.concurrency")
     concurrency = concurrency or config.concurrency
     if spec.backend == "openai":
         from .openai_backend import OpenAIBackend, read_api_key

@@ -46,12 +46,12 @@ StudentOpt = Annotated[Optional[str], typer.Option("--student", help="'embedded'
 OutOpt = Annotated[Optional[Path], typer.Option("--out", help="Output folder (checkpoints/, final/, loss.png). Default: students/METHOD-NAME.")]
 LrOpt = Annotated[Optional[float], typer.Option("--lr", help="Learning rate. Default: 2e-5 full, 2e-4 LoRA.")]
 EpochsOpt = Annotated[Optional[float], typer.Option("--epochs", help="Passes over the data.")]
-StepsOpt = Annotated[Optional[int], typer.Option("--max-steps", help="Stop after N steps (overrides --epochs).")]
-BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Examples per step.")]
-LengthOpt = Annotated[Optional[int], typer.Option("--max-length", help="Tokens per example.")]
+StepsOpt = Annotated[Optional[int], typer.Option("--max-steps", min=-1, help="Stop after N steps (overrides --epochs).")]
+BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Examples per step.")]
+LengthOpt = Annotated[Optional[int], typer.Option("--max-length", min=16, help="Tokens per example.")]
 LoraOpt = Annotated[Optional[bool], typer.Option("--lora/--full", help="LoRA adapter (peft) or every weight.")]
 ProbesOpt = Annotated[Optional[Path], typer.Option("--probes", help="Probe file that must not leak into the training data.")]
-SaveOpt = Annotated[Optional[int], typer.Option("--save-steps", help="Checkpoint every N steps.")]
+SaveOpt = Annotated[Optional[int], typer.Option("--save-steps", min=1, help="Checkpoint every N steps.")]
 
 
 @train_app.command("sft")
@@ -104,8 +104,8 @@ def evaluate(
     probes: Annotated[Path, typer.Option("--probes", help="Probe JSONL (question, answer, node; or options + correct).")],
     student: StudentOpt = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Where results.json, answers, mistakes and pairs/ go.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Probes answered per batch.")] = 8,
-    max_tokens: Annotated[int, typer.Option(help="Longest student answer, in tokens.")] = 128,
+    batch_size: Annotated[int, typer.Option(min=1, help="Probes answered per batch.")] = 8,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Longest student answer, in tokens.")] = 128,
     project: ProjectOption = None,
 ) -> None:
     """Examine the student per taxonomy node: exact/numeric match, choice accuracy, reference log-probability.

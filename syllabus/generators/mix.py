@@ -336,6 +336,10 @@ def prepare(recipe_path: str | Path, out: str | Path | None = None) -> MixPlan:
                             hint="write the mix to a folder of its own (--out DIR or out: in the recipe)")
         paths.append(path)
     sources = [load_source(p) for p in paths]
+    if not any(s.rows for s in sources):
+        raise UserError(f"the sources hold no rows ({', '.join(spec.path for spec in recipe.sources)})",
+                        where=f"{recipe_path}:{_line_for(raw, ('sources', 0))}",
+                        hint="check the sources: an empty file, or a run whose filters dropped every row")
     formats = {spec.path: _format(s.rows) for spec, s in zip(recipe.sources, sources) if s.rows}
     if len(set(formats.values())) > 1:
         listed = "; ".join(f"{name}: {fmt}" for name, fmt in formats.items())

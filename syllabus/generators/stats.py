@@ -29,6 +29,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
 from ..fsutil import atomic_write_bytes, atomic_write_text
 from .filters.text import normalise
 from .rows import Source, answer, has_column, load_source, node_of, ordered_counts, question
@@ -121,6 +122,21 @@ def compute_stats(source: Source) -> dict[str, Any]:
     }
 
 
+def check_rows(source: Source) -> None:
+    """A dataset with no rows, or rows that are not generated data, is a wrong path, not a result.
+
+    A run whose filters dropped every row is still read (its dropped rows and summary say why)."""
+    if source.is_run:
+        return
+    if not source.rows:
+        raise UserError("dataset is empty", where=source.path, hint="give a run folder or a dataset with rows")
+    if not any(question(row) or answer(row) or node_of(row) for row in source.rows):
+        columns = sorted({key for row in source.rows for key in row})
+        raise UserError(f"no row has a question, an answer or a taxonomy_path (columns: {', '.join(columns) or 'none'})",
+                        where=source.path,
+                        hint="stats reads generated data: prompt/completion or messages (TRL), or question/answer columns")
+
+
 # Files --------------------------------------------------------------------------------
 def default_out_dir(source: Source) -> Path:
     """RUN/stats for a run; beside anything else (`NAME-stats`), never inside a saved dataset."""
@@ -136,6 +152,7 @@ def dataset_stats(path: str | Path, out_dir: str | Path | None = None, *, charts
 
     Returns the stats dict; with `write`, its `outputs` names the files written."""
     source = load_source(path)
+    check_rows(source)
     result = compute_stats(source)
     if write:
         out = Path(out_dir) if out_dir is not None else default_out_dir(source)

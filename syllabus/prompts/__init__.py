@@ -23,6 +23,8 @@ from ..errors import UserError
 
 BUILTIN_DIR = Path(__file__).parent
 ROLE_MARKER = re.compile(r"^\[\[(system|user|assistant)\]\][ \t]*$", re.MULTILINE)
+MAX_REPEAT = 1_000_000  # characters or items one `*` may make (a prompt is far shorter)
+MAX_EXPONENT = 1024
 
 
 @dataclass(frozen=True)
@@ -41,8 +43,21 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     """The jinja2 sandbox, read-only, and without the methods of paths (a node's folder is one):
     a template may print a path but never read, write or list files through it."""
 
+    # jinja2 bounds range() but not `'a' * 10**10` or `9 ** 10**9`: both are checked before they run.
+    intercepted_binops = frozenset({"*", "**"})
+
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         return not isinstance(obj, PurePath) and super().is_safe_attribute(obj, attr, value)
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for sequence, times in ((left, right), (right, left)):
+                if isinstance(sequence, (str, list, tuple)) and isinstance(times, int) \
+                        and len(sequence) * times > MAX_REPEAT:
+                    raise SecurityError(f"'*' would make {len(sequence) * times:,} items (at most {MAX_REPEAT:,})")
+        elif operator == "**" and isinstance(right, int) and abs(right) > MAX_EXPONENT:
+            raise SecurityError(f"exponent {right:,} is too large (at most {MAX_EXPONENT})")
+        return super().call_binop(context, operator, left, right)
 
 
 class Templates:
@@ -64,7 +79,13 @@ class Templates:
                 origin = self.override_dir / f"{name}.j2"
             if not origin.is_file():
                 raise UserError(f"no template named '{name}'", hint=f"built-in templates: {', '.join(builtin_names())}")
-            source = origin.read_text(encoding="utf-8")
+            try:
+                source = origin.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                raise UserError("template is not UTF-8 text", where=origin,
+                                hint="save it as UTF-8, or delete the override to use the built-in template") from None
+            except OSError as exc:
+                raise UserError(f"cannot read the template: {exc.strerror or exc}", where=origin) from None
             try:
                 compiled = self._env.from_string(source)
             except TemplateSyntaxError as exc:
@@ -80,17 +101,31 @@ class Templates:
         try:
             text = compiled.render(**context)
         except SecurityError as exc:
-            raise UserError(f"template tried an unsafe operation: {exc}", where=template.origin,
+            raise UserError(f"template tried an unsafe operation: {exc}", where=_where(template, exc),
                             hint="templates may only use the variables they are given") from None
         except UndefinedError as exc:
-            raise UserError(f"template uses an unknown variable: {exc.message}", where=template.origin,
+            raise UserError(f"template uses an unknown variable: {exc.message}", where=_where(template, exc),
                             hint=f"see the built-in {name}.j2 for the variables each stage provides") from None
         except TemplateError as exc:
-            raise UserError(f"template failed to render: {exc}", where=template.origin) from None
+            raise UserError(f"template failed to render: {exc}", where=_where(template, exc)) from None
+        except (ArithmeticError, LookupError, TypeError, ValueError, MemoryError, RecursionError) as exc:
+            # The template's own expression failed (1/0, 'a' + 1, a range the sandbox refuses).
+            raise UserError(f"template failed to render: {type(exc).__name__}: {exc}", where=_where(template, exc),
+                            hint=f"fix the expression on that line, or delete the override to use the built-in {name}.j2") from None
         return split_messages(text, template.origin)
 
     def versions(self, names) -> dict[str, str]:
         return {name: self.get(name).version for name in names}
+
+
+def _where(template: PromptTemplate, exc: BaseException) -> str:
+    """The template file, with the line that failed when jinja2's traceback has it."""
+    line, tb = None, exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return f"{template.origin}:{line}" if line else str(template.origin)
 
 
 def split_messages(text: str, origin: Path | str = "<template>") -> list[dict[str, str]]:

@@ -112,10 +112,8 @@ def _precision(dtype: str) -> dict[str, Any]:
 
 
 def train(options: TrainOptions) -> TrainResult:
-    from transformers.trainer_utils import get_last_checkpoint
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
+    # The data and the student folder are checked before transformers is imported (seconds):
+    # bad input fails at once.
     source = Path(options.dataset)
     dataset = load_dataset_any(source)
     check_training_data(dataset, options.method, source)
@@ -124,6 +122,10 @@ def train(options: TrainOptions) -> TrainResult:
 
         assert_no_probe_leak(dataset, load_probes(options.probes), source)
     folder = student_dir(options.student)
+    from transformers.trainer_utils import get_last_checkpoint
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
     model, tokenizer = _load_student(folder, options.trust_remote_code)
 
     out = Path(options.out_dir)
@@ -156,6 +158,12 @@ def train(options: TrainOptions) -> TrainResult:
                              processing_class=tokenizer, peft_config=peft_config)
     else:
         raise UserError(f"unknown training method {options.method!r}", hint="sft or dpo")
+    if trainer.train_dataset is not None and len(trainer.train_dataset) == 0:
+        # TRL drops an example whose prompt fills max_length (no completion token left to learn from);
+        # with none left, torch would fail with "num_samples=0".
+        raise UserError(f"no example is left to train on: in all {len(dataset)}, the prompt alone fills "
+                        f"--max-length {options.max_length} tokens (chat template included)", where=source,
+                        hint="raise --max-length (student.max_length in syllabus.yaml)")
     output = trainer.train(resume_from_checkpoint=last)
     final_model = trainer.model
     if options.lora:

@@ -58,8 +58,18 @@ def _inside(root: Path, target: Path) -> Path:
     return target
 
 
-def _parent_and_slot(tax: Taxonomy, path: str, name: str | None) -> tuple[Node | None, str, str]:
+def _parts(path: str) -> list[str]:
+    """The slugs of a new node path; '.' and '..' are refused by name (not "no node at '..'")."""
     parts = split_path(path)
+    for part in parts:
+        if part.strip() in (".", ".."):
+            raise UserError(f"a node path cannot contain '{part.strip()}'", where=path,
+                            hint="give the path of slugs from the top of the taxonomy, e.g. 'natural-sciences/physics'")
+    return parts
+
+
+def _parent_and_slot(tax: Taxonomy, path: str, name: str | None) -> tuple[Node | None, str, str]:
+    parts = _parts(path)
     if not parts:
         raise UserError("empty node path", hint="give a path of slugs such as 'natural-sciences/physics'")
     parent = tax.find("/".join(parts[:-1])) if len(parts) > 1 else None
@@ -156,7 +166,7 @@ def move_node(tax: Taxonomy, src: str, dst: str, *, name: str | None = None) -> 
     The node keeps its name unless the last part of `dst` renames it (or `name` is given).
     """
     node = tax.find(src)
-    dst_parts = split_path(dst)
+    dst_parts = _parts(dst)
     if tax.exists(dst) and name is None:
         target_parent: Node | None = tax.find(dst)
         name = node.name

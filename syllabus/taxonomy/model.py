@@ -31,8 +31,28 @@ BLOOM_LEVELS = ("remember", "understand", "apply", "analyse", "evaluate", "creat
 # How the teacher is asked to answer (the instructions live in answer.j2).
 STRATEGIES = ("step_by_step", "explain_then_answer", "recall_then_answer", "direct")
 MAX_SLUG_LENGTH = 80
+# A node file is a name, a description and a few seeds (the prompts use 3): one far larger is a
+# mistake (a pasted document, a generated list), and YAML this size takes seconds to parse.
+MAX_NODE_FILE_BYTES = 1024 * 1024
 
 _RESERVED = {"con", "prn", "aux", "nul"} | {f"{p}{i}" for p in ("com", "lpt") for i in range(10)}
+# Explicit embeddings, overrides and isolates reorder how text is shown ("Trojan Source"); the
+# right-to-left letters of Arabic or Hebrew names need none of them.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """A value read from a file, short enough for a message: a list or mapping is described,
+    never printed (YAML aliases can make one with billions of items)."""
+    if isinstance(value, dict):
+        return f"a mapping of {len(value)} key(s)"
+    if isinstance(value, (list, tuple, set)):
+        return f"a list of {len(value)} item(s)"
+    try:
+        text = repr(value)
+    except ValueError:  # an integer too long to print
+        return "a number too long to show"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def slugify(name: str) -> str:
@@ -46,7 +66,7 @@ def slugify(name: str) -> str:
 def name_problem(name: Any) -> str | None:
     """Why `name` cannot be a node name, or None when it can."""
     if name is not None and not isinstance(name, str):
-        return f"name must be text, got {name!r} (put it in quotes)"
+        return f"name must be text, got {shown(name)} (put it in quotes)"
     if not isinstance(name, str) or not name.strip():
         return "name is empty"
     stripped = name.strip()
@@ -56,6 +76,8 @@ def name_problem(name: Any) -> str | None:
         return f"name {name!r} contains a path separator"
     if any(unicodedata.category(ch) == "Cc" for ch in name):
         return f"name {name!r} contains control characters"
+    if any(ch in _BIDI_CONTROLS for ch in name):
+        return f"name {name!r} contains bidirectional override characters (they disguise how text reads)"
     slug = slugify(name)
     if not slug:
         return f"name {name!r} has no letters or digits to make a folder name from"

@@ -20,12 +20,14 @@ from .model import (
     STRATEGIES,
     CURRICULUM_DIR,
     KINDS,
+    MAX_NODE_FILE_BYTES,
     NODE_FILE,
     NODE_KEYS,
     SCHEMA_VERSION,
     Node,
     Seed,
     name_problem,
+    shown,
     slugify,
 )
 
@@ -63,16 +65,23 @@ def read_tree(root: Path) -> tuple[list[Node], list[Issue]]:
             where=root,
             hint="run `syllabus init DIR` to create a project, or fix `taxonomy:` in syllabus.yaml",
         )
-    top = _read_children(root, "", None, None, issues)
+    top = _read_children(root, "", None, None, issues, (root.resolve(),))
     return top, issues
 
 
 def _read_children(
-    folder: Path, parent_path: str, parent: Node | None, parent_kind: str | None, issues: list[Issue]
+    folder: Path, parent_path: str, parent: Node | None, parent_kind: str | None, issues: list[Issue],
+    above: tuple[Path, ...],
 ) -> list[Node]:
+    """The nodes in `folder`; `above` holds the real paths of the folders it is in (itself included)."""
     children: list[Node] = []
     seen_slugs: dict[str, Node] = {}
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        real = sub.resolve()
+        if real in above:  # a link to a folder it is in: reading on would never end
+            issues.append(Issue(sub, None, f"folder links back to {real}, a folder it is in (a symlink loop)",
+                                "remove the link; a linked node must point outside the folders above it"))
+            continue
         if parent_kind == "discipline":
             if sub.name == CURRICULUM_DIR:
                 _check_subject_files(sub, issues)
@@ -121,12 +130,19 @@ def _read_children(
                         severity="warning",
                     )
                 )
-        node.children = _read_children(sub, path, node, node.kind, issues)
+        node.children = _read_children(sub, path, node, node.kind, issues, (*above, real))
         children.append(node)
     return children
 
 
 def _read_node(file: Path, path: str, parent_kind: str | None, issues: list[Issue]) -> Node | None:
+    size = file.stat().st_size
+    if size > MAX_NODE_FILE_BYTES:
+        issues.append(Issue(file, None, f"node.yaml is {size / 2**20:.1f} MiB, more than the limit of "
+                            f"{MAX_NODE_FILE_BYTES // 2**20} MiB",
+                            "a node holds a name, a description of a few sentences and a few seeds (the prompts "
+                            "use 3); keep documents and large question sets out of the taxonomy"))
+        return None
     try:
         doc = load(file)
     except UserError as exc:
@@ -145,7 +161,7 @@ def _read_node(file: Path, path: str, parent_kind: str | None, issues: list[Issu
 
     version = doc.get("schema_version", SCHEMA_VERSION)
     if not isinstance(version, int) or isinstance(version, bool):
-        problem("schema_version", f"schema_version must be a whole number, got {version!r}")
+        problem("schema_version", f"schema_version must be a whole number, got {shown(version)}")
     elif version > SCHEMA_VERSION:
         problem(
             "schema_version",
@@ -156,13 +172,13 @@ def _read_node(file: Path, path: str, parent_kind: str | None, issues: list[Issu
 
     for key in doc:
         if key not in NODE_KEYS:
-            problem(key, f"unknown field '{key}'", f"known fields: {', '.join(NODE_KEYS)}", severity="warning")
+            problem(key, f"unknown field {shown(key)}", f"known fields: {', '.join(NODE_KEYS)}", severity="warning")
 
     kind = doc.get("kind")
     if kind is None or (isinstance(kind, str) and not kind.strip()):
         problem(None, "missing required field 'kind'", f"add `kind: ` one of {', '.join(KINDS)}")
     elif kind not in KINDS:
-        problem("kind", f"unknown kind {kind!r}", f"kind must be one of: {', '.join(KINDS)}")
+        problem("kind", f"unknown kind {shown(kind)}", f"kind must be one of: {', '.join(KINDS)}")
     else:
         allowed = ALLOWED_CHILDREN[parent_kind]
         if kind not in allowed:
@@ -190,11 +206,11 @@ def _read_node(file: Path, path: str, parent_kind: str | None, issues: list[Issu
 
     level = doc.get("level")
     if level is not None and not isinstance(level, str):
-        problem("level", f"level must be text (e.g. 'undergraduate'), got {level!r}")
+        problem("level", f"level must be text (e.g. 'undergraduate'), got {shown(level)}")
 
     weight = doc.get("weight", 1)
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
-        problem("weight", f"weight must be a number >= 0, got {weight!r}", "weight is this node's share of the generation budget; default 1")
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not _finite(weight) or weight < 0:
+        problem("weight", f"weight must be a number >= 0, got {shown(weight)}", "weight is this node's share of the generation budget; default 1")
         weight = 1
 
     seeds = _read_seeds(doc, file, issues)
@@ -204,7 +220,7 @@ def _read_node(file: Path, path: str, parent_kind: str | None, issues: list[Issu
         path=path,
         folder=file.parent,
         kind=kind if kind in KINDS else "field",
-        name=name if isinstance(name, str) else str(name or ""),
+        name=name if isinstance(name, str) else "" if name is None or isinstance(name, (dict, list)) else str(name),
         description=description if isinstance(description, str) else "",
         level=level if isinstance(level, str) else None,
         weight=float(weight),
@@ -258,22 +274,34 @@ def _read_mix(doc, key: str, known: tuple[str, ...], file: Path, issues: list[Is
     raw = doc.get(key)
     if raw is None:
         return None
-    if isinstance(raw, list):
-        raw = {name: 1 for name in raw}
     hint = f"write {key} as a mapping of {', '.join(known)} to weights, e.g. {{{known[2]}: 2, {known[3]}: 1}}"
+    if isinstance(raw, list):
+        if not all(isinstance(name, str) for name in raw):
+            issues.append(Issue(file, line_of(doc, key), f"{key} must be a list of names or a mapping of names to weights",
+                                hint))
+            return None
+        raw = {name: 1 for name in raw}
     if not isinstance(raw, dict) or not raw:
         issues.append(Issue(file, line_of(doc, key), f"{key} must be a non-empty mapping of names to weights", hint))
         return None
     mix = {}
     for name, weight in raw.items():
         if name not in known:
-            issues.append(Issue(file, line_of(doc, key), f"unknown {key} entry {name!r}", hint))
+            issues.append(Issue(file, line_of(doc, key), f"unknown {key} entry {shown(name)}", hint))
             return None
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
-            issues.append(Issue(file, line_of(doc, key), f"{key} weight of {name!r} must be a number >= 0", hint))
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not _finite(weight) or not weight >= 0:
+            issues.append(Issue(file, line_of(doc, key), f"{key} weight of {shown(name)} must be a number >= 0", hint))
             return None
         mix[name] = float(weight)
     if not any(mix.values()):
         issues.append(Issue(file, line_of(doc, key), f"{key} weights are all 0", hint))
         return None
     return mix
+
+
+def _finite(number: int | float) -> bool:
+    """A weight that is a real number (an integer too large for a float is not)."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False
