@@ -585,6 +585,12 @@ def _(tmp):
     return Expect(["generate", "--dry-run", "--project", proj], [proj / "nowhere", "taxonomy folder does not exist"])
 
 
+@case("missing-prompts-dir")
+def _(tmp):
+    proj, _ = write_config(tmp, "prompts: my-prompts\n")
+    return Expect(["generate", "--dry-run", "--project", proj], [proj / "syllabus.yaml", "'my-prompts' does not exist"])
+
+
 @case("missing-project")
 def _(tmp):
     return Expect(["taxonomy", "show", "--project", tmp / "nowhere"], [tmp / "nowhere", "no syllabus.yaml here"])
@@ -649,10 +655,7 @@ def _(tmp):
     return Expect(["generate", "--dry-run", "--project", proj], [str(file), "no question column", "text"])
 
 
-@case("decontaminate-binary", pytest.mark.xfail(strict=True, reason=(
-    "generators/filters/decontaminate.py (being rewritten on main) reads the set with read_text(encoding='utf-8') "
-    "and lets UnicodeDecodeError escape: load_eval_set must turn it into UserError('file is not UTF-8 text', "
-    "where=path), as jsonlio.read_jsonl does")))
+@case("decontaminate-binary")
 def _(tmp):
     proj, file = eval_set(tmp, binary())
     return Expect(["generate", "--dry-run", "--project", proj], [str(file), "not UTF-8"])

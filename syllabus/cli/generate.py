@@ -86,13 +86,15 @@ def generate(
         _print_plan(proj, options)
         return
     from ..generators.run import generate as run_generation
+    from ..generators.run import prepare
 
+    prepared = prepare(proj, options)  # bad input fails here, before the progress bars are drawn
     columns = (TextColumn("[bold]{task.description:<9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=False) as bars:
         sink = RichProgress(bars)
         for stage in ("subjects", "syllabus", "question", "answer"):
             sink._task(stage)
-        outcome = run_generation(proj, options, progress=sink)
+        outcome = run_generation(proj, options, progress=sink, prepared=prepared)
     result = outcome.result
     _print_summary(result)
     _print_filters(outcome)

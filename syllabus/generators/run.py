@@ -100,6 +100,10 @@ def prepare(project: Project, options: GenerateOptions):
     if not disciplines:
         raise UserError("the selection has no discipline to generate for", where=taxonomy.root,
                         hint="add one with `syllabus taxonomy add PATH --kind discipline ...`")
+    if project.config.prompts != "prompts" and not project.prompts_dir.is_dir():
+        # A folder named on purpose that is not there: the overrides in it would be silently ignored.
+        raise UserError(f"the prompts folder '{project.config.prompts}' does not exist", where=project.root / "syllabus.yaml",
+                        hint="fix `prompts:` in syllabus.yaml, or remove it to use the built-in templates")
     templates = Templates(project.prompts_dir)
     for name in ("subjects", "syllabus", "question", "answer"):
         templates.get(name)  # a broken override fails now, not after the first stage
@@ -137,8 +141,11 @@ def prepare_filters(project: Project, options: GenerateOptions, settings) -> lis
     return eval_sets
 
 
-def generate(project: Project, options: GenerateOptions, progress: Progress | None = None) -> GenerateOutcome:
-    settings, taxonomy, disciplines, templates, spec, eval_sets = prepare(project, options)
+def generate(project: Project, options: GenerateOptions, progress: Progress | None = None,
+             prepared: tuple | None = None) -> GenerateOutcome:
+    """`prepared`: what `prepare(project, options)` returned, when the caller checked the input
+    first (the CLI does, so an error is not printed under empty progress bars)."""
+    settings, taxonomy, disciplines, templates, spec, eval_sets = prepared or prepare(project, options)
     progress = progress or NoProgress()
     backend = make_backend(spec, project.config.teacher, base_urls=options.base_urls,
                            concurrency=options.concurrency, project_root=project.root)

@@ -113,6 +113,8 @@ def load_eval_set(path: str | Path, name: str | None = None) -> EvalSet:
                             hint=_HINT)
     except OSError as exc:
         raise UserError(f"cannot read the evaluation set: {exc.strerror or exc}", where=path) from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"file is not UTF-8 text (byte {exc.start}: {exc.reason})", where=path, hint=_HINT) from None
     if not any(q.strip() for q in questions):
         raise UserError(f"evaluation set has no questions in its '{column}' column", where=path, hint=_HINT)
     return EvalSet(name=name, path=path, column=column, questions=questions)
