@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import UserError
+from .fsutil import atomic_write_bytes, replace_dir
 from .taxonomy.model import BLOOM_LEVELS, STRATEGIES
 from .yamlio import line_of, load
 
@@ -281,11 +282,15 @@ def _line_for(raw, loc) -> int:
 
 
 def init_project(folder: str | Path, *, force: bool = False) -> Path:
-    """Write a commented syllabus.yaml and the example taxonomy into `folder`."""
+    """Write a commented syllabus.yaml and the example taxonomy into `folder`.
+
+    Each part appears whole (the taxonomy staged and renamed, syllabus.yaml written
+    atomically, last). A part that is already there as init writes it, untouched, is
+    not in the way: an init killed half-way is finished by running it again."""
     folder = Path(folder)
     target = folder / "taxonomy"
-    for existing in (folder / CONFIG_FILE, target):
-        if existing.exists() and not force:
+    for existing, pristine in ((folder / CONFIG_FILE, SCAFFOLD / CONFIG_FILE), (target, SCAFFOLD / "taxonomy")):
+        if existing.exists() and not force and not _same_tree(existing, pristine):
             raise UserError(f"{existing.name} already exists", where=folder,
                             hint="choose another folder, or pass --force to overwrite")
     try:
@@ -293,7 +298,20 @@ def init_project(folder: str | Path, *, force: bool = False) -> Path:
     except OSError as exc:  # a file of that name, or a file on the way to it
         raise UserError(f"cannot create the project folder: {exc.strerror or exc}", where=folder,
                         hint="choose a path that is not taken by a file") from None
-    shutil.copy(SCAFFOLD / CONFIG_FILE, folder / CONFIG_FILE)
-    shutil.copytree(SCAFFOLD / "taxonomy", target, dirs_exist_ok=True)
+    if force or not target.exists():  # --force replaces a taxonomy there, it does not merge into it
+        staging = folder / ".taxonomy.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(SCAFFOLD / "taxonomy", staging)
+        replace_dir(staging, target)
     (folder / "prompts").mkdir(exist_ok=True)
+    atomic_write_bytes(folder / CONFIG_FILE, (SCAFFOLD / CONFIG_FILE).read_bytes())
     return folder
+
+
+def _same_tree(path: Path, pristine: Path) -> bool:
+    """`path` holds exactly what `pristine` holds (a file, or a folder of files), byte for byte."""
+    if path.is_file() or pristine.is_file():
+        return path.is_file() and pristine.is_file() and path.read_bytes() == pristine.read_bytes()
+    ours = sorted(p.relative_to(path) for p in path.rglob("*") if p.is_file())
+    theirs = sorted(p.relative_to(pristine) for p in pristine.rglob("*") if p.is_file())
+    return ours == theirs and all((path / r).read_bytes() == (pristine / r).read_bytes() for r in ours)

@@ -141,11 +141,17 @@ def llama_server(gguf_path, tmp_path_factory):
     handle.close()
 
 
+def cli_env(env: dict | None = None) -> dict:
+    """The environment of a `python -m syllabus` subprocess: this checkout's package comes first."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "COLUMNS": "200", "PYTHONPATH": path, **(env or {})}
+
+
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 900):
     """Run `python -m syllabus ARGS` as a user would; returns the CompletedProcess."""
     return subprocess.run(
         [sys.executable, "-m", "syllabus", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        env=cli_env(env),
     )
 
 

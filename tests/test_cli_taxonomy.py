@@ -330,3 +330,25 @@ def test_a_linked_node_is_never_a_way_outside(cli, project, tmp_path):
     assert sorted(p.name for p in elsewhere.iterdir()) == [NODE]  # what the link pointed to is kept
     assert [p.name for p in (project / "taxonomy").iterdir() if p.name.startswith(".")] == []  # the link is gone
     assert not load(project / "taxonomy").exists("linked")
+
+
+def test_init_killed_half_way_is_finished_by_running_it_again(cli, tmp_path):
+    """An untouched part that init wrote is not 'in the way': a rerun completes the project."""
+    folder = tmp_path / "p"
+    assert cli("init", folder).code == 0
+    (folder / "syllabus.yaml").unlink()  # as if killed after the taxonomy, before syllabus.yaml
+    result = cli("init", folder)
+    assert result.code == 0, result.output
+    assert (folder / "syllabus.yaml").is_file() and cli("taxonomy", "validate", "--project", folder).code == 0
+    assert cli("init", folder).code == 0  # a fresh, untouched project: init again changes nothing
+
+
+def test_init_force_replaces_the_taxonomy_rather_than_merging(cli, tmp_path):
+    folder = tmp_path / "p"
+    assert cli("init", folder).code == 0
+    extra = folder / "taxonomy" / "mathematics" / "my-topic"
+    extra.mkdir()
+    (extra / NODE).write_text("kind: discipline\nname: My topic\ndescription: Mine.\n")
+    assert cli("init", folder, "--force").code == 0
+    assert not extra.exists()
+    assert {n.path for n in load(folder / "taxonomy").walk()} == SCAFFOLD_PATHS

@@ -172,8 +172,11 @@ def test_find_walks_up_to_the_project(tmp_path, monkeypatch):
     assert project.root == root.resolve() and project.config.generation.seed == 7
 
 
-def test_init_refuses_to_overwrite(tmp_path):
+def test_init_refuses_to_overwrite_an_edited_project(tmp_path):
     init_project(tmp_path)
+    init_project(tmp_path)  # untouched: nothing of the user's is in the way
+    (tmp_path / "syllabus.yaml").write_text((tmp_path / "syllabus.yaml").read_text() + "# mine\n")
     with pytest.raises(UserError, match="already exists"):
         init_project(tmp_path)
     init_project(tmp_path, force=True)
+    assert "# mine" not in (tmp_path / "syllabus.yaml").read_text()

@@ -12,7 +12,6 @@ import itertools
 import json
 import os
 import shutil
-import tempfile
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -37,7 +36,11 @@ def write_dataset(rows: Iterable[dict[str, Any]], run_dir: Path, name: str = "da
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     jsonl = run_dir / f"{name}.jsonl"
-    scratch = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=run_dir))
+    # One fixed staging name, cleared first: a write killed half-way leaves nothing behind
+    # once the next one has run.
+    scratch = run_dir / f".{name}.tmp"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
     try:
         staged_jsonl = scratch / "rows.jsonl"
         schemas = []

@@ -85,10 +85,12 @@ def split_probes(source: str | Path, *, fraction: float = 0.1, minimum: int = 1,
     if not 0 < fraction < 1:
         raise UserError(f"--fraction must be between 0 and 1, got {fraction}")
     source = Path(source)
-    dataset = load_dataset_any(source)
+    run = source.is_dir() and (source / "dataset").is_dir()
+    # A run is split from its dataset/, never from the train/ an earlier split (or a killed one) left there.
+    dataset = load_dataset_any(source / "dataset" if run else source)
     if "prompt" not in dataset.column_names or "completion" not in dataset.column_names:
         raise UserError("probes are split from generated prompt/completion data", where=source)
-    out_dir = Path(out_dir) if out_dir else (source if source.is_dir() and (source / "dataset").is_dir() else source.parent)
+    out_dir = Path(out_dir) if out_dir else (source if run else source.parent)
     by_node: dict[str, list[int]] = defaultdict(list)
     for index, row in enumerate(dataset):
         by_node[row.get("taxonomy_path") or "unknown"].append(index)

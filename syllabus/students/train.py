@@ -2,12 +2,13 @@
 
 Full fine-tune or LoRA (peft). bf16 where the hardware has it (TRL's default, and
 faster than fp32 on this project's CPUs), fp32 where it does not. Checkpoints go to
-OUT/checkpoints; a killed run resumes from the last one when run again. The final
-model (LoRA merged in) is written to OUT/final in one rename, with a loss curve.
+OUT/checkpoints; a killed run resumes from the last complete one when run again. The
+final model (LoRA merged in) is written to OUT/final in one rename, with a loss curve.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..fsutil import atomic_write_text, replace_dir
+from ..fsutil import atomic_write_bytes, atomic_write_text, replace_dir
 from .data import check_training_data, load_dataset_any
 
 FINAL = "final"
@@ -111,6 +112,40 @@ def _precision(dtype: str) -> dict[str, Any]:
     return {"bf16": bf16, "fp16": False, "use_cpu": not on_gpu}
 
 
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """The newest checkpoint whose save finished, or None.
+
+    Trainer writes a checkpoint in place and its `trainer_state.json` last, so a run killed
+    while saving leaves a folder without it (or with it cut short): resuming from that one
+    would fail, so it is passed over and the step is trained again.
+    """
+    done = []
+    for child in Path(folder).glob("checkpoint-*"):
+        state = child / "trainer_state.json"
+        if not child.name.removeprefix("checkpoint-").isdigit() or not state.is_file():
+            continue
+        try:
+            json.loads(state.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        done.append((int(child.name.removeprefix("checkpoint-")), child))
+    return str(max(done)[1]) if done else None
+
+
+def _holds_every_step(checkpoint: str | None, options: TrainOptions) -> bool:
+    """True when `checkpoint` already has every step this command plans."""
+    if checkpoint is None:
+        return False
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))
+    if options.max_steps > 0:
+        planned = options.max_steps
+    elif state.get("num_train_epochs") == math.ceil(options.epochs):
+        planned = state.get("max_steps")  # the plan it was saved under: the same epochs over the same data
+    else:
+        return False
+    return isinstance(planned, int) and planned > 0 and state.get("global_step", 0) >= planned
+
+
 def train(options: TrainOptions) -> TrainResult:
     # The data and the student folder are checked before transformers is imported (seconds):
     # bad input fails at once.
@@ -122,7 +157,6 @@ def train(options: TrainOptions) -> TrainResult:
 
         assert_no_probe_leak(dataset, load_probes(options.probes), source)
     folder = student_dir(options.student)
-    from transformers.trainer_utils import get_last_checkpoint
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
@@ -131,7 +165,7 @@ def train(options: TrainOptions) -> TrainResult:
     out = Path(options.out_dir)
     checkpoints = out / CHECKPOINTS
     checkpoints.mkdir(parents=True, exist_ok=True)
-    last = get_last_checkpoint(str(checkpoints))
+    last = last_complete_checkpoint(checkpoints)
     learning_rate = options.learning_rate or (options.lora_learning_rate if options.lora else options.full_learning_rate)
     common = dict(
         output_dir=str(checkpoints), learning_rate=learning_rate, num_train_epochs=options.epochs,
@@ -164,7 +198,17 @@ def train(options: TrainOptions) -> TrainResult:
         raise UserError(f"no example is left to train on: in all {len(dataset)}, the prompt alone fills "
                         f"--max-length {options.max_length} tokens (chat template included)", where=source,
                         hint="raise --max-length (student.max_length in syllabus.yaml)")
-    output = trainer.train(resume_from_checkpoint=last)
+    if _holds_every_step(last, options):
+        # Killed after its last step, while final/ was written: Trainer would resume it with one
+        # step too many, so the last checkpoint is loaded as the trained model instead.
+        from transformers.trainer_callback import TrainerState
+
+        trainer._load_from_checkpoint(last)
+        trainer.state = TrainerState.load_from_json(str(Path(last) / "trainer_state.json"))
+        losses = [h["loss"] for h in trainer.state.log_history if isinstance(h.get("loss"), (int, float))]
+        train_loss = sum(losses) / len(losses) if losses else float("nan")
+    else:
+        train_loss = trainer.train(resume_from_checkpoint=last).training_loss
     final_model = trainer.model
     if options.lora:
         trainer.model.save_pretrained(str(out / "adapter"))
@@ -175,11 +219,11 @@ def train(options: TrainOptions) -> TrainResult:
     replace_dir(staging, out / FINAL)
     history = trainer.state.log_history
     atomic_write_text(out / "metrics.json", json.dumps(
-        {"method": options.method, "steps": trainer.state.global_step, "train_loss": output.training_loss,
+        {"method": options.method, "steps": trainer.state.global_step, "train_loss": train_loss,
          "resumed_from": last, "learning_rate": learning_rate, "lora": options.lora, "log_history": history},
         indent=2, default=str) + "\n")
     curve = plot_loss(history, out / "loss.png", title=f"{options.method.upper()} loss")
-    return TrainResult(out / FINAL, trainer.state.global_step, output.training_loss, last, curve)
+    return TrainResult(out / FINAL, trainer.state.global_step, train_loss, last, curve)
 
 
 def plot_loss(history: list[dict[str, Any]], path: Path, title: str) -> Path | None:
@@ -199,6 +243,8 @@ def plot_loss(history: list[dict[str, Any]], path: Path, title: str) -> Path | N
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
     return path
