@@ -4,6 +4,13 @@ The client already does what a long run needs: retries with exponential backoff
 that honour Retry-After, per-request timeouts, connection pooling. We add bounded
 concurrency, spreading across several base URLs, a clear check before any work
 starts, and redaction so the key never reaches a message.
+
+Chat requests go through the client's `post` rather than `chat.completions.create`:
+`create` walks every message of its arguments through the SDK's typed-params transform,
+about 1.6 ms a request for a six-turn few-shot prompt on these cores (profiled: a third
+of the client's CPU against a fast server). Our messages are plain role/content strings,
+which that transform leaves as they are, so the body is sent as is, by the same client,
+with the same auth, retries, Retry-After handling, timeouts and errors.
 """
 
 from __future__ import annotations
@@ -34,6 +41,14 @@ def read_api_key(env_var: str | None, key_file: str | None) -> str | None:
     return None
 
 
+def _post_options() -> dict[str, Any]:
+    """What `create` passes to `post`: clients that select auth per request (openai >= 3) are
+    told to send the bearer key; older ones always send it."""
+    from openai import RequestOptions  # the TypedDict `post` takes
+
+    return {"security": {"bearer_auth": True}} if "security" in RequestOptions.__annotations__ else {}
+
+
 def _count(value: Any) -> int:
     return value if isinstance(value, int) and value >= 0 else 0
 
@@ -54,6 +69,7 @@ class OpenAIBackend:
             for url in self.base_urls
         ]
         self._next_client = itertools.cycle(self._clients)
+        self._post_options = _post_options()
         self._limit = asyncio.Semaphore(concurrency)
         self.in_flight = 0  # HTTP requests open right now, and the most there ever were
         self.peak_in_flight = 0
@@ -94,18 +110,20 @@ class OpenAIBackend:
 
     async def complete(self, request: ChatRequest) -> Completion:
         import openai
+        from openai.types.chat import ChatCompletion
 
         async with self._limit:
             client = next(self._next_client)
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
             try:
-                response = await client.chat.completions.create(
-                    model=self.model,
-                    messages=request.message_dicts(),
-                    temperature=request.temperature,
-                    top_p=request.top_p,
-                    max_tokens=request.max_tokens,
+                response = await client.post(
+                    "/chat/completions",
+                    body={"model": self.model, "messages": request.message_dicts(),
+                          "temperature": request.temperature, "top_p": request.top_p,
+                          "max_tokens": request.max_tokens},
+                    cast_to=ChatCompletion,
+                    options=self._post_options,
                 )
             except openai.APITimeoutError:
                 raise RequestFailed("timeout") from None
