@@ -86,7 +86,7 @@ class OpenAIBackend:
         info: dict[str, Any] = {"model": self.model, "backend": "openai", "servers": []}
         for url, client in zip(self.base_urls, self._clients):
             try:
-                listed = [m.id async for m in client.with_options(max_retries=0, timeout=min(15.0, self.timeout)).models.list()]
+                listed = [m.id async for m in client.with_options(max_retries=0, timeout=min(60.0, self.timeout)).models.list()]
             except openai.AuthenticationError:
                 raise UserError("the server rejected the API key", where=url,
                                 hint="set the key in the environment variable named by teacher.api_key_env") from None
