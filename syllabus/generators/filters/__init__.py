@@ -91,9 +91,9 @@ class FilterChain:
         self.report = FilterReport()
         self.report.counts = {reason: 0 for reason in _reasons(settings, self.names)}
         self.report.seconds = {name: 0.0 for name in self.names}
-        self._steps = [(name, self._step(name, settings, eval_sets or [], judge)) for name in self.names]
-        if "decontaminate" in self.names:
-            self.report.per_eval_set = self._decontaminator.per_set  # counted as rows go by
+        self._steps = {name: self._step(name, settings, eval_sets or [], judge) for name in self.names}
+        if "decontaminate" in self._steps:
+            self.report.per_eval_set = self._steps["decontaminate"].per_set  # counted as rows go by
         if "judge" in self.names:
             self.report.unjudged = 0
         self._position = 0  # rows seen so far: positions name rows that have no node#index
@@ -102,9 +102,8 @@ class FilterChain:
         if name == "checks":
             return _Checks(settings.checks)
         if name == "decontaminate":
-            self._decontaminator = decontaminate.Decontaminator(eval_sets, settings.decontaminate_ngram,
-                                                                settings.decontaminate_short_ngram)
-            return self._decontaminator
+            return decontaminate.Decontaminator(eval_sets, settings.decontaminate_ngram,
+                                                settings.decontaminate_short_ngram)
         if name == "exact":
             return exact.ExactFilter(settings.exact)
         if name == "minhash":
@@ -114,8 +113,7 @@ class FilterChain:
             e = settings.embedding
             return embedding.EmbeddingFilter(e.threshold, e.batch_size)
         if name == "judge":
-            self._judge = judged.JudgeFilter(judge, settings.judge.threshold)
-            return self._judge
+            return judged.JudgeFilter(judge, settings.judge.threshold)
         raise ValueError(f"unknown filter {name!r}")
 
     def run(self, rows: list[dict[str, Any]]) -> list[Verdict | None]:
@@ -124,7 +122,7 @@ class FilterChain:
         refs = [row_ref(row, self._position + i) for i, row in enumerate(rows)]
         self._position += len(rows)
         verdict: dict[int, Verdict] = {}
-        for name, step in self._steps:
+        for name, step in self._steps.items():
             alive = [i for i in range(len(rows)) if i not in verdict]
             if not alive:
                 break
@@ -134,8 +132,8 @@ class FilterChain:
             for local, found in marks.items():
                 verdict[alive[local]] = found
                 self.report.counts[found[0]] = self.report.counts.get(found[0], 0) + 1
-        if "judge" in self.names:
-            self.report.unjudged = self._judge.unjudged
+        if "judge" in self._steps:
+            self.report.unjudged = self._steps["judge"].unjudged
         self.report.rows_in += len(rows)
         self.report.kept += len(rows) - len(verdict)
         return [verdict.get(i) for i in range(len(rows))]
