@@ -3,7 +3,10 @@
 A cached answer is returned without touching the backend; identical requests in
 flight at once share one call (a weak teacher repeats questions, and their answer
 requests are then identical); a new answer is stored the moment it arrives; a request that fails for good is recorded with its reason and
-returns None so the run goes on. The counts feed the closing summary per stage.
+returns None so the run goes on. `fetch` says where each answer came from and leaves
+the counting to its caller (the stage runner, `stages.py`, owns a run's counts);
+`ask` is `fetch` counted into this teacher's own per-stage stats, for callers that
+are not stages (taxonomy expansion).
 """
 
 from __future__ import annotations
@@ -29,6 +32,18 @@ class StageStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
+    def record(self, fetched: "Fetched") -> None:
+        """Count one request by where its answer came from: the one counting rule for requests."""
+        self.requested += 1
+        if fetched.completion is None:
+            self.failed[fetched.reason] += 1
+        elif fetched.source == BACKEND:
+            self.answered += 1
+            self.prompt_tokens += fetched.completion.prompt_tokens
+            self.completion_tokens += fetched.completion.completion_tokens
+        else:  # from the cache, or shared with an identical request in flight
+            self.cached += 1
+
     def as_dict(self) -> dict:
         return {
             "requested": self.requested,
@@ -41,6 +56,18 @@ class StageStats:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
         }
+
+
+CACHE, SHARED, BACKEND, FAILED = "cache", "shared", "backend", "failed"
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One request's outcome: the completion (None when it failed) and where it came from."""
+
+    completion: Completion | None
+    source: str  # CACHE | SHARED | BACKEND | FAILED
+    reason: str = ""  # why it failed
 
 
 class Progress(Protocol):
@@ -69,46 +96,42 @@ class CachedTeacher:
         return self.stats.setdefault(name, StageStats())
 
     async def ask(self, stage: str, request: ChatRequest, template_version: str) -> Completion | None:
-        stats = self.stage(stage)
-        stats.requested += 1
-        key = request_key(self.backend.kind, self.backend.model, request, template_version)
+        """`fetch`, counted into `self.stats` and this teacher's progress."""
         try:
-            cached = self.cache.get(key)
-            if cached is not None:
-                stats.cached += 1
-                return cached
-            if key in self._in_flight:  # the same request is on its way: share its outcome
-                completion, reason = await asyncio.shield(self._in_flight[key])
-                if completion is None:
-                    stats.failed[reason] += 1
-                else:
-                    stats.cached += 1
-                return completion
-            future = asyncio.get_running_loop().create_future()
-            self._in_flight[key] = future
-            outcome: tuple[Completion | None, str] = (None, "cancelled")
-            try:
-                outcome = await self._send(stage, stats, key, request)
-                return outcome[0]
-            finally:
-                future.set_result(outcome)
-                del self._in_flight[key]
+            fetched = await self.fetch(stage, request, template_version)
+            self.stage(stage).record(fetched)
+            return fetched.completion
         finally:
             self.progress.advance(stage)
 
-    async def _send(self, stage: str, stats: StageStats, key: str,
-                    request: ChatRequest) -> tuple[Completion | None, str]:
+    async def fetch(self, stage: str, request: ChatRequest, template_version: str) -> Fetched:
+        """The answer to `request` from the cache, a call in flight, or the backend; counts nothing."""
+        key = request_key(self.backend.kind, self.backend.model, request, template_version)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return Fetched(cached, CACHE)
+        if key in self._in_flight:  # the same request is on its way: share its outcome
+            completion, reason = await asyncio.shield(self._in_flight[key])
+            return Fetched(completion, SHARED) if completion is not None else Fetched(None, FAILED, reason)
+        future = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = future
+        outcome: tuple[Completion | None, str] = (None, "cancelled")
+        try:
+            outcome = await self._send(stage, key, request)
+        finally:
+            future.set_result(outcome)
+            del self._in_flight[key]
+        completion, reason = outcome
+        return Fetched(completion, BACKEND) if completion is not None else Fetched(None, FAILED, reason)
+
+    async def _send(self, stage: str, key: str, request: ChatRequest) -> tuple[Completion | None, str]:
         """(completion, "") or (None, failure reason)."""
         try:
             completion = await self.backend.complete(request)
         except RequestFailed as exc:
-            stats.failed[exc.reason] += 1
             self.cache.record_failure(key, stage, exc.reason, exc.detail)
             return None, exc.reason
         self.cache.put(key, stage, completion, request)
-        stats.answered += 1
-        stats.prompt_tokens += completion.prompt_tokens
-        stats.completion_tokens += completion.completion_tokens
         return completion, ""
 
     @property

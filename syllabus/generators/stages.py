@@ -1,0 +1,188 @@
+"""Stages, and the one runner that asks them.
+
+A stage is one kind of request to the teacher, described as data: its template, its
+sampling settings, how many samples each item gets, a function from an item to the
+template's variables, and a parser for the reply (plus, where one item's samples are
+merged, how). `StageRunner` does the rest for every stage alike: it renders, asks
+through the cached teacher, parses, and owns every count (requested, cached,
+answered, parsed, kept, failed and unparsed by reason) and the progress bar. Nothing
+else counts, so the numbers in the summary cannot drift from what was asked.
+Adding a stage is one `Stage(...)` plus one template (and its sampling defaults in
+`project.STAGE_SAMPLING`). `estimate` prices a stage from the same definition, so a
+dry run plans exactly what a run would ask.
+
+Sample i of an item is sent with `sample_index = first_sample(item) + i`: the
+sample index is part of the cache key, so n samples of one prompt are n requests
+(a server that returns one choice for n > 1 makes no difference), and the same item
+asks the same requests on every run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generic, Iterable, TypeVar
+
+from ..backends.base import ChatRequest, Completion
+from ..prompts import Templates
+from .parsers import ParseError
+from .teacher import CachedTeacher, NoProgress, Progress, StageStats
+
+I = TypeVar("I")  # noqa: E741 - an item, whatever the stage reads
+T = TypeVar("T")  # a parsed reply
+
+
+def _first_sample(item: Any) -> int:
+    return 0
+
+
+@dataclass(frozen=True)
+class Stage(Generic[I, T]):
+    name: str  # the key of its counts, its progress bar and its cache records
+    template: str  # a prompts/ template name
+    sampling: Any  # temperature, top_p, max_tokens (project.StageSampling)
+    variables: Callable[[I], dict[str, Any]]  # the template's variables for one item
+    parse: Callable[[str], T]  # the reply's text -> value; raises ParseError with a short reason
+    samples: int = 1  # requests per item
+    first_sample: Callable[[I], int] = _first_sample  # sample_index of an item's first request
+    combine: Callable[[list[T]], list[Any]] | None = None  # an item's results from its parsed samples
+
+    def __post_init__(self) -> None:
+        if self.samples < 1:
+            raise ValueError(f"stage '{self.name}': samples must be >= 1, got {self.samples}")
+
+    def request(self, messages: list[dict[str, str]], sample_index: int) -> ChatRequest:
+        s = self.sampling
+        return ChatRequest.from_messages(messages, temperature=s.temperature, top_p=s.top_p,
+                                         max_tokens=s.max_tokens, sample_index=sample_index)
+
+
+@dataclass(frozen=True)
+class StageOutput(Generic[T]):
+    """What one item got from a stage."""
+
+    values: list[T]  # the parsed samples, in sample order
+    replies: list[Completion]  # their completions (finish_reason, tokens), aligned with `values`
+    results: list[Any]  # `combine(values)`, or the values themselves; each one counts as kept
+
+    @property
+    def first(self) -> Any | None:
+        return self.results[0] if self.results else None
+
+
+class StageRunner:
+    """Runs stages through one cached teacher; owns their counts and progress bars."""
+
+    def __init__(self, teacher: CachedTeacher, templates: Templates, progress: Progress | None = None,
+                 stages: Iterable[Stage] = ()):
+        self.teacher = teacher
+        self.templates = templates
+        self.progress = progress or NoProgress()
+        self.stats: dict[str, StageStats] = {}
+        self._expected: Counter = Counter()  # requests whose bar total is already added
+        for stage in stages:
+            self.add(stage)
+
+    def add(self, stage: Stage) -> StageStats:
+        """Register a stage: its counts exist (zeros) and its bar is shown, in the order added."""
+        if stage.name not in self.stats:
+            self.stats[stage.name] = StageStats()
+            self.progress.add_total(stage.name, 0)
+        return self.stats[stage.name]
+
+    def expect(self, stage: Stage, items: int) -> None:
+        """Show `items` items on the bar now, ahead of `run`; only for items that will surely run."""
+        self.add(stage)
+        count = items * stage.samples
+        self._expected[stage.name] += count
+        self.progress.add_total(stage.name, count)
+
+    async def run(self, stage: Stage[I, T], item: I) -> StageOutput[T]:
+        stats = self.add(stage)
+        if self._expected[stage.name] >= stage.samples:
+            self._expected[stage.name] -= stage.samples
+        else:
+            self.progress.add_total(stage.name, stage.samples)
+        messages = self.templates.render(stage.template, **stage.variables(item))
+        version = self.templates.get(stage.template).version
+        first = stage.first_sample(item)
+
+        async def one(i: int) -> Completion | None:
+            try:
+                fetched = await self.teacher.fetch(stage.name, stage.request(messages, first + i), version)
+                stats.record(fetched)
+                return fetched.completion
+            finally:
+                self.progress.advance(stage.name)
+
+        if stage.samples == 1:
+            replies = [await one(0)]
+        else:
+            replies = await asyncio.gather(*(one(i) for i in range(stage.samples)))
+        values, parsed = [], []
+        for reply in replies:
+            if reply is None:
+                continue
+            try:
+                values.append(stage.parse(reply.text))
+            except ParseError as exc:
+                stats.unparsed[str(exc)] += 1
+                continue
+            parsed.append(reply)
+        stats.parsed += len(values)
+        results = stage.combine(values) if stage.combine is not None else values
+        stats.kept += len(results)
+        return StageOutput(values, parsed, results)
+
+    async def run_all(self, stage: Stage[I, T], items: list[I]) -> list[StageOutput[T]]:
+        self.expect(stage, len(items))
+        return list(await asyncio.gather(*(self.run(stage, item) for item in items)))
+
+    @property
+    def failed(self) -> int:
+        """Requests that failed for good, over every stage."""
+        return sum(sum(s.failed.values()) for s in self.stats.values())
+
+    def summary(self) -> dict[str, dict]:
+        return {name: stats.as_dict() for name, stats in self.stats.items()}
+
+
+@dataclass
+class Estimate:
+    """Requests and token bounds of one stage, for a dry run."""
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    max_completion_tokens: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"requests": self.requests, "prompt_tokens": self.prompt_tokens,
+                "max_completion_tokens": self.max_completion_tokens}
+
+
+@dataclass
+class Plan:
+    """Estimates per stage, in the order stages were first named."""
+
+    stages: dict[str, Estimate] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, stages: Iterable[Stage]) -> "Plan":
+        """A plan listing `stages` in this order, each at zero until priced."""
+        return cls({stage.name: Estimate() for stage in stages})
+
+    def add(self, stage: Stage, templates: Templates, item: Any, items: int) -> None:
+        """`items` items like `item`: each renders its template once and asks `stage.samples` requests.
+        Prompt tokens are estimated at 4 characters a token."""
+        estimate = self.stages.setdefault(stage.name, Estimate())
+        if items <= 0:
+            return
+        requests = items * stage.samples
+        chars = sum(len(m["content"]) for m in templates.render(stage.template, **stage.variables(item)))
+        estimate.requests += requests
+        estimate.prompt_tokens += requests * (chars // 4 + 8)
+        estimate.max_completion_tokens += requests * stage.sampling.max_tokens
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        return {name: estimate.as_dict() for name, estimate in self.stages.items()}
