@@ -1,0 +1,112 @@
+"""Where a project's outputs live: one object names every folder, so commands agree.
+
+`generate`, `train`, `eval` and the loop each write somewhere; when each picks its own
+default (the current folder, a name made up on the spot) their outputs cannot find
+each other. The layout is the one convention:
+
+    <project>/runs/<run>/            RunLayout: one run
+        cache.sqlite                 the request cache, shared by every round of the run
+        state.json                   where the loop stands (written by the loop)
+        dataset/ dataset.jsonl ...   the data of a run made by `generate` alone
+        rounds/<k>/                  RoundLayout: round k of the loop
+            data/                    its generated data (dataset/, dataset.jsonl, summary.json, ...)
+            student/                 the student trained on it
+            examination/             that student's examination
+            pairs/                   preference pairs made from its mistakes
+    <project>/students/<name>/       `train` outputs by default
+    <project>/exams/<name>/          `eval` outputs by default
+
+Pure names: nothing here creates or claims a folder (`outdir.claim` does that).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+CACHE_FILE = "cache.sqlite"
+STATE_FILE = "state.json"
+ROUNDS_DIR = "rounds"
+DEFAULT_RUN = "default"
+
+
+@dataclass(frozen=True)
+class RoundLayout:
+    root: Path  # <run>/rounds/<k>
+    index: int
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def student(self) -> Path:
+        return self.root / "student"
+
+    @property
+    def examination(self) -> Path:
+        return self.root / "examination"
+
+    @property
+    def pairs(self) -> Path:
+        return self.root / "pairs"
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    root: Path
+
+    @property
+    def cache(self) -> Path:
+        return self.root / CACHE_FILE
+
+    @property
+    def state(self) -> Path:
+        return self.root / STATE_FILE
+
+    @property
+    def rounds(self) -> Path:
+        return self.root / ROUNDS_DIR
+
+    def round(self, index: int) -> RoundLayout:
+        if index < 0:
+            raise ValueError(f"round must be >= 0, got {index}")
+        return RoundLayout(self.rounds / str(index), index)
+
+    def data(self, round_index: int | None = None) -> Path:
+        """Where generated data goes: the run folder itself for a run made by `generate` alone
+        (no round named), `rounds/<k>/data` for round k."""
+        return self.root if round_index is None else self.round(round_index).data
+
+
+@dataclass(frozen=True)
+class ProjectLayout:
+    root: Path
+    runs: Path
+
+    @classmethod
+    def of(cls, project) -> "ProjectLayout":
+        return cls(Path(project.root), Path(project.runs_dir))
+
+    def run(self, path: str | Path | None = None, *, relative_to: Path | None = None) -> RunLayout:
+        """The run at `path` (relative paths start at `relative_to`, else the project), or runs/default."""
+        if path is None:
+            return RunLayout(self.runs / DEFAULT_RUN)
+        path = Path(path).expanduser()
+        return RunLayout(path if path.is_absolute() else (relative_to or self.root) / path)
+
+    @property
+    def students(self) -> Path:
+        return self.root / "students"
+
+    @property
+    def exams(self) -> Path:
+        return self.root / "exams"
+
+    def student(self, method: str, dataset_name: str) -> Path:
+        """Default `train` output: students/METHOD-NAME."""
+        return self.students / f"{method}-{dataset_name or 'dataset'}"
+
+    def exam(self, student_spec: str) -> Path:
+        """Default `eval` output: exams/NAME, NAME the student's run folder (or `embedded`)."""
+        return self.exams / (Path(student_spec).parent.name if student_spec != "embedded" else "embedded")
