@@ -69,14 +69,18 @@ class StageSampling(_Strict):
     max_tokens: int = Field(256, ge=1)
 
 
+# Each stage's sampling defaults (generation.stages in syllabus.yaml): a new stage adds its line here.
+STAGE_SAMPLING: dict[str, dict[str, float | int]] = {
+    "subjects": {"temperature": 1.0, "max_tokens": 160},
+    "syllabus": {"temperature": 0.7, "max_tokens": 300},
+    "question": {"temperature": 0.9, "max_tokens": 96},
+    "answer": {"temperature": 0.3, "max_tokens": 256},
+    "judge": {"temperature": 0.0, "max_tokens": 64},
+}
+
+
 def _stages() -> dict[str, StageSampling]:
-    return {
-        "subjects": StageSampling(temperature=1.0, max_tokens=160),
-        "syllabus": StageSampling(temperature=0.7, max_tokens=300),
-        "question": StageSampling(temperature=0.9, max_tokens=96),
-        "answer": StageSampling(temperature=0.3, max_tokens=256),
-        "judge": StageSampling(temperature=0.0, max_tokens=64),
-    }
+    return {name: StageSampling(**defaults) for name, defaults in STAGE_SAMPLING.items()}
 
 
 class MinHashFilterConfig(_Strict):

@@ -101,7 +101,8 @@ def test_eval_sets_from_yaml_and_cli_are_merged_once(project, tmp_path, monkeypa
     monkeypatch.chdir(project)
     options = run_module.GenerateOptions(decontaminate=[project / "evals/a.jsonl", tmp_path / "b.jsonl"])
     write_jsonl(tmp_path / "b.jsonl", [{"input": EVAL_TINY}])
-    settings, *_, eval_sets = run_module.prepare(Project.load(project), options)
+    job = run_module.prepare(Project.load(project), options)
+    settings, eval_sets = job.settings, job.eval_sets
     assert [s.name for s in eval_sets] == ["evals/a.jsonl", str(tmp_path / "b.jsonl")]
     assert settings.filters.decontaminate == ["evals/a.jsonl", str(tmp_path / "b.jsonl")]
     assert Project.load(project).config.generation.filters.decontaminate == ["evals/a.jsonl"]  # unchanged

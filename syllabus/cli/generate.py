@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -56,6 +58,11 @@ def generate(
              "drop rows whose question shares an n-gram with it (repeatable; adds to generation.filters.decontaminate).",
     )] = None,
     order: Annotated[Optional[str], typer.Option("--order", help="Dataset row order: taxonomy, easy_to_hard, interleaved or shuffled.")] = None,
+    round_index: Annotated[Optional[int], typer.Option(
+        "--round", min=0,
+        help="Round K of the run: new questions (round 0 asks what a plain run asks), written to RUN/rounds/K/data "
+             "and sharing RUN's request cache. Default: one generation in RUN itself.",
+    )] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print requests per stage and estimated tokens; call nothing.")] = False,
     project: ProjectOption = None,
 ) -> None:
@@ -79,22 +86,21 @@ def generate(
     from ..generators.run import GenerateOptions
 
     proj = open_project(project)
+    # The library reads neither the current folder nor sys.argv: relative paths and the command line come from here.
     options = GenerateOptions(nodes=nodes, questions=questions, run_dir=run, teacher=teacher,
                               base_urls=base_url, seed=seed, concurrency=concurrency, decontaminate=decontaminate,
-                              order=order)
+                              order=order, round=round_index, relative_to=Path.cwd(),
+                              command=" ".join(["syllabus", *map(shlex.quote, sys.argv[1:])]) if sys.argv
+                              else "syllabus generate")
     if dry_run:
         _print_plan(proj, options)
         return
-    from ..generators.run import generate as run_generation
-    from ..generators.run import prepare
+    from ..generators.run import prepare, run_job
 
-    prepared = prepare(proj, options)  # bad input fails here, before the progress bars are drawn
+    job = prepare(proj, options)  # bad input fails here, before the progress bars are drawn
     columns = (TextColumn("[bold]{task.description:<9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=False) as bars:
-        sink = RichProgress(bars)
-        for stage in ("subjects", "syllabus", "question", "answer"):
-            sink._task(stage)
-        outcome = run_generation(proj, options, progress=sink, prepared=prepared)
+        outcome = run_job(job, progress=RichProgress(bars))
     result = outcome.result
     _print_summary(result)
     _print_filters(outcome)

@@ -7,6 +7,11 @@ on the next run. Each finished row goes to `emit(node, index, row)` at once (a r
 spools it to disk, so memory does not grow with the run); its key, the discipline's
 position and the question index, fixes its place whatever order the answers arrived
 in, so a resumed run equals an uninterrupted one.
+
+The four stages are `Stage` definitions (`glan_stages`); `stages.StageRunner` asks
+them and keeps their counts, and `plan` prices the same definitions for a dry run.
+The round number enters each question's RNG and its request's sample index, so
+round r asks new questions, and the same round run again asks the same requests.
 """
 
 from __future__ import annotations
@@ -14,15 +19,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
-from ..backends.base import ChatRequest
 from ..prompts import Templates
-from ..taxonomy.curriculum import Subject, has_subjects, load_subjects, write_subjects, write_syllabus
+from ..taxonomy.curriculum import Session, Subject, has_subjects, load_subjects, write_subjects, write_syllabus
 from ..taxonomy.model import Node
-from .parsers import ParseError, parse_answer, parse_question, parse_subjects, parse_syllabus
-from .sampling import Combination, allocate, draw, draw_style
-from .teacher import CachedTeacher
+from .parsers import parse_answer, parse_question, parse_subjects, parse_syllabus
+from .sampling import Combination, draw, draw_style, question_sample
+from .stages import Plan, Stage, StageRunner
 
 STAGES = ("subjects", "syllabus", "question", "answer")
 
@@ -38,7 +42,7 @@ class NodeOutcome:
 Emit = Callable[[int, int, dict[str, Any]], None]  # (discipline position, question index, row)
 
 
-@dataclass
+@dataclass(frozen=True)
 class GenerationResult:
     generated: int  # rows made (each went to `emit`)
     nodes: list[NodeOutcome]
@@ -62,121 +66,144 @@ class GenerationResult:
         return "; ".join(notes) or "no questions were requested (--questions 0, or every node has weight 0)"
 
 
-class GlanGenerator:
-    def __init__(self, *, teacher: CachedTeacher, templates: Templates, settings, round_index: int = 0,
-                 window: int = 64):
-        self.teacher = teacher
-        self.templates = templates
-        self.settings = settings
-        self.round_index = round_index
-        self.window = max(1, window)  # question-answer pairs in flight across all disciplines
-        self._window = asyncio.Semaphore(self.window)
-        self._curriculum_locks: dict[str, asyncio.Lock] = {}
+# The items each stage reads ------------------------------------------------------------
+@dataclass(frozen=True)
+class SyllabusItem:
+    node: Node
+    subject: Subject
 
-    def _request(self, stage: str, messages: list[dict[str, str]], sample_index: int = 0) -> ChatRequest:
-        sampling = self.settings.stages[stage]
-        return ChatRequest.from_messages(messages, temperature=sampling.temperature, top_p=sampling.top_p,
-                                         max_tokens=sampling.max_tokens, sample_index=sample_index)
 
-    async def _ask(self, stage: str, template: str, context: dict, sample_index: int = 0):
-        messages = self.templates.render(template, **context)
-        request = self._request(stage, messages, sample_index)
-        return await self.teacher.ask(stage, request, self.templates.get(template).version)
+@dataclass(frozen=True)
+class QuestionItem:
+    """Question `index` of a node in a round, with everything drawn for it."""
 
-    # Stage 1 -------------------------------------------------------------------
-    async def subjects_for(self, node: Node) -> list[Subject]:
-        if has_subjects(node):
-            return load_subjects(node)
-        samples = self.settings.subject_samples
-        self.teacher.progress.add_total("subjects", samples)
-        context = {"discipline": node, "count": self.settings.max_subjects}
-        replies = await asyncio.gather(*(self._ask("subjects", "subjects", context, i) for i in range(samples)))
-        stats = self.teacher.stage("subjects")
-        merged: dict[str, Subject] = {}
-        for reply in replies:
-            if reply is None:
-                continue
-            try:
-                found = parse_subjects(reply.text, limit=self.settings.max_subjects * 2)
-            except ParseError as exc:
-                stats.unparsed[str(exc)] += 1
-                continue
-            stats.parsed += 1
-            for subject in found:
-                merged.setdefault(subject.slug, subject)
-        subjects = list(merged.values())[: self.settings.max_subjects]
-        stats.kept += len(subjects)
-        if subjects:
-            write_subjects(node, subjects, generated_by=self.teacher.backend.model)
-        return subjects
+    node: Node
+    index: int
+    round: int
+    combo: Combination
+    bloom: str
+    strategy: str
 
-    # Stage 2 -------------------------------------------------------------------
-    async def syllabus_for(self, node: Node, subject: Subject) -> Subject:
-        stats = self.teacher.stage("syllabus")
-        if subject.sessions:
-            return subject
-        self.teacher.progress.add_total("syllabus", 1)
-        reply = await self._ask("syllabus", "syllabus",
-                                {"subject": subject, "discipline": node, "max_sessions": self.settings.max_sessions})
-        if reply is None:
-            return subject
-        try:
-            sessions = parse_syllabus(reply.text, self.settings.max_sessions)
-        except ParseError as exc:
-            stats.unparsed[str(exc)] += 1
-            return subject
-        stats.parsed += 1
-        stats.kept += 1
-        write_syllabus(subject, sessions)
-        return subject
-
-    # Stages 3 and 4 ------------------------------------------------------------
-    async def question_and_answer(self, node: Node, subjects: list[Subject], index: int) -> dict[str, Any] | None:
-        combo = draw(subjects, index, seed=self.settings.seed, node_path=node.path,
-                     concepts=tuple(self.settings.concepts), two_session_ratio=self.settings.two_session_ratio)
-        bloom, strategy = draw_style(seed=self.settings.seed, node_path=node.path, index=index,
-                                     bloom=node.bloom or self.settings.bloom,
-                                     strategies=node.strategies or self.settings.strategies)
-        context = {
-            "bloom_level": bloom,
-            "strategy": strategy,
-            "discipline": node,
+    def variables(self) -> dict[str, Any]:
+        combo = self.combo
+        return {
+            "bloom_level": self.bloom,
+            "strategy": self.strategy,
+            "discipline": self.node,
             "subject": combo.subject,
             "sessions": combo.sessions,
             "concepts": list(combo.concepts),
             "learned": list(combo.learned),
             "syllabus": [s.title for s in combo.subject.sessions],
             "difficulty": combo.difficulty,
-            "seeds": node.seeds,
+            "seeds": self.node.seeds,
         }
-        q_stats, a_stats = self.teacher.stage("question"), self.teacher.stage("answer")
-        reply = await self._ask("question", "question", context, index)
-        if reply is None:
-            self.teacher.progress.advance("answer")
-            return None
-        try:
-            question = parse_question(reply.text)
-        except ParseError as exc:
-            q_stats.unparsed[str(exc)] += 1
-            self.teacher.progress.advance("answer")
-            return None
-        q_stats.parsed += 1
-        q_stats.kept += 1
-        answer_reply = await self._ask("answer", "answer", {**context, "question": question}, 0)
-        if answer_reply is None:
-            return None
-        try:
-            answer = parse_answer(answer_reply.text)
-        except ParseError as exc:
-            a_stats.unparsed[str(exc)] += 1
-            return None
-        a_stats.parsed += 1
-        a_stats.kept += 1
-        return self._row(node, combo, index, question, answer, answer_reply.finish_reason, bloom, strategy)
 
-    def _row(self, node: Node, combo: Combination, index: int, question: str, answer: str, finish: str,
-             bloom: str, strategy: str) -> dict:
-        stages = self.settings.stages
+
+@dataclass(frozen=True)
+class AnswerItem:
+    question: QuestionItem
+    text: str  # the parsed question
+
+
+@dataclass(frozen=True)
+class GlanStages:
+    subjects: Stage[Node, list[Subject]]
+    syllabus: Stage[SyllabusItem, list[Session]]
+    question: Stage[QuestionItem, str]
+    answer: Stage[AnswerItem, str]
+
+    @property
+    def all(self) -> tuple[Stage, ...]:
+        return (self.subjects, self.syllabus, self.question, self.answer)
+
+
+def glan_stages(settings) -> GlanStages:
+    """The four GLAN stages under `settings` (a GenerationConfig)."""
+    sampling = settings.stages
+
+    def merge(found: list[list[Subject]]) -> list[Subject]:
+        # Samples repeat each other: the first sample naming a subject wins, up to max_subjects.
+        merged: dict[str, Subject] = {}
+        for subjects in found:
+            for subject in subjects:
+                merged.setdefault(subject.slug, subject)
+        return list(merged.values())[: settings.max_subjects]
+
+    return GlanStages(
+        subjects=Stage("subjects", "subjects", sampling["subjects"],
+                       variables=lambda node: {"discipline": node, "count": settings.max_subjects},
+                       parse=lambda text: parse_subjects(text, limit=settings.max_subjects * 2),
+                       samples=settings.subject_samples, combine=merge),
+        syllabus=Stage("syllabus", "syllabus", sampling["syllabus"],
+                       variables=lambda item: {"subject": item.subject, "discipline": item.node,
+                                               "max_sessions": settings.max_sessions},
+                       parse=lambda text: parse_syllabus(text, settings.max_sessions)),
+        question=Stage("question", "question", sampling["question"], variables=QuestionItem.variables,
+                       parse=parse_question, first_sample=lambda item: question_sample(item.index, item.round)),
+        answer=Stage("answer", "answer", sampling["answer"],
+                     variables=lambda item: {**item.question.variables(), "question": item.text},
+                     parse=parse_answer),
+    )
+
+
+class GlanGenerator:
+    def __init__(self, *, runner: StageRunner, settings, round_index: int = 0, window: int = 64,
+                 stages: GlanStages | None = None):
+        self.runner = runner
+        self.settings = settings
+        self.round_index = round_index
+        self.stages = stages or glan_stages(settings)
+        for stage in self.stages.all:
+            runner.add(stage)  # every stage is in the summary, asked or not, in pipeline order
+        self.window = max(1, window)  # question-answer pairs in flight across all disciplines
+        self._window = asyncio.Semaphore(self.window)
+
+    @property
+    def templates(self) -> Templates:
+        return self.runner.templates
+
+    # Stage 1 -------------------------------------------------------------------
+    async def subjects_for(self, node: Node) -> list[Subject]:
+        if has_subjects(node):
+            return load_subjects(node)
+        subjects = (await self.runner.run(self.stages.subjects, node)).results
+        if subjects:
+            write_subjects(node, subjects, generated_by=self.runner.teacher.backend.model)
+        return subjects
+
+    # Stage 2 -------------------------------------------------------------------
+    async def syllabus_for(self, node: Node, subject: Subject) -> Subject:
+        if subject.sessions:
+            return subject
+        sessions = (await self.runner.run(self.stages.syllabus, SyllabusItem(node, subject))).first
+        if sessions is not None:
+            write_syllabus(subject, sessions)
+        return subject
+
+    # Stages 3 and 4 ------------------------------------------------------------
+    def question_item(self, node: Node, subjects: list[Subject], index: int) -> QuestionItem:
+        settings, round_index = self.settings, self.round_index
+        combo = draw(subjects, index, seed=settings.seed, node_path=node.path, concepts=tuple(settings.concepts),
+                     two_session_ratio=settings.two_session_ratio, round_index=round_index)
+        bloom, strategy = draw_style(seed=settings.seed, node_path=node.path, index=index,
+                                     bloom=node.bloom or settings.bloom,
+                                     strategies=node.strategies or settings.strategies, round_index=round_index)
+        return QuestionItem(node, index, round_index, combo, bloom, strategy)
+
+    async def question_and_answer(self, node: Node, subjects: list[Subject], index: int) -> dict[str, Any] | None:
+        item = self.question_item(node, subjects, index)
+        question = (await self.runner.run(self.stages.question, item)).first
+        if question is None:
+            return None
+        answered = await self.runner.run(self.stages.answer, AnswerItem(item, question))
+        if not answered.results:
+            return None
+        return self._row(item, question, answered.first, answered.replies[0].finish_reason)
+
+    def _row(self, item: QuestionItem, question: str, answer: str, finish: str) -> dict:
+        node, combo, stages = item.node, item.combo, self.settings.stages
+        backend = self.runner.teacher.backend
         # Prompt erasure: the strategy shaped the teacher's answer, but the student is trained
         # on the question under a generic system message, so it learns to answer that way unasked.
         system = self.settings.system_prompt
@@ -184,8 +211,8 @@ class GlanGenerator:
         return {
             "prompt": prompt,
             "completion": [{"role": "assistant", "content": answer}],
-            "bloom_level": bloom,
-            "strategy": strategy,
+            "bloom_level": item.bloom,
+            "strategy": item.strategy,
             "taxonomy_path": node.path,
             "discipline": node.name,
             "subject": combo.subject.name,
@@ -194,13 +221,13 @@ class GlanGenerator:
             "session_indices": list(combo.session_indices),
             "key_concepts": list(combo.concepts),
             "difficulty": combo.difficulty,
-            "question_index": index,
-            "teacher": self.teacher.backend.model,
-            "teacher_backend": self.teacher.backend.kind,
+            "question_index": item.index,
+            "teacher": backend.model,
+            "teacher_backend": backend.kind,
             "templates": {name: self.templates.get(name).version for name in ("question", "answer")},
             "sampling": {name: stages[name].model_dump() for name in ("question", "answer")},
             "seed": self.settings.seed,
-            "round": self.round_index,
+            "round": item.round,
             "finish_reason": finish,
             "content_hash": hashlib.sha256(f"{question}\n\x00\n{answer}".encode()).hexdigest()[:16],
         }
@@ -212,9 +239,8 @@ class GlanGenerator:
         usable = [s for s in subjects if s.sessions]
         if not usable:
             outcome.note = "no subject with a syllabus" if subjects else "no subjects"
-            self.teacher.progress.advance("question", count)
-            self.teacher.progress.advance("answer", count)
             return
+        self.runner.expect(self.stages.question, count)  # every one of them is asked
         indices = iter(range(count))
 
         async def worker() -> None:
@@ -230,59 +256,46 @@ class GlanGenerator:
 
         await asyncio.gather(*(worker() for _ in range(min(count, self.window))))
 
-    async def generate(self, disciplines: list[Node], total_questions: int, emit: Emit) -> GenerationResult:
-        """Run the pipeline for `total_questions` shared by weight; each row goes to `emit`."""
-        shares = allocate(total_questions, {n.path: n.weight for n in disciplines})
+    async def generate(self, disciplines: list[Node], budget: Mapping[str, int], emit: Emit) -> GenerationResult:
+        """Ask `budget[node.path]` questions of each discipline (0 when absent); each row goes to `emit`."""
+        shares = {n.path: budget.get(n.path, 0) for n in disciplines}
         outcomes = [NodeOutcome(n.path, shares[n.path]) for n in disciplines]
-        self.teacher.progress.add_total("question", sum(shares.values()))
-        self.teacher.progress.add_total("answer", sum(shares.values()))
         await asyncio.gather(*(self._discipline(i, n, shares[n.path], o, emit)
                                for i, (n, o) in enumerate(zip(disciplines, outcomes))))
         return GenerationResult(
             generated=sum(o.delivered for o in outcomes),
             nodes=outcomes,
-            stats={stage: self.teacher.stage(stage) for stage in STAGES},
-            failed_requests=self.teacher.failed,
-            templates=self.templates.versions(("subjects", "syllabus", "question", "answer")),
+            stats={stage.name: self.runner.stats[stage.name] for stage in self.stages.all},
+            failed_requests=self.runner.failed,
+            templates=self.templates.versions(tuple(stage.template for stage in self.stages.all)),
         )
 
-    def plan(self, disciplines: list[Node], total_questions: int) -> dict[str, dict[str, int]]:
-        """Requests and token estimates per stage, without calling the teacher (--dry-run)."""
-        shares = allocate(total_questions, {n.path: n.weight for n in disciplines})
-        example = Subject("Example course", "undergraduate", ["topic"], [])
-        from ..taxonomy.curriculum import Session
 
-        example.sessions = [Session("Example session", ["concept one", "concept two", "concept three"])]
-        plan = {stage: {"requests": 0, "prompt_tokens": 0, "max_completion_tokens": 0} for stage in STAGES}
-
-        def add(stage: str, template: str, context: dict, count: int) -> None:
-            if count <= 0:
-                return
-            chars = sum(len(m["content"]) for m in self.templates.render(template, **context))
-            plan[stage]["requests"] += count
-            plan[stage]["prompt_tokens"] += count * (chars // 4 + 8)
-            plan[stage]["max_completion_tokens"] += count * self.settings.stages[stage].max_tokens
-
-        for node in disciplines:
-            if has_subjects(node):
-                subjects = load_subjects(node)
-                missing = [s for s in subjects if not s.sessions]
-            else:
-                add("subjects", "subjects", {"discipline": node, "count": self.settings.max_subjects},
-                    self.settings.subject_samples)
-                subjects, missing = [example], [example] * self.settings.max_subjects
-            for subject in missing:
-                add("syllabus", "syllabus", {"subject": subject, "discipline": node,
-                                             "max_sessions": self.settings.max_sessions}, 1)
-            usable = [s for s in subjects if s.sessions] or [example]
-            context = {"discipline": node, "subject": usable[0], "sessions": usable[0].sessions[:1],
-                       "concepts": usable[0].sessions[0].concepts[:2], "learned": [],
-                       "syllabus": [s.title for s in usable[0].sessions], "difficulty": "single-session",
-                       "seeds": node.seeds, "bloom_level": "apply", "strategy": "step_by_step"}
-            add("question", "question", context, shares[node.path])
-            add("answer", "answer", {**context, "question": "x" * 200}, shares[node.path])
-            if self.settings.filters.judge.enabled:  # at most one judgement per row
-                plan.setdefault("judge", {"requests": 0, "prompt_tokens": 0, "max_completion_tokens": 0})
-                add("judge", "judge", {"question": "x" * 200, "answer": "x" * 800, "discipline": node.name,
-                                       "subject": usable[0].name, "bloom_level": "apply"}, shares[node.path])
-        return plan
+def plan(stages: GlanStages, templates: Templates, disciplines: list[Node], budget: Mapping[str, int], *,
+         max_subjects: int, per_row: tuple[Stage, ...] = ()) -> dict[str, dict[str, int]]:
+    """Requests and token bounds per stage, priced from the stage definitions with no teacher (--dry-run).
+    `per_row`: stages asked at most once per row after the pipeline (the judge), whose item is a row."""
+    example = Subject("Example course", "undergraduate", ["topic"], [])
+    example.sessions = [Session("Example session", ["concept one", "concept two", "concept three"])]
+    estimate = Plan.of((*stages.all, *per_row))
+    for node in disciplines:
+        if has_subjects(node):
+            subjects = load_subjects(node)
+            missing = [s for s in subjects if not s.sessions]
+        else:  # an upper bound: every subject the stage may keep needs a syllabus
+            estimate.add(stages.subjects, templates, node, 1)
+            subjects, missing = [example], [example] * max_subjects
+        for subject in missing:
+            estimate.add(stages.syllabus, templates, SyllabusItem(node, subject), 1)
+        subject = next((s for s in subjects if s.sessions), example)
+        combo = Combination(subject, (0,), tuple(subject.sessions[0].concepts[:2]), ())
+        question = QuestionItem(node, 0, 0, combo, "apply", "step_by_step")
+        count = budget.get(node.path, 0)
+        estimate.add(stages.question, templates, question, count)
+        estimate.add(stages.answer, templates, AnswerItem(question, "x" * 200), count)
+        row = {"prompt": [{"role": "user", "content": "x" * 200}],
+               "completion": [{"role": "assistant", "content": "x" * 800}],
+               "discipline": node.name, "subject": subject.name, "bloom_level": "apply"}
+        for stage in per_row:
+            estimate.add(stage, templates, row, count)
+    return estimate.as_dict()

