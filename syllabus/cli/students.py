@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..layout import ProjectLayout
 from .common import ProjectOption, console, open_project_or_defaults
 
 train_app = typer.Typer(
@@ -31,7 +32,7 @@ def _train(method: str, dataset: Path, out: Optional[Path], project: Optional[Pa
     from ..students.train import TrainOptions, train
 
     config = _student_config(project)
-    out = out or Path("students") / f"{method}-{dataset.name or 'dataset'}"
+    out = out or ProjectLayout.of(open_project_or_defaults(project)).student(method, dataset.name)
     options = TrainOptions.from_config(config, method=method, dataset=dataset, out_dir=out, **flags)
     result = train(options)
     if result.resumed_from:
@@ -43,7 +44,7 @@ def _train(method: str, dataset: Path, out: Optional[Path], project: Optional[Pa
 
 
 StudentOpt = Annotated[Optional[str], typer.Option("--student", help="'embedded' or a model folder. Default: syllabus.yaml.")]
-OutOpt = Annotated[Optional[Path], typer.Option("--out", help="Output folder (checkpoints/, final/, loss.png). Default: students/METHOD-NAME.")]
+OutOpt = Annotated[Optional[Path], typer.Option("--out", help="Output folder (checkpoints/, final/, loss.png). Default: students/METHOD-NAME in the project.")]
 LrOpt = Annotated[Optional[float], typer.Option("--lr", help="Learning rate. Default: 2e-5 full, 2e-4 LoRA.")]
 EpochsOpt = Annotated[Optional[float], typer.Option("--epochs", help="Passes over the data.")]
 StepsOpt = Annotated[Optional[int], typer.Option("--max-steps", min=-1, help="Stop after N steps (overrides --epochs).")]
@@ -103,7 +104,7 @@ def split(
 def evaluate(
     probes: Annotated[Path, typer.Option("--probes", help="Probe JSONL (question, answer, node; or options + correct).")],
     student: StudentOpt = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Where results.json, answers, mistakes and pairs/ go.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Where results.json, answers, mistakes and pairs/ go. Default: exams/NAME in the project.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Probes answered per batch.")] = 8,
     max_tokens: Annotated[int, typer.Option(min=1, help="Longest student answer, in tokens.")] = 128,
     project: ProjectOption = None,
@@ -127,7 +128,7 @@ def evaluate(
         task = bar.add_task("examining", total=len(items))
         results = examine(folder, items, batch_size=batch_size, max_tokens=max_tokens,
                           progress=lambda n: bar.advance(task, n))
-    out = out or Path("exams") / (Path(spec).parent.name if spec != "embedded" else "embedded")
+    out = out or ProjectLayout.of(open_project_or_defaults(project)).exam(spec)
     summary, outputs = write_examination(results, out, spec)
     table = Table("node", "probes", "graded", "accuracy", "mean logprob", title=f"Examination of {escape(spec)}")
     for node, block in [*summary["nodes"].items(), ("(all)", summary["overall"])]:
