@@ -157,9 +157,9 @@ def prepare(project: Project, options: GenerateOptions) -> GenerateJob:
         raise UserError(f"the prompts folder '{project.config.prompts}' does not exist", where=project.root / "syllabus.yaml",
                         hint="fix `prompts:` in syllabus.yaml, or remove it to use the built-in templates")
     templates = Templates(project.prompts_dir)
-    for name in ("subjects", "syllabus", "question", "answer"):
-        templates.get(name)  # a broken override fails now, not after the first stage
     generation = project.config.generation
+    for stage in glan_stages(generation).all:
+        templates.get(stage.template)  # a broken override fails now, not after the first stage
     if generation.filters.judge.enabled:
         require_consistent_rubric(templates)
     spec = parse_teacher_spec(options.teacher, project.config.teacher)
