@@ -29,7 +29,7 @@ from ..prompts import Templates
 from .parsers import ParseError
 from .teacher import CachedTeacher, NoProgress, Progress, StageStats
 
-I = TypeVar("I")  # noqa: E741 - an item, whatever the stage reads
+I = TypeVar("I")  # an item, whatever the stage reads
 T = TypeVar("T")  # a parsed reply
 
 
