@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
 
 logger = logging.getLogger("syllabus")
 logger.addHandler(logging.NullHandler())  # a library logs nothing anywhere unless asked
