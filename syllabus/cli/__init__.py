@@ -85,8 +85,8 @@ def main(argv: Optional[list[str]] = None) -> None:
 
 # Why a file could not be written, and what to do; each is the user's to fix, not a bug.
 _STORAGE_HINTS = {
-    errno.EACCES: "you may not write there: fix the permissions, or give the command another folder",
-    errno.EPERM: "you may not write there: fix the permissions, or give the command another folder",
+    errno.EACCES: "you may not use that file or folder: fix its permissions, or give the command another folder",
+    errno.EPERM: "you may not use that file or folder: fix its permissions, or give the command another folder",
     errno.EROFS: "that file system is mounted read-only: remount it writable, or give the command another folder",
     errno.ENOSPC: "the disk is full: free some space, then rerun the same command (finished work is kept)",
     errno.EDQUOT: "your disk quota is used up: free some space, then rerun the same command (finished work is kept)",
@@ -110,7 +110,8 @@ def storage_problem(exc: BaseException) -> UserError | None:
         where = None if exc.filename is None else _shown(exc.filename)
         if where is not None and exc.filename2 is not None:  # a rename: both ends
             where = f"{where} -> {_shown(exc.filename2)}"
-        return UserError(f"cannot write: {exc.strerror or os.strerror(exc.errno)}", where=where,
+        verb = "cannot open" if exc.errno in (errno.EACCES, errno.EPERM) else "cannot write"  # EACCES: reads too
+        return UserError(f"{verb}: {exc.strerror or os.strerror(exc.errno)}", where=where,
                          hint=_STORAGE_HINTS[exc.errno])
     sqlite3 = sys.modules.get("sqlite3")
     if sqlite3 is not None and isinstance(exc, sqlite3.OperationalError):
