@@ -25,6 +25,7 @@ from ..errors import UserError
 from ..fsutil import atomic_write_text, atomic_writer
 from ..project import Project
 from ..prompts import Templates
+from ..runlock import run_folder
 from .cache import RequestCache
 from .dataset import dataset_card, remove_dataset, write_dataset
 from .filters import CHUNK, EvalSet, FilterChain, FilterReport, enabled, load_eval_set, mark
@@ -145,12 +146,17 @@ def generate(project: Project, options: GenerateOptions, progress: Progress | No
              prepared: tuple | None = None) -> GenerateOutcome:
     """`prepared`: what `prepare(project, options)` returned, when the caller checked the input
     first (the CLI does, so an error is not printed under empty progress bars)."""
-    settings, taxonomy, disciplines, templates, spec, eval_sets = prepared or prepare(project, options)
+    prepared = prepared or prepare(project, options)
+    with run_folder(resolve_run_dir(project, options.run_dir)) as run_dir:  # ours, and this run's alone
+        return _generate(project, options, progress, prepared, run_dir)
+
+
+def _generate(project: Project, options: GenerateOptions, progress: Progress | None, prepared: tuple,
+              run_dir: Path) -> GenerateOutcome:
+    settings, taxonomy, disciplines, templates, spec, eval_sets = prepared
     progress = progress or NoProgress()
     backend = make_backend(spec, project.config.teacher, base_urls=options.base_urls,
                            concurrency=options.concurrency, project_root=project.root)
-    run_dir = resolve_run_dir(project, options.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     cache = RequestCache(run_dir / CACHE_FILE)
     teacher = CachedTeacher(backend, cache, progress)
     window = 2 * (options.concurrency or project.config.teacher.concurrency)  # keeps the backend saturated

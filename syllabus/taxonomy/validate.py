@@ -8,6 +8,7 @@ that another command then rejects.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,11 @@ def _read_children(
     children: list[Node] = []
     seen_slugs: dict[str, Node] = {}
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if not _is_utf8(sub.name):  # it would end up in rows, YAML and JSON that are UTF-8: stop it here
+            shown_name = os.fsencode(sub.name).decode("utf-8", "backslashreplace")
+            issues.append(Issue(folder, None, f"folder name '{shown_name}' is not valid UTF-8",
+                                "rename the folder to a UTF-8 name (e.g. with `mv`), then check again"))
+            continue
         real = sub.resolve()
         if real in above:  # a link to a folder it is in: reading on would never end
             issues.append(Issue(sub, None, f"folder links back to {real}, a folder it is in (a symlink loop)",
@@ -133,6 +139,15 @@ def _read_children(
         node.children = _read_children(sub, path, node, node.kind, issues, (*above, real))
         children.append(node)
     return children
+
+
+def _is_utf8(name: str) -> bool:
+    """False for a name the OS gave with undecodable bytes (Python keeps them as lone surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _read_node(file: Path, path: str, parent_kind: str | None, issues: list[Issue]) -> Node | None:
