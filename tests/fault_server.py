@@ -37,7 +37,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-import pytest
+try:
+    import pytest
+except ImportError:  # bench/bench_hostile.py serves with it, where pytest may not be installed
+    pytest = None
 
 MODEL = "fault-model"
 CHAT_PATH = "/v1/chat/completions"
@@ -121,7 +124,7 @@ class Received:
 class Fault:
     """A rule: answer chat requests that match with `kind` instead of a healthy reply.
 
-    kind: '429' (with Retry-After), '500', 'hang' (no answer until the server stops or
+    kind: '429' (with Retry-After), '500' (its message: `text` when a str), 'hang' (no answer until the server stops or
     `hang_s` passes), 'cut' (headers and half the body, then the connection closes),
     'malformed' (invalid JSON), 'bad-shape' (valid JSON, not a chat.completion),
     'empty' (content ""), 'null' (content null), 'die' (the server stops listening and
@@ -279,6 +282,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, b'{"object": "list", "data": [{"id": "fault-')
         elif self.path.rstrip("/") == "/v1/models" and broken == "html":  # a web page: the wrong base URL
             self._send(200, b"<!doctype html><html><body>Welcome</body></html>", content_type="text/html")
+        elif self.path.rstrip("/") == "/v1/models" and broken == "huge":  # 4 MiB of model names
+            entry = b'{"id": "%s", "object": "model"}, ' % (b"m" * 1000)
+            self._stream(iter([b'{"object": "list", "data": [', *([entry] * 4096), b'{"id": "fault-model"}]}']),
+                         {}, None)
         elif self.path.rstrip("/") == "/v1/models":
             self._json(200, {"object": "list", "data": [
                 {"id": self.server.fixture.model, "object": "model", "created": 0, "owned_by": "fault-server"}]})
@@ -307,7 +314,7 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "429":
             self._error(429, "rate limited", headers={"Retry-After": f"{fault.retry_after:g}"})
         elif kind == "500":
-            self._error(500, "internal error")
+            self._error(500, fault.text if isinstance(fault.text, str) else "internal error")
         elif kind == "die":
             fixture._die()
         elif kind == "hang":
@@ -389,7 +396,7 @@ class FaultServer:
         self.model = model
         self.port = port
         self.received: list[Received] = []
-        self.models_fault: str | None = None  # GET /v1/models: None (healthy), '500', 'malformed' or 'html'
+        self.models_fault: str | None = None  # GET /v1/models: None (healthy), '500', 'malformed', 'html' or 'huge'
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
         self._bodies: dict[str, int] = {}  # canonical body -> distinct index
@@ -554,8 +561,7 @@ class FaultServer:
         }
 
 
-@pytest.fixture
-def fault_server():
+def _fault_server():
     """A factory: `fault_server()` starts a FaultServer on a free port; all stop after the test."""
     servers: list[FaultServer] = []
 
@@ -567,3 +573,6 @@ def fault_server():
     yield make
     for server in servers:
         server.stop()
+
+
+fault_server = pytest.fixture(_fault_server, name="fault_server") if pytest is not None else None
