@@ -29,6 +29,7 @@ from conftest import run_cli
 from fault_server import MODEL, Fault, FaultServer, fault_server  # noqa: F401  (the fixture)
 from test_faults import NODE, QUESTIONS, SUBJECTS_REQUEST, fault_project, rows_of, summary_of
 
+from syllabus.backends import make_backend, parse_teacher_spec
 from syllabus.backends.base import RequestFailed
 from syllabus.backends.openai_backend import OpenAIBackend
 from syllabus.backends.redact import redact_url
@@ -252,12 +253,33 @@ def test_too_large_replies_fail_with_a_reason_and_the_run_goes_on(fault_server, 
     assert sorted(tries.values()) == [1, 1]
 
 
-@pytest.mark.parametrize("value", [0, 1000, 2**31])
-def test_max_response_bytes_is_range_checked(tmp_path, value):
+@pytest.mark.parametrize("value, bound", [(0, "greater than or equal to 65536"), (1000, "greater than or equal to 65536"),
+                                          (2**31, "less than or equal to 1073741824")])
+def test_max_response_bytes_is_range_checked(tmp_path, value, bound):
     (tmp_path / "syllabus.yaml").write_text(f"teacher:\n  backend: openai\n  max_response_bytes: {value}\n")
     with pytest.raises(UserError) as error:
         Project.load(tmp_path)
     assert error.value.where.endswith("syllabus.yaml:3") and "teacher.max_response_bytes" in error.value.message
+    assert bound in error.value.message
+
+
+def test_max_response_bytes_reaches_the_client(fault_server, tmp_path):
+    """The setting as written in syllabus.yaml bounds the backend that `generate` builds."""
+    server = fault_server()
+    server.set_faults(Fault("huge", size=200 * 2**10))
+    (tmp_path / "syllabus.yaml").write_text("teacher:\n  backend: openai\n  model: fault-model\n"
+                                            f"  base_url: {server.base_url}\n  max_response_bytes: 131072\n")
+    project = Project.load(tmp_path)
+    backend = make_backend(parse_teacher_spec(None, project.config.teacher), project.config.teacher)
+
+    async def main():
+        try:
+            return await backend.complete(SUBJECTS_REQUEST)
+        finally:
+            await backend.aclose()
+
+    with pytest.raises(RequestFailed, match="more than 131072"):
+        asyncio.run(main())
 
 
 # --- 7: a deadline per try ---------------------------------------------------------------------
