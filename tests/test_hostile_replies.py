@@ -27,7 +27,14 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 from fault_server import MODEL, Fault, FaultServer, fault_server  # noqa: F401  (the fixture)
-from test_faults import NODE, QUESTIONS, SUBJECTS_REQUEST, fault_project, rows_of, summary_of
+from test_faults import (
+    NODE,
+    QUESTIONS,
+    SUBJECTS_REQUEST,
+    fault_project,
+    rows_of,
+    summary_of,
+)
 
 from syllabus.backends import make_backend, parse_teacher_spec
 from syllabus.backends.base import RequestFailed

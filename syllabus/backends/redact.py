@@ -59,7 +59,7 @@ def redact_url(url: str) -> str:
     """`url` fit to show: user info replaced by `***`, secret query values by `***`."""
     parts = _split(url)
     if parts is None or not parts.netloc:  # not a URL we can take apart: hide what may be user info or a query
-        head, at, tail = url.rpartition("@")
+        _, at, tail = url.rpartition("@")
         url = f"{MASK}@{tail}" if at else url
         base, mark, _ = url.partition("?")
         return f"{base}?{MASK}" if mark else url
@@ -120,7 +120,7 @@ class _LogFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
-        except Exception:  # a broken format string is the logger's problem, not ours
+        except (TypeError, ValueError, KeyError):  # a broken format string is the logger's problem, not ours
             return True
         record.msg, record.args = self.redactor(message), ()
         return True
