@@ -34,8 +34,13 @@ class TeacherConfig(_Strict):
     api_key_env: str = "OPENAI_API_KEY"
     api_key_file: str | None = None
     concurrency: int = Field(8, ge=1, le=4096)
-    timeout: float = Field(120.0, gt=0)
+    # Seconds one try of a request may take, connect to last byte (a deadline, not a per-read
+    # timeout: a server that trickles bytes cannot hold a request longer); then it is retried.
+    timeout: float = Field(120.0, gt=0, le=86400)
     max_retries: int = Field(4, ge=0, le=20)
+    # The largest body accepted from the server, as sent and once decompressed; past it the
+    # request fails ("response too large") and the run goes on. A chat reply is a few KB.
+    max_response_bytes: int = Field(8 * 2**20, ge=64 * 2**10, le=2**30)
 
     @field_validator("base_url", mode="before")
     @classmethod

@@ -2,8 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+# Lone UTF-16 surrogates: JSON can carry them ("\ud800"), UTF-8 cannot, so the first write
+# of such a string (the cache, the dataset, a file name) raises UnicodeEncodeError.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# Token counts past this are not counts (a server sent 2**64 - 1): SQLite stores at most
+# 2**63 - 1, and sums over a run must stay far below that.
+MAX_TOKEN_COUNT = 2**31 - 1
+
+
+def clean_text(text: str) -> str:
+    """`text` with every lone surrogate replaced by U+FFFD, so it can be encoded anywhere."""
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
+
+
+def token_count(value: Any) -> int:
+    """A usage count as reported by a server, or 0 (unknown) when it is not a plausible one."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return 0
+    return value if 0 <= value <= MAX_TOKEN_COUNT else 0
 
 
 @dataclass(frozen=True)
@@ -29,20 +49,32 @@ class ChatRequest:
 
 @dataclass
 class Completion:
+    """One reply. It is made valid here, whatever built it: text that UTF-8 can encode, a
+    short finish reason, token counts that fit the cache; so no backend can hand the cache,
+    the dataset or a file name something that fails to be written."""
+
     text: str
     finish_reason: str = "stop"
     prompt_tokens: int = 0
     completion_tokens: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.text = clean_text(self.text)
+        reason = self.finish_reason
+        self.finish_reason = clean_text(reason)[:64] if isinstance(reason, str) and reason else "stop"
+        self.prompt_tokens = token_count(self.prompt_tokens)
+        self.completion_tokens = token_count(self.completion_tokens)
+
 
 class RequestFailed(Exception):
     """A request that failed for good (after the backend's retries); `reason` groups failures."""
 
     def __init__(self, reason: str, detail: str = ""):
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"{reason}: {detail}" if detail else reason)
+        # Both are recorded in the cache and shown: often quoted from the server's body.
+        self.reason = clean_text(reason)
+        self.detail = clean_text(detail)
+        super().__init__(f"{self.reason}: {self.detail}" if self.detail else self.reason)
 
 
 class Backend(Protocol):

@@ -55,6 +55,7 @@ def make_backend(spec: TeacherSpec, config, *, base_urls: list[str] | None = Non
             concurrency=concurrency,
             timeout=config.timeout,
             max_retries=config.max_retries,
+            max_response_bytes=config.max_response_bytes,
         )
     from .local import LocalBackend
 

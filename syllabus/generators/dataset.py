@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..backends.redact import redact_urls
 from ..fsutil import replace_dir
 
 SCHEMA_BATCH = 1000  # rows per Arrow schema inference while the JSONL is written
@@ -113,7 +114,7 @@ def dataset_card(*, title: str, rows: int, per_node: Counter, difficulties: Coun
         "## Teacher",
         "",
         f"- model: `{teacher}` (backend: {backend})",
-        f"- command: `{command}`",
+        f"- command: `{redact_urls(command)}`",  # --base-url may carry credentials
         "",
         "## Rows per taxonomy node",
         "",
