@@ -27,7 +27,7 @@ def stats(
 
     `syllabus stats mixes/round2/dataset.jsonl --out reports/round2`
     """
-    from ..generators.stats import dataset_stats
+    from ..data.stats import dataset_stats
 
     result = dataset_stats(source, out, charts=charts)
     print_stats(result)
