@@ -21,6 +21,7 @@ QUESTION_COLUMNS = ("question", "prompt", "input", "problem")  # text (or prompt
 CHAT_COLUMN = "messages"
 ANSWER_COLUMNS = ("answer", "completion")
 TEXT_PART_TYPES = ("text", "input_text", "output_text")  # OpenAI chat and responses content parts
+TRL_COLUMNS = ("prompt", "completion", "messages", "chosen", "rejected")  # what TRL reads as text or messages
 
 
 # Content -------------------------------------------------------------------------------
@@ -125,9 +126,23 @@ def has_content_parts(value: Any) -> bool:
     return isinstance(value, list) and any(isinstance(m, dict) and is_content_parts(m.get("content")) for m in value)
 
 
+def _text_only(content: Any) -> bool:
+    return is_content_parts(content) and all(p.get("type") in TEXT_PART_TYPES and isinstance(p.get("text"), str)
+                                             for p in content)
+
+
 def plain_messages(value: Any) -> Any:
-    """Messages with content parts turned into their text, so any chat template renders them;
-    anything else as it is."""
+    """Messages whose content parts are all text, with that text as their content: any chat
+    template renders it, and Arrow can hold a conversation that mixed the two forms.
+    Anything else as it is."""
     if not has_content_parts(value):
         return value
-    return [{**m, "content": content_text(m.get("content"))} if isinstance(m, dict) else m for m in value]
+    return [{**m, "content": content_text(m["content"])} if isinstance(m, dict) and _text_only(m.get("content"))
+            else m for m in value]
+
+
+def plain_row(row: dict[str, Any]) -> dict[str, Any]:
+    """The row with `plain_messages` applied to its TRL columns (the row itself when nothing changes)."""
+    if not any(has_content_parts(row.get(c)) for c in TRL_COLUMNS):
+        return row
+    return {k: plain_messages(v) if k in TRL_COLUMNS else v for k, v in row.items()}

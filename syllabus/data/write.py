@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..fsutil import replace_dir
+from .rows import plain_row
 
 SCHEMA_BATCH = 1000  # rows per Arrow schema inference while the JSONL is written
 
@@ -25,7 +26,8 @@ def write_dataset(rows: Iterable[dict[str, Any]], run_dir: Path, name: str = "da
     time: the JSONL is written as the rows come (the column types inferred batch by batch
     and unified, so a column that is null early and filled later keeps its type), then
     converted to Arrow through a scratch cache. Memory holds a batch, not the dataset;
-    both outputs appear only once complete."""
+    both outputs appear only once complete. Text-only content parts are written as their
+    text (`rows.plain_row`): Arrow cannot hold a conversation that mixes the two forms."""
     import pyarrow as pa
     from datasets import Dataset, Features
     from datasets.utils.logging import disable_progress_bar
@@ -43,7 +45,7 @@ def write_dataset(rows: Iterable[dict[str, Any]], run_dir: Path, name: str = "da
         staged_jsonl = scratch / "rows.jsonl"
         schemas = []
         with open(staged_jsonl, "w", encoding="utf-8") as handle:
-            for batch in _batched(rows):
+            for batch in _batched(map(plain_row, rows)):
                 schemas.append(pa.Table.from_pylist(list(batch)).schema)
                 handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in batch)
             handle.flush()

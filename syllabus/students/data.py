@@ -12,15 +12,14 @@ its file:line (JSONL) or row index.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 from ..data.read import Rows, open_rows
-from ..data.rows import cell_problem, has_content_parts, plain_messages
+from ..data.rows import cell_problem, has_content_parts, plain_row
 from ..errors import UserError
 
 SFT_FORMATS = (("prompt", "completion"), ("messages",), ("text",))
 DPO_COLUMNS = ("prompt", "chosen", "rejected")
-TRL_COLUMNS = ("prompt", "completion", "messages", "chosen", "rejected")
 TRAIN_SPLITS = ("train", "dataset")  # of a run folder: the probe split first, as `probes split` leaves it
 _HINT = "give a run folder, a datasets folder, JSONL or Parquet"
 _MESSAGES_HINT = 'messages look like {"role": "user", "content": "..."}'
@@ -75,11 +74,6 @@ def check_cells(rows: Rows, columns: Iterable[str]) -> bool:
                                                   "(standard) or every row a list of messages (conversational)")
             parts = parts or has_content_parts(value)
     return parts
-
-
-def plain_row(row: dict[str, Any]) -> dict[str, Any]:
-    """The row with content parts in its TRL columns made plain text."""
-    return {k: plain_messages(v) if k in TRL_COLUMNS else v for k, v in row.items()}
 
 
 def load_checked(rows: Rows, columns: Iterable[str]):
