@@ -156,10 +156,6 @@ def _iter_json_array(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         yield number, record
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [row for _, row in iter_jsonl(path)]
-
-
 # Parquet and saved folders -----------------------------------------------------------
 def _parquet(path: Path):
     import pyarrow.parquet as pq
