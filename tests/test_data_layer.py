@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
 
 import pytest
 from conftest import run_cli
@@ -18,6 +17,7 @@ from test_stats import ALG, ETH, make_row, make_run, run_rows, write_jsonl
 
 from syllabus.data.keys import content_hash, normalise, question_key, words
 from syllabus.data.rows import answer_of, question_of
+from syllabus.errors import UserError
 from syllabus.generators.filters import decontaminate, exact
 from syllabus.outdir import MARKER, owner
 from syllabus.students.probes import Probe, assert_no_probe_leak
@@ -62,12 +62,11 @@ def test_a_probe_differing_in_case_punctuation_and_unicode_is_caught_by_dedup_an
     rows = [make_row(ALG, 0, trained), make_row(ALG, 1, probe, "Another answer.")]
     assert exact.find(rows) == {1: ("exact_duplicate", f"same question as {ALG}#0")}
     eval_set = decontaminate.EvalSet("evals", tmp_path / "evals.jsonl", "question", [probe])
-    assert decontaminate.find(rows[:1], [eval_set])[0] == {0: ("contaminated", f"overlaps evals question 1 "
-                                                               f"({len(words(probe))} words shared: "
-                                                               f"'{normalise(probe)}')")}
+    overlap = f"overlaps evals question 1 ({len(words(probe))} words shared: '{normalise(probe)}')"
+    assert decontaminate.find(rows[:1], [eval_set])[0] == {0: ("contaminated", overlap)}
     from datasets import Dataset
 
-    with pytest.raises(Exception, match="1 probe question"):
+    with pytest.raises(UserError, match="1 probe question"):
         assert_no_probe_leak(Dataset.from_list(rows[:1]), [Probe(probe, "x")], tmp_path)
 
     # And through the command, before any model loads (--student names no model at all).

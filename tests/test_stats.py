@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
-from syllabus.errors import UserError
-from syllabus.outdir import MARKER, owner
 from syllabus.data.levels import bloom_rank, level_rank, ordered_counts
 from syllabus.data.read import read_source
 from syllabus.data.stats import STATS_FILE, compute_stats, dataset_stats, distribution
 from syllabus.data.write import write_dataset
+from syllabus.errors import UserError
+from syllabus.outdir import MARKER, owner
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

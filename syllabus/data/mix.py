@@ -63,12 +63,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..errors import UserError
 from ..fsutil import atomic_write_text
 from ..outdir import claim
-from .shares import allocate
 from ..yamlio import line_of, load
 from .keys import content_hash
 from .levels import bloom_rank, difficulty_rank, level_rank
 from .read import ColumnKinds, Source, check_source, read_source
 from .rows import answer_of, node_of, question_of, row_format
+from .shares import allocate
 
 ORDERS = ("shuffled", "easy_to_hard", "interleaved")
 MIX_FILE = "mix.json"
