@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from syllabus.data.keys import normalise
 from syllabus.errors import UserError
 from syllabus.generators.filters import checks, decontaminate, exact, load_eval_set, minhash, run_filters
-from syllabus.generators.filters.text import normalise
 from syllabus.project import FiltersConfig
 
 PROVENANCE = {

@@ -12,11 +12,11 @@ in, so a resumed run equals an uninterrupted one.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..backends.base import ChatRequest
+from ..data.keys import content_hash
 from ..prompts import Templates
 from ..taxonomy.curriculum import Subject, has_subjects, load_subjects, write_subjects, write_syllabus
 from ..taxonomy.model import Node
@@ -202,7 +202,7 @@ class GlanGenerator:
             "seed": self.settings.seed,
             "round": self.round_index,
             "finish_reason": finish,
-            "content_hash": hashlib.sha256(f"{question}\n\x00\n{answer}".encode()).hexdigest()[:16],
+            "content_hash": content_hash(question, answer),
         }
 
     # The whole run -------------------------------------------------------------

@@ -14,9 +14,9 @@ import re
 from typing import Any
 
 from ..backends.base import ChatRequest
+from ..data.rows import answer_of, question_of
 from ..errors import UserError
 from ..prompts import Templates
-from .filters.text import answer_of, question_of
 from .parsers import Judgement, ParseError, parse_judgement
 from .teacher import CachedTeacher
 

@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..backends import make_backend, parse_teacher_spec
+from ..data.write import remove_dataset, write_dataset
 from ..errors import UserError
 from ..fsutil import atomic_write_text, atomic_writer
 from ..project import Project
 from ..prompts import Templates
 from ..runlock import run_folder
 from .cache import RequestCache
-from .dataset import dataset_card, remove_dataset, write_dataset
+from .dataset import dataset_card
 from .filters import CHUNK, EvalSet, FilterChain, FilterReport, enabled, load_eval_set, mark
 from .filters import embedding as embedding_filter
 from .filters.decontaminate import resolve as resolve_eval_paths
@@ -231,7 +232,7 @@ def filter_and_write(spool: RowSpool, result: GenerationResult, run_dir: Path, s
         if keep_order:
             ordered = (row for chunk in kept_rows.chunks(CHUNK) for _, row in chunk)
         else:  # curriculum order: easy to hard, interleaved, or shuffled
-            from .mix import order_rows
+            from ..data.mix import order_rows
 
             keys = [light["_key"] for light in order_rows(order_keys, settings.order, settings.seed)]
             del order_keys

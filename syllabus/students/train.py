@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..fsutil import atomic_write_bytes, atomic_write_text, replace_dir
-from .data import check_training_data, load_dataset_any
+from .data import load_training_data
 
 FINAL = "final"
 CHECKPOINTS = "checkpoints"
@@ -150,8 +150,7 @@ def train(options: TrainOptions) -> TrainResult:
     # The data and the student folder are checked before transformers is imported (seconds):
     # bad input fails at once.
     source = Path(options.dataset)
-    dataset = load_dataset_any(source)
-    check_training_data(dataset, options.method, source)
+    dataset = load_training_data(source, options.method)
     if options.probes is not None:
         from .probes import assert_no_probe_leak, load_probes
 

@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 from . import checks, decontaminate, embedding, exact, judged, minhash
 from .decontaminate import EvalSet, load_eval_set
-from .text import row_ref
+from .refs import row_ref
 
 FILTERS = ("checks", "decontaminate", "exact", "minhash", "embedding", "judge")
 CHUNK = 512  # rows a chain takes at a time when it reads a run
