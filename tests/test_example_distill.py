@@ -15,7 +15,7 @@ from fractions import Fraction
 import pytest
 
 from syllabus.project import SCAFFOLD
-from syllabus.students.data import question_hash
+from syllabus.data.keys import question_key
 from syllabus.students.probes import load_probes
 from syllabus.taxonomy import Taxonomy
 
@@ -98,10 +98,10 @@ def test_taxonomy_validates_with_exactly_the_six_disciplines(taxonomy):
 
 
 def test_seeds_are_right_and_not_among_the_items(taxonomy, items):
-    asked = {question_hash(item["question"]) for item in items}
+    asked = {question_key(item["question"]) for item in items}
     for node in taxonomy.disciplines():
         for seed in node.seeds:
-            assert question_hash(seed.question) not in asked, f"seed of {node.path} is an item: {seed.question!r}"
+            assert question_key(seed.question) not in asked, f"seed of {node.path} is an item: {seed.question!r}"
             expected = expected_answer(node.path, seed.question)
             assert expected is None or seed.answer == expected, (node.path, seed.question, seed.answer)
 
@@ -123,8 +123,8 @@ def test_items_are_short_distinct_and_readable_as_probes(items):
         assert len(item["answer"].split()) <= 3, item
         if any(ch.isdigit() for ch in item["answer"]):
             assert re.fullmatch(r"[1-9]\d*", item["answer"]), f"not a plain integer: {item}"
-    keys = Counter(question_hash(item["question"]) for item in items)
-    repeated = [item["question"] for item in items if keys[question_hash(item["question"])] > 1]
+    keys = Counter(question_key(item["question"]) for item in items)
+    repeated = [item["question"] for item in items if keys[question_key(item["question"])] > 1]
     assert repeated == [], repeated
     probes = load_probes(EXAMPLE / "items.jsonl")  # the loader the examination reads them with
     assert [(p.question, p.answer, p.node) for p in probes] == [(i["question"], i["answer"], i["node"]) for i in items]
