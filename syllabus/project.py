@@ -71,7 +71,7 @@ class StudentConfig(_Strict):
 class StageSampling(_Strict):
     temperature: float = Field(0.7, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
-    max_tokens: int = Field(256, ge=1)
+    max_tokens: int = Field(256, ge=1, le=1 << 20)
 
 
 def _stages() -> dict[str, StageSampling]:
@@ -145,9 +145,11 @@ class FiltersConfig(_Strict):
 
 class GenerationConfig(_Strict):
     questions: int = Field(24, ge=0)
+    # Upper bounds on what sizes lists and prompts: a typo (10**12) is exit 2 at its line, not a
+    # MemoryError in --dry-run or a prompt asking for a trillion courses.
     subject_samples: int = Field(2, ge=1, le=64)
-    max_subjects: int = Field(2, ge=1)
-    max_sessions: int = Field(30, ge=1)
+    max_subjects: int = Field(2, ge=1, le=1000)
+    max_sessions: int = Field(30, ge=1, le=1000)
     concepts: tuple[int, int] = (1, 5)
     two_session_ratio: float = Field(0.3, ge=0, le=1)
     seed: int = 0
@@ -178,8 +180,8 @@ class GenerationConfig(_Strict):
     @classmethod
     def _concept_range(cls, value):
         low, high = value
-        if not 1 <= low <= high:
-            raise ValueError("concepts must be [min, max] with 1 <= min <= max")
+        if not 1 <= low <= high <= 100:
+            raise ValueError("concepts must be [min, max] with 1 <= min <= max <= 100")
         return value
 
     @field_validator("stages", mode="before")

@@ -97,7 +97,7 @@ class GlanGenerator:
             if reply is None:
                 continue
             try:
-                found = parse_subjects(reply.text, limit=self.settings.max_subjects * 2)
+                found = parse_subjects(reply.text, limit=self.settings.max_subjects * 2, rejected=stats.unparsed)
             except ParseError as exc:
                 stats.unparsed[str(exc)] += 1
                 continue
@@ -106,8 +106,8 @@ class GlanGenerator:
                 merged.setdefault(subject.slug, subject)
         subjects = list(merged.values())[: self.settings.max_subjects]
         stats.kept += len(subjects)
-        if subjects:
-            write_subjects(node, subjects, generated_by=self.teacher.backend.model)
+        if subjects:  # from here on, as every later run reads them: the same order, the same text
+            subjects = write_subjects(node, subjects, generated_by=self.teacher.backend.model)
         return subjects
 
     # Stage 2 -------------------------------------------------------------------
