@@ -216,3 +216,19 @@ def test_every_reader_refuses_aliases(tmp_path, text):
         with pytest.raises(UserError, match="aliases are not accepted") as caught:
             reader(file)
         assert caught.value.where == f"{file}:2"
+
+
+def test_subjects_written_meanwhile_by_another_run_are_taken_not_a_crash(make_project):
+    """Two runs on one project with different run folders both propose subjects for a node;
+    the second to finish finds `subjects/` already there and takes it (the folder is the
+    decision) instead of crashing with 'Directory not empty' (issue 10, item 10)."""
+    from syllabus.taxonomy.curriculum import Subject, write_subjects
+
+    project = make_project()
+    node = Taxonomy.load(project / "taxonomy").find(NODE)
+    first = write_subjects(node, [Subject("Vector Spaces", "undergraduate", [], []),
+                                  Subject("Matrix Methods", "undergraduate", [], [])], generated_by="run-a")
+    second = write_subjects(node, [Subject("Eigenvalues", "graduate", [], [])], generated_by="run-b")
+    assert [s.name for s in second] == [s.name for s in first] == ["Vector Spaces", "Matrix Methods"]
+    assert sorted(p.name for p in folder_of(project).iterdir()) == ["matrix-methods.yaml", "vector-spaces.yaml"]
+    assert not [p for p in (project / "taxonomy" / NODE).iterdir() if p.name.endswith(".tmp")]

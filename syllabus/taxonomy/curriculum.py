@@ -19,6 +19,7 @@ symbolic link out of the taxonomy.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import uuid
@@ -164,7 +165,14 @@ def write_subjects(node: Node, subjects: list[Subject], generated_by: str | None
                 name = f"{subject.slug}-{position}.yaml"
             names.add(name)
             dump(subject.to_yaml(generated_by, position), staging / name)
-        os.replace(staging, node.curriculum_dir)
+        try:
+            os.replace(staging, node.curriculum_dir)
+        except OSError as exc:
+            # Another run on the same project (another run folder) wrote the subjects while we
+            # asked: the folder that is there is the decision, and we take it as ours.
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not node.curriculum_dir.is_dir():
+                raise
+            shutil.rmtree(staging, ignore_errors=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
