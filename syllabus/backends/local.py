@@ -66,7 +66,10 @@ class LocalBackend:
         context = await asyncio.to_thread(lambda: self.context_tokens)
         return Capabilities(chat=True, logprobs=False, prompt_scoring=True, json_mode=False, n_gt_1=False,
                             trainable=True, context_tokens=context,
-                            notes={"json_mode": "no constrained decoding: the reply is parsed as text"})
+                            notes={"json_mode": "no constrained decoding: the reply is parsed as text",
+                                   "logprobs": "replies come back as text; score() gives teacher-forced "
+                                               "log-probabilities",
+                                   "n_gt_1": "one reply a request: repeated samples are separate requests"})
 
     # Serving -----------------------------------------------------------------
     async def complete(self, request: ChatRequest) -> Completion:

@@ -155,6 +155,9 @@ def evaluate(
     if model_spec.backend == "openai" and not (base_url or proj.config.teacher.base_url):
         raise UserError("a served student needs the server's URL", where="--student",
                         hint="add --base-url http://HOST:PORT/v1 (vLLM or llama.cpp)")
+    if model_spec.backend == "openai" and max_context:
+        raise UserError("--max-context is for a local student", where="--max-context",
+                        hint="a served student's context is the server's (vLLM --max-model-len, llama.cpp --n_ctx)")
     if model_spec.backend != "openai" and chat_template:
         raise UserError("--chat-template is for a served ('openai:MODEL') student", where="--chat-template",
                         hint="a local student uses its own tokenizer's template")
