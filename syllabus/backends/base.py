@@ -77,6 +77,55 @@ class RequestFailed(Exception):
         super().__init__(f"{self.reason}: {self.detail}" if self.detail else self.reason)
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do, asked once, so callers decide instead of guessing with hasattr.
+
+    `notes` says why a capability is missing (and how to get it) where the backend knows;
+    `context_tokens` is the model's context window where it is known.
+    """
+
+    chat: bool = True
+    logprobs: bool = False  # per-token log-probabilities of generated text
+    prompt_scoring: bool = False  # `score()`: teacher-forced log-probabilities of given continuations
+    json_mode: bool = False
+    n_gt_1: bool = False  # several choices in one request
+    trainable: bool = False  # weights on this machine that `syllabus train` can fine-tune
+    context_tokens: int | None = None
+    notes: dict[str, str] = field(default_factory=dict, compare=False)
+
+    FLAGS = ("chat", "logprobs", "prompt_scoring", "json_mode", "n_gt_1", "trainable")
+
+    def flags(self) -> dict[str, bool]:
+        return {name: getattr(self, name) for name in self.FLAGS}
+
+
+@dataclass(frozen=True)
+class Score:
+    """Teacher-forced log-probabilities (natural log) of one continuation's tokens given a prompt.
+
+    `truncated` is true when the prompt (or the continuation) was cut to fit the model's context.
+    """
+
+    logprobs: tuple[float, ...]
+    truncated: bool = False
+
+    @property
+    def total(self) -> float:
+        return float(sum(self.logprobs))
+
+    @property
+    def mean(self) -> float:
+        return self.total / len(self.logprobs) if self.logprobs else float("nan")
+
+
+class ScoringUnsupported(RequestFailed):
+    """The backend cannot score prompts at all (not a passing failure: retrying will not help)."""
+
+    def __init__(self, detail: str):
+        super().__init__("prompt scoring unsupported", detail)
+
+
 class Backend(Protocol):
     kind: str  # "openai" or "local": part of every cache key
     model: str  # the model's name as the backend knows it
@@ -89,3 +138,10 @@ class Backend(Protocol):
 
     async def aclose(self) -> None:
         """Release connections, threads and memory."""
+
+    async def capabilities(self) -> Capabilities:
+        """What this backend offers (may send a few small requests, once); callers decide by it."""
+
+    async def score(self, prompt: list[dict[str, str]], continuations: list[str]) -> list[Score]:
+        """Teacher-forced log-probabilities of each continuation as the assistant's reply to the chat
+        `prompt`; ScoringUnsupported where the backend cannot, RequestFailed for a failed request."""

@@ -225,3 +225,125 @@ class OpenAIBackend:
     async def aclose(self) -> None:
         for client in self._clients:
             await client.close()
+
+    # Capabilities and scoring ---------------------------------------------------------
+    # Teacher-forced scoring goes through /v1/completions with echo + logprobs: the server returns
+    # the log-probability of every prompt token (vLLM does, through prompt_logprobs; llama.cpp's
+    # Python server does when its model keeps all logits, --logits_all True, its default in 0.3.x;
+    # OpenAI's own API no longer does). That endpoint takes text, so the chat is rendered here with
+    # the served model's chat template, from a local tokenizer (`chat_template_source`).
+    chat_template_source: Path | None = None
+    _capabilities = None
+    _template_tokenizer = None
+
+    async def capabilities(self):
+        """chat, logprobs, JSON mode and n > 1 from `check_features`; prompt scoring probed apart."""
+        from .base import Capabilities
+
+        if self._capabilities is None:
+            features = await self.check_features()
+            notes = {"trainable": "a served model: train a local copy of its weights"}
+            if not features["logprobs"]:
+                notes["logprobs"] = "the server returned no token log-probabilities for a chat reply"
+            if not features["json_mode"]:
+                notes["json_mode"] = "the server refused response_format json_object"
+            if not features["n_gt_1"]:
+                notes["n_gt_1"] = "the server returned one choice for n=2"
+            scoring, why = await self._probe_scoring()
+            if why:
+                notes["prompt_scoring"] = why
+            self._capabilities = Capabilities(chat=True, logprobs=features["logprobs"], prompt_scoring=scoring,
+                                              json_mode=features["json_mode"], n_gt_1=features["n_gt_1"],
+                                              trainable=False, notes=notes)
+        return self._capabilities
+
+    async def _probe_scoring(self) -> tuple[bool, str]:
+        try:
+            entries = await self._echo_logprobs("The sky is blue.")
+        except RequestFailed as exc:
+            return False, (f"the server does not return prompt log-probabilities (/v1/completions with echo and "
+                           f"logprobs: {exc}); vLLM does, llama.cpp's server when started with --logits_all True")
+        if sum(lp is not None for _, lp in entries) < 2:
+            return False, ("the server echoed the prompt without its log-probabilities; vLLM returns them, "
+                           "llama.cpp's server when started with --logits_all True")
+        if self.chat_template_source is None:
+            return False, ("the server can score, but the chat must be rendered with the served model's chat "
+                           "template here: pass --chat-template FOLDER (its tokenizer) or 'embedded'")
+        return True, ""
+
+    def _template(self):
+        if self._template_tokenizer is None:
+            from transformers import AutoTokenizer
+
+            try:
+                self._template_tokenizer = AutoTokenizer.from_pretrained(self.chat_template_source,
+                                                                         local_files_only=True)
+            except (OSError, ValueError) as exc:
+                raise UserError(f"cannot load the tokenizer: {str(exc).splitlines()[0]}",
+                                where=self.chat_template_source) from None
+            if self._template_tokenizer.chat_template is None:
+                raise UserError("the tokenizer has no chat template", where=self.chat_template_source)
+        return self._template_tokenizer
+
+    async def _echo_logprobs(self, prompt: str) -> list[tuple[str, float | None]]:
+        """(token text, log-probability) of each token the server echoes back for `prompt`."""
+        import openai
+        from openai.types import Completion as TextCompletion
+
+        async with self._limit:
+            client = next(self._next_client)
+            try:
+                response = await client.post(
+                    "/completions", cast_to=TextCompletion, options=self._post_options,
+                    body={"model": self.model, "prompt": prompt, "max_tokens": 1, "temperature": 0.0,
+                          "echo": True, "logprobs": 1},
+                )
+            except openai.APITimeoutError:
+                raise RequestFailed("timeout") from None
+            except openai.APIConnectionError as exc:
+                raise RequestFailed("connection error", self.redact(str(exc))[:200]) from None
+            except openai.APIStatusError as exc:
+                raise RequestFailed(f"HTTP {exc.status_code}", self.redact(str(exc.message))[:200]) from None
+            except (ValueError, TypeError, openai.APIError) as exc:
+                raise RequestFailed("malformed response", self.redact(f"{type(exc).__name__}: {exc}")[:200]) from None
+        choices = getattr(response, "choices", None)
+        logprobs = getattr(choices[0], "logprobs", None) if isinstance(choices, list) and choices else None
+        tokens, values = getattr(logprobs, "tokens", None), getattr(logprobs, "token_logprobs", None)
+        if not (isinstance(tokens, list) and isinstance(values, list) and len(tokens) == len(values)):
+            raise RequestFailed("malformed response", "no logprobs.tokens / token_logprobs in the completion")
+        return [(t if isinstance(t, str) else "", float(v) if isinstance(v, (int, float)) else None)
+                for t, v in zip(tokens, values)]
+
+    async def score(self, prompt: list[dict[str, str]], continuations: list[str]):
+        """One echo request per continuation; its tokens are found at the end of the echoed prompt.
+
+        The server's echo may or may not end with the one generated token (vLLM lists it, llama.cpp's
+        server does not), so the span of the continuation's token count is taken either way and the
+        one whose text is the continuation wins.
+        """
+        import difflib
+
+        from .base import Score, ScoringUnsupported
+
+        capabilities = await self.capabilities()
+        if not capabilities.prompt_scoring:
+            raise ScoringUnsupported(capabilities.notes.get("prompt_scoring", "the server cannot score prompts"))
+        tokenizer = self._template()
+        prefix = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        prefix_count = len(tokenizer(prefix, add_special_tokens=False)["input_ids"])
+
+        async def one(continuation: str) -> Score:
+            text = continuation or (tokenizer.eos_token or "")
+            count = len(tokenizer(prefix + text, add_special_tokens=False)["input_ids"]) - prefix_count
+            entries = await self._echo_logprobs(prefix + text)
+            spans = [entries[len(entries) - extra - count: len(entries) - extra] for extra in (0, 1)
+                     if 0 < count <= len(entries) - extra]
+            if not spans:
+                raise RequestFailed("malformed response", "the server echoed fewer tokens than the continuation has")
+            span = max(spans, key=lambda s: difflib.SequenceMatcher(None, "".join(t for t, _ in s).strip(),
+                                                                    text.strip()).ratio())
+            if any(lp is None for _, lp in span):
+                raise RequestFailed("malformed response", "a continuation token came back without a log-probability")
+            return Score(tuple(lp for _, lp in span))
+
+        return list(await asyncio.gather(*(one(c) for c in continuations)))
