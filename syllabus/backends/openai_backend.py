@@ -124,9 +124,10 @@ class OpenAIBackend:
             info["servers"].append(url)
         return info
 
-    async def complete(self, request: ChatRequest) -> Completion:
+    async def _post(self, path: str, body: dict[str, Any], cast_to: Any) -> Any:
+        """One request to the next server, counted in flight; every way it can fail becomes a
+        RequestFailed with a reason and a redacted detail (chat and scoring alike)."""
         import openai
-        from openai.types.chat import ChatCompletion
 
         from .http_limits import ReplyTooLarge
 
@@ -135,14 +136,7 @@ class OpenAIBackend:
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
             try:
-                response = await client.post(
-                    "/chat/completions",
-                    body={"model": self.model, "messages": request.message_dicts(),
-                          "temperature": request.temperature, "top_p": request.top_p,
-                          "max_tokens": request.max_tokens},
-                    cast_to=ChatCompletion,
-                    options=self._post_options,
-                )
+                return await client.post(path, body=body, cast_to=cast_to, options=self._post_options)
             except ReplyTooLarge as exc:  # not retried: the same server would send the same body again
                 raise RequestFailed(exc.reason, self.redact(exc.detail)) from None
             except openai.APITimeoutError:
@@ -157,6 +151,16 @@ class OpenAIBackend:
                 raise RequestFailed("malformed response", self.redact(f"{type(exc).__name__}: {exc}")[:200]) from None
             finally:
                 self.in_flight -= 1
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        from openai.types.chat import ChatCompletion
+
+        response = await self._post(
+            "/chat/completions",
+            {"model": self.model, "messages": request.message_dicts(), "temperature": request.temperature,
+             "top_p": request.top_p, "max_tokens": request.max_tokens},
+            ChatCompletion,
+        )
         # The client does not validate the body's shape: check it here, so valid JSON that is
         # not a chat completion is a failed request, not an AttributeError that ends the run.
         choices = getattr(response, "choices", None)
@@ -287,25 +291,13 @@ class OpenAIBackend:
 
     async def _echo_logprobs(self, prompt: str) -> list[tuple[str, float | None]]:
         """(token text, log-probability) of each token the server echoes back for `prompt`."""
-        import openai
         from openai.types import Completion as TextCompletion
 
-        async with self._limit:
-            client = next(self._next_client)
-            try:
-                response = await client.post(
-                    "/completions", cast_to=TextCompletion, options=self._post_options,
-                    body={"model": self.model, "prompt": prompt, "max_tokens": 1, "temperature": 0.0,
-                          "echo": True, "logprobs": 1},
-                )
-            except openai.APITimeoutError:
-                raise RequestFailed("timeout") from None
-            except openai.APIConnectionError as exc:
-                raise RequestFailed("connection error", self.redact(str(exc))[:200]) from None
-            except openai.APIStatusError as exc:
-                raise RequestFailed(f"HTTP {exc.status_code}", self.redact(str(exc.message))[:200]) from None
-            except (ValueError, TypeError, openai.APIError) as exc:
-                raise RequestFailed("malformed response", self.redact(f"{type(exc).__name__}: {exc}")[:200]) from None
+        response = await self._post(
+            "/completions",
+            {"model": self.model, "prompt": prompt, "max_tokens": 1, "temperature": 0.0, "echo": True, "logprobs": 1},
+            TextCompletion,
+        )
         choices = getattr(response, "choices", None)
         logprobs = getattr(choices[0], "logprobs", None) if isinstance(choices, list) and choices else None
         tokens, values = getattr(logprobs, "tokens", None), getattr(logprobs, "token_logprobs", None)
