@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from syllabus.data.shares import largest_remainder
 from syllabus.errors import UserError
-from syllabus.loop.budgets import BudgetRule, allocate, largest_remainder, slope
+from syllabus.loop.budgets import BudgetRule, allocate, slope
 
 
 def rows(decisions):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 
 def allocate(total: int, weights: dict[str, float]) -> dict[str, int]:
     """Split `total` by weight with the largest-remainder method: the parts add up to `total`."""
@@ -9,9 +11,15 @@ def allocate(total: int, weights: dict[str, float]) -> dict[str, int]:
     if not positive or total <= 0:
         return {k: 0 for k in weights}
     scale = sum(positive.values())
-    exact = {k: total * w / scale for k, w in positive.items()}
-    shares = {k: int(v) for k, v in exact.items()}
-    left = total - sum(shares.values())
-    for key in sorted(exact, key=lambda k: (-(exact[k] - shares[k]), k))[:left]:
-        shares[key] += 1
+    shares = largest_remainder(total, {k: total * w / scale for k, w in positive.items()})
     return {k: shares.get(k, 0) for k in weights}
+
+
+def largest_remainder(total: int, quotas: Mapping[str, float], tie: Callable[[str], object] = str) -> dict[str, int]:
+    """Integers that add up to `total`, each the floor of its quota plus at most one: the units
+    left after the floors go to the largest fractional parts, equal parts ordered by `tie`."""
+    whole = {k: int(q) for k, q in quotas.items()}
+    left = total - sum(whole.values())
+    for key in sorted(quotas, key=lambda k: (-(quotas[k] - whole[k]), tie(k)))[:max(left, 0)]:
+        whole[key] += 1
+    return whole

@@ -17,6 +17,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
+from ..data.shares import largest_remainder
 from ..errors import UserError
 
 
@@ -62,18 +63,12 @@ def slope(scores: Sequence[float]) -> float:
     return num / den
 
 
-def largest_remainder(total: int, quotas: Mapping[str, float], *, seed: int = 0) -> dict[str, int]:
-    """Integers that add up to `total`, each the floor of its quota plus at most one.
-
-    The units left after the floors go to the largest fractional parts; equal parts are
-    ordered by a seeded draw, so a tie does not always favour the same name."""
-    whole = {k: int(q) for k, q in quotas.items()}
-    left = total - sum(whole.values())
+def seeded_ties(total: int, quotas: Mapping[str, float], *, seed: int = 0) -> dict[str, int]:
+    """Largest remainder with equal fractional parts ordered by a seeded draw, so a tie does
+    not always favour the same name."""
     rng = random.Random(f"budget-ties:{seed}")
-    tie = {k: rng.random() for k in sorted(quotas)}
-    for key in sorted(quotas, key=lambda k: (-round(quotas[k] - whole[k], 12), tie[k]))[:max(left, 0)]:
-        whole[key] += 1
-    return whole
+    draw = {k: rng.random() for k in sorted(quotas)}
+    return largest_remainder(total, quotas, tie=draw.__getitem__)
 
 
 def allocate(total: int, history: Mapping[str, Sequence[float]], rule: BudgetRule = BudgetRule(), *,
@@ -102,7 +97,7 @@ def allocate(total: int, history: Mapping[str, Sequence[float]], rule: BudgetRul
     rest = total - floor_each * len(nodes)
     mass = sum(priority.values())
     quotas = {n: floor_each + (rest * priority[n] / mass if mass > 0 else rest / len(nodes)) for n in nodes}
-    rows = largest_remainder(total, quotas, seed=seed)
+    rows = seeded_ties(total, quotas, seed=seed)
     # Every node is examined every round anyway; the floor guarantees it also gets data. A
     # node whose quota rounds to 0 still gets one row, taken from the largest budget.
     for node in nodes:
