@@ -24,7 +24,7 @@ from ruamel.yaml.events import AliasEvent
 
 from .errors import UserError
 from .fsutil import atomic_write_text
-from .safefile import read_text, require_regular_file
+from .safefile import read_text
 
 # Every file read here is short and hand-written (a node, a subject, the settings, a recipe,
 # an InstructLab qna.yaml): one larger is a mistake, and YAML this size takes seconds to parse.
@@ -97,12 +97,6 @@ def loads_plain(text: str, *, source: str | Path = "<string>") -> Any:
 
 def read_yaml_text(path: Path, *, limit: int = MAX_YAML_BYTES, what: str = "YAML file") -> str:
     """The text of a YAML file: a regular file, UTF-8, at most `limit` bytes (else a UserError)."""
-    path = require_regular_file(Path(path), what)
-    size = path.stat().st_size
-    if size > limit:  # said before reading anything; read_text below still stops at the limit
-        raise UserError(f"{path.name} is {size / 2**20:.1f} MiB, more than the limit of {limit / 2**20:g} MiB",
-                        where=path, hint="it should be a short hand-written file: keep documents and large "
-                                         "question sets out of it")
     return read_text(path, limit=limit, what=what)
 
 
