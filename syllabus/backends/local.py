@@ -135,10 +135,8 @@ class LocalBackend:
             rest = [r for i, r in enumerate(requests) if i not in failed]
             done = iter(self.generate_batch(rest) if rest else [])
             return [failed[i] if i in failed else next(done) for i in range(len(requests))]
-        width = max(len(ids) for ids, _ in fitted)
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids, _ in fitted], device=model.device)
-        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids, _ in fitted], device=model.device)
+        input_ids, mask = left_padded([ids for ids, _ in fitted], tokenizer, model.device)
+        width = input_ids.shape[1]
         do_sample = first.temperature > 0
         seed_material = "|".join(f"{r.messages}{r.sample_index}" for r in requests)
         torch.manual_seed(int(hashlib.sha256(seed_material.encode()).hexdigest()[:8], 16))
@@ -194,11 +192,8 @@ class LocalBackend:
         if failed:  # a chat that cannot fit fails alone; the rest of the batch is scored
             done = iter(self.score_batch([job for i, job in enumerate(jobs) if i not in failed]) if sequences else [])
             return [failed[i] if i in failed else next(done) for i in range(len(jobs))]
-        width = max(len(s) for s in sequences)
         keep = max(len(t) for t in targets) + 1
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        ids = torch.tensor([[pad] * (width - len(s)) + s for s in sequences], device=model.device)
-        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in sequences], device=model.device)
+        ids, mask = left_padded(sequences, tokenizer, model.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
             logits = model(input_ids=ids, attention_mask=mask, position_ids=positions,
@@ -219,6 +214,18 @@ class LocalBackend:
             except (asyncio.CancelledError, Exception):
                 pass
             self._worker, self._queue = None, None
+
+
+def left_padded(sequences: list[list[int]], tokenizer, device):
+    """(input_ids, attention_mask) of token sequences padded on the left to one width, so each
+    row ends where its prompt (or continuation) ends."""
+    import torch
+
+    width = max(len(s) for s in sequences)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ids = torch.tensor([[pad] * (width - len(s)) + s for s in sequences], device=device)
+    mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in sequences], device=device)
+    return ids, mask
 
 
 def model_context(model, tokenizer) -> int:
