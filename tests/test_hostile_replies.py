@@ -81,6 +81,17 @@ def generate(project: Path, base_url: str, timeout: float = 240):
                    "--nodes", NODE, "--questions", QUESTIONS, env={"OPENAI_API_KEY": KEY}, timeout=timeout)
 
 
+def generated_with(fault_server, tmp_path: Path, fault: Fault):
+    """(server, project, result) after a whole `generate` against a teacher sending `fault`, which must
+    have ended well: the run survived what the server sent."""
+    server = fault_server()
+    server.set_faults(fault)
+    project = fault_project(tmp_path / "proj")
+    result = generate(project, server.base_url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return server, project, result
+
+
 def teacher_check(base_url: str):
     return run_cli("teacher", "check", "--teacher", f"openai:{MODEL}", "--base-url", base_url,
                    env={"OPENAI_API_KEY": KEY}, timeout=120)
@@ -155,11 +166,7 @@ def test_lone_surrogate_in_an_error_body_is_recorded(fault_server, tmp_path):
 
 
 def test_lone_surrogate_does_not_end_a_run(fault_server, tmp_path):
-    server = fault_server()
-    server.set_faults(Fault("reply", stage="answer", text=lambda text, r: text.replace("Start", "Start \ud800", 1)))
-    project = fault_project(tmp_path / "proj")
-    result = generate(project, server.base_url)
-    assert result.returncode == 0, result.stdout + result.stderr
+    _, project, _ = generated_with(fault_server, tmp_path, Fault("reply", stage="answer", text=lambda text, r: text.replace("Start", "Start \ud800", 1)))
     rows = rows_of(project)
     assert len(rows) == int(QUESTIONS)
     assert all("Start \ufffd" in row["completion"][0]["content"] for row in rows)
@@ -188,11 +195,7 @@ def test_implausible_usage_counts_are_unknown(fault_server, tmp_path, usage):
 
 
 def test_usage_count_of_2_64_does_not_end_a_run(fault_server, tmp_path):
-    server = fault_server()
-    server.set_faults(Fault("reply", usage=HUGE_USAGE))
-    project = fault_project(tmp_path / "proj")
-    result = generate(project, server.base_url)
-    assert result.returncode == 0, result.stdout + result.stderr
+    _, project, _ = generated_with(fault_server, tmp_path, Fault("reply", usage=HUGE_USAGE))
     summary = summary_of(project)  # written (it was not, before)
     assert summary["rows"] == int(QUESTIONS)
     assert all(s["prompt_tokens"] == s["completion_tokens"] == 0 for s in summary["stages"].values())
@@ -324,11 +327,7 @@ def test_reflected_key_is_scrubbed_from_the_reply(fault_server):
 
 
 def test_reflected_key_reaches_no_cache_dataset_or_file_name(fault_server, tmp_path):
-    server = fault_server()
-    server.set_faults(Fault("reply", text=reflect))
-    project = fault_project(tmp_path / "proj")
-    result = generate(project, server.base_url)
-    assert result.returncode == 0, result.stdout + result.stderr
+    server, project, result = generated_with(fault_server, tmp_path, Fault("reply", text=reflect))
     assert server.chat and all(r.authorization == f"Bearer {KEY}" for r in server.chat)  # each reply reflected it
     assert rows_of(project) and (project / "runs/default/dataset").is_dir()
     assert all("***" in text for _, text, *_ in answers_in_cache(project))
