@@ -239,7 +239,7 @@ class Project:
         return Taxonomy.load(self.taxonomy_dir)
 
     @classmethod
-    def load(cls, root: str | Path) -> "Project":
+    def load(cls, root: str | Path) -> Project:
         root = Path(root)
         file = root / CONFIG_FILE
         if not file.is_file():
@@ -264,7 +264,7 @@ class Project:
         return cls(root, config)
 
     @classmethod
-    def find(cls, start: str | Path | None = None) -> "Project":
+    def find(cls, start: str | Path | None = None) -> Project:
         """The project at `start`, or in the nearest folder above it holding syllabus.yaml."""
         here = Path(start or os.getcwd()).resolve()
         if start is not None:

@@ -17,9 +17,9 @@ still holds the old one); it is hidden and a few bytes.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from .errors import UserError
 from .outdir import claim

@@ -112,7 +112,7 @@ def _serve_gguf(gguf_path: Path, folder: Path, *extra: str):
         pytest.skip(f"llama-cpp-python[server] not installed ({exc}); `make test` installs it")
     port = free_port()
     log = folder / "server.log"
-    handle = open(log, "wb")
+    handle = open(log, "wb")  # noqa: SIM115 (the server writes to it until the fixture ends)
     process = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path), "--model_alias", "smollm2",
          "--host", "127.0.0.1", "--port", str(port), "--n_threads", "2", "--n_ctx", "2048", *extra],
@@ -129,7 +129,7 @@ def _serve_gguf(gguf_path: Path, folder: Path, *extra: str):
         except OSError:
             if time.time() > deadline:
                 process.kill()
-                raise RuntimeError(f"llama.cpp server did not start:\n{log.read_text()[-3000:]}")
+                raise RuntimeError(f"llama.cpp server did not start:\n{log.read_text()[-3000:]}") from None
             time.sleep(0.5)
     yield LlamaServer(base, log)
     process.terminate()

@@ -28,14 +28,16 @@ Every request received is recorded (`received`,
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import socket
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 try:
     import pytest
@@ -175,15 +177,13 @@ class Fault:
             return False
         if self.nth is not None and (r.stage_distinct if self.stage is not None else r.distinct) != self.nth:
             return False
-        if self.when is not None and not self.when(r):
-            return False
-        return True
+        return self.when is None or bool(self.when(r))
 
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-    fixture: "FaultServer"
+    fixture: FaultServer
     stopped = False  # set first thing on stop: a connection that slipped through gets no answer
 
     def handle_error(self, request, client_address) -> None:  # a client that went away is expected here
@@ -417,7 +417,7 @@ class FaultServer:
     def running(self) -> bool:
         return self._httpd is not None
 
-    def start(self) -> "FaultServer":
+    def start(self) -> FaultServer:
         """Listen (again, on the same port after a stop)."""
         if self._httpd is not None:
             return self
@@ -491,7 +491,7 @@ class FaultServer:
     def gaps(self, records: list[Received] | None = None) -> list[float]:
         """Seconds between consecutive chat requests received."""
         times = [r.time for r in (records if records is not None else self.chat)]
-        return [b - a for a, b in zip(times, times[1:])]
+        return [b - a for a, b in itertools.pairwise(times)]
 
     def _record(self, method: str, path: str, body: Any, headers) -> tuple[Received, Fault | None]:
         with self._lock:
@@ -544,7 +544,7 @@ class FaultServer:
         return self._bombs[key]
 
     # --- healthy answers -------------------------------------------------------
-    def completion(self, body: Any, text: str | None | type[Ellipsis] = ...) -> dict[str, Any]:
+    def completion(self, body: Any, text: str | type[Ellipsis] | None = ...) -> dict[str, Any]:
         content = healthy_reply(body) if text is ... else text
         prompt_chars = sum(len(m.get("content") or "") for m in body.get("messages", []))
         digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]

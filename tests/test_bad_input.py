@@ -29,9 +29,9 @@ import shutil
 import socket
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from conftest import run_cli
@@ -101,7 +101,7 @@ def cli_here(capsys, monkeypatch):
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        except Exception:  # noqa: BLE001 - any escaping exception is the failure looked for
+        except Exception:
             captured = capsys.readouterr()
             return Ran(1, f"Traceback (in process)\n{traceback.format_exc()}{captured.out}{captured.err}")
         captured = capsys.readouterr()

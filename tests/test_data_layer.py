@@ -79,7 +79,7 @@ def test_a_probe_differing_in_case_punctuation_and_unicode_is_caught_by_dedup_an
 
 
 # Output folders the tool did not make (issue 10, defect 3) -------------------------------------
-def test_cli_mix_refuses_an_out_folder_it_did_not_make(rounds):  # noqa: F811 - the fixture
+def test_cli_mix_refuses_an_out_folder_it_did_not_make(rounds):
     write_recipe(rounds, RECIPE)
     mine = rounds / "mine"
     (mine / "dataset").mkdir(parents=True)

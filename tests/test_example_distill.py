@@ -14,8 +14,8 @@ from fractions import Fraction
 
 import pytest
 
-from syllabus.project import SCAFFOLD
 from syllabus.data.keys import question_key
+from syllabus.project import SCAFFOLD
 from syllabus.students.probes import load_probes
 from syllabus.taxonomy import Taxonomy
 

@@ -155,8 +155,7 @@ def test_a_9000_word_probe_is_truncated_and_counted(embedded_dir, tmp_path):
 
     --max-context keeps the test to seconds; the cut is the same as at the model's own 8192 tokens.
     """
-    words = ("the matrix of a linear map changes with the basis chosen for its domain and codomain "
-             "vector space").split()
+    words = ["the", "matrix", "of", "a", "linear", "map", "changes", "with", "the", "basis", "chosen", "for", "its", "domain", "and", "codomain", "vector", "space"]
     question = " ".join(words[i % len(words)] for i in range(9000)) + " What is the rank of the 3 by 3 identity?"
     probes = tmp_path / "probes.jsonl"
     probes.write_text(json.dumps({"question": question, "answer": "3", "node": "mathematics/linear-algebra"}) + "\n"

@@ -259,7 +259,7 @@ def test_bad_sources_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="folder holds no dataset"):
         dataset_stats(tmp_path / "empty")
     (tmp_path / "data.csv").write_text("a,b\n")
-    with pytest.raises(UserError, match="unsupported format '.csv'"):
+    with pytest.raises(UserError, match=r"unsupported format '.csv'"):
         dataset_stats(tmp_path / "data.csv")
 
 

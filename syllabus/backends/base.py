@@ -37,7 +37,7 @@ class ChatRequest:
     sample_index: int = 0
 
     @classmethod
-    def from_messages(cls, messages: list[dict[str, str]], **sampling: Any) -> "ChatRequest":
+    def from_messages(cls, messages: list[dict[str, str]], **sampling: Any) -> ChatRequest:
         return cls(messages=tuple((m["role"], m["content"]) for m in messages), **sampling)
 
     def message_dicts(self) -> list[dict[str, str]]:

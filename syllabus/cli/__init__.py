@@ -6,6 +6,7 @@ commands that need them, so `syllabus --help` answers at once.
 
 from __future__ import annotations
 
+import builtins
 import errno
 import os
 import sys
@@ -104,7 +105,8 @@ def storage_problem(exc: BaseException) -> UserError | None:
     naming the file and the fix, or None for anything else (a bug: its traceback stays).
 
     Files are written atomically (fsutil), so a refused write left the old file as it was."""
-    if isinstance(exc, BaseExceptionGroup):  # a task group: the first storage error among them
+    group = getattr(builtins, "BaseExceptionGroup", None)  # Python 3.11+; 3.10 has no task groups
+    if group is not None and isinstance(exc, group):  # a task group: the first storage error among them
         return next((p for p in map(storage_problem, exc.exceptions) if p is not None), None)
     if isinstance(exc, OSError) and exc.errno in _STORAGE_HINTS:
         where = None if exc.filename is None else _shown(exc.filename)

@@ -7,7 +7,8 @@ every row alike. `mix` orders easy to hard by them, `stats` draws its histograms
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 _BLOOM_PREFIXES = (("rememb", "knowledge", "recall"), ("understand", "comprehen"), ("appl",), ("analy",),
                    ("evaluat",), ("creat", "synthes"))

@@ -19,9 +19,10 @@ can name it (`Rows.where`).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from ..errors import UserError
 from ..safefile import read_text, require_regular_file
@@ -118,7 +119,7 @@ def iter_jsonl(path: Path, *, skipped: list[str] | None = None) -> Iterator[tupl
         skipped.append(f"{path}:{number}: {message}")
 
     try:
-        handle = open(path, "rb")
+        handle = open(path, "rb")  # noqa: SIM115 (closed by the `with` below; its open error is ours to word)
     except OSError as exc:
         raise UserError(f"cannot read: {exc.strerror or exc}", where=path) from None
     with handle:
@@ -162,7 +163,7 @@ def _parquet(path: Path):
 
     try:
         return pq.ParquetFile(path)
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds for a bad file
+    except Exception as exc:
         raise UserError(f"cannot read as Parquet: {exc}", where=path, hint=HINT) from None
 
 
@@ -174,7 +175,7 @@ def _parquet_batches(path: Path, columns: list[str] | None) -> Iterator[list[dic
             rows = batch.to_pylist()
             done += len(rows)
             yield rows
-    except Exception as exc:  # noqa: BLE001 - a page cut short or corrupt, found while reading
+    except Exception as exc:
         raise UserError(f"cannot read as Parquet (after row {done}): {exc}", where=path,
                         hint="the file is damaged or cut short; write it again") from None
 
@@ -185,7 +186,7 @@ def load_saved(folder: Path, *, all_splits: bool = False) -> list:
 
     try:
         data = load_from_disk(str(folder))
-    except Exception as exc:  # noqa: BLE001 - a folder datasets cannot read, for any of its reasons
+    except Exception as exc:
         raise UserError(f"cannot read the dataset folder: {exc}", where=folder, hint=HINT) from None
     if isinstance(data, DatasetDict):
         if all_splits:
@@ -312,7 +313,7 @@ class Rows:
             kinds.check(row, position, self.where)
         try:
             return Dataset.from_list(rows)
-        except Exception as exc:  # noqa: BLE001 - pyarrow: nested values of different types
+        except Exception as exc:
             raise UserError(f"the rows cannot be held as one dataset: {exc}", where=self.path,
                             hint="every row must give each column the same type (as datasets and TRL read it)") from None
 

@@ -15,7 +15,8 @@ text; the answer the first of `answer`, `completion`, `messages`. Every reader o
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 QUESTION_COLUMNS = ("question", "prompt", "input", "problem")  # text (or prompt messages) columns
 CHAT_COLUMN = "messages"

@@ -12,8 +12,9 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ..fsutil import replace_dir
 from .rows import plain_row

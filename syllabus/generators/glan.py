@@ -12,8 +12,9 @@ in, so a resumed run equals an uninterrupted one.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ..backends.base import ChatRequest
 from ..data.keys import content_hash

@@ -88,9 +88,9 @@ def parse_syllabus(text: str, max_sessions: int, max_concepts: int = 6) -> list[
         if current is None or not BULLET.match(raw):
             continue
         concept = DURATION.sub("", _clean(raw)).strip(" .")
-        if 2 <= len(concept) <= 120 and slugify(concept) not in {slugify(c) for c in current.concepts}:
-            if len(current.concepts) < max_concepts:
-                current.concepts.append(concept)
+        if (2 <= len(concept) <= 120 and len(current.concepts) < max_concepts
+                and slugify(concept) not in {slugify(c) for c in current.concepts}):
+            current.concepts.append(concept)
     sessions = [s for s in sessions if s.concepts][:max_sessions]
     if not sessions:
         raise ParseError("no 'Session N: title' with '- concept' lines")

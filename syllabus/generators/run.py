@@ -16,9 +16,10 @@ import shlex
 import sys
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..backends import make_backend, parse_teacher_spec
 from ..data.write import remove_dataset, write_dataset
@@ -154,7 +155,7 @@ def generate(project: Project, options: GenerateOptions, progress: Progress | No
 
 def _generate(project: Project, options: GenerateOptions, progress: Progress | None, prepared: tuple,
               run_dir: Path) -> GenerateOutcome:
-    settings, taxonomy, disciplines, templates, spec, eval_sets = prepared
+    settings, _, disciplines, templates, spec, eval_sets = prepared
     progress = progress or NoProgress()
     backend = make_backend(spec, project.config.teacher, base_urls=options.base_urls,
                            concurrency=options.concurrency, project_root=project.root)
@@ -297,7 +298,7 @@ def _import_dataset_writer() -> None:
 
 
 def dry_run(project: Project, options: GenerateOptions) -> dict[str, Any]:
-    settings, taxonomy, disciplines, templates, spec, eval_sets = prepare(project, options)
+    settings, _, disciplines, templates, spec, eval_sets = prepare(project, options)
     generator = GlanGenerator(teacher=None, templates=templates, settings=settings)  # type: ignore[arg-type]
     return {
         "teacher": spec.model or spec.backend,

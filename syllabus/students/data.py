@@ -11,8 +11,8 @@ its file:line (JSONL) or row index.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from ..data.read import Rows, open_rows
 from ..data.rows import cell_problem, has_content_parts, plain_row

@@ -107,7 +107,7 @@ def split_probes(source: str | Path, *, fraction: float = 0.1, minimum: int = 1,
             by_node[node_of(row) or "unknown"].append(index)
     rng = random.Random(seed)
     held: set[int] = set()
-    for node, indices in sorted(by_node.items()):
+    for _node, indices in sorted(by_node.items()):
         if len(indices) < 2:
             continue  # a node with one row trains on it; probing it would leave nothing to learn from
         count = min(len(indices) - 1, max(minimum, round(len(indices) * fraction)))

@@ -49,7 +49,7 @@ class TrainOptions:
     trust_remote_code: bool = False
 
     @classmethod
-    def from_config(cls, config, **overrides: Any) -> "TrainOptions":
+    def from_config(cls, config, **overrides: Any) -> TrainOptions:
         """Settings from syllabus.yaml's `student:`, then the flags that were given."""
         values = {
             "student": config.model, "epochs": config.epochs, "max_steps": config.max_steps,

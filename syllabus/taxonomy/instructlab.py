@@ -115,7 +115,6 @@ def import_instructlab(tax: Taxonomy, source: Path, into: str | None = None) -> 
         if blocked:
             report.skipped.append((file, f"'{blocked}' is a discipline, which cannot have nodes below it"))
             continue
-        parent_path = base.path if base else ""
         parent_folder = base.folder if base else tax.root
         for depth, (part, slug) in enumerate(zip(parts, slugs)):
             path = paths[depth]
@@ -146,7 +145,7 @@ def import_instructlab(tax: Taxonomy, source: Path, into: str | None = None) -> 
                 )
                 known[path] = kind
                 report.added.append(path)
-            parent_path, parent_folder = path, folder
+            parent_folder = folder
     tax.reload()
     return report
 

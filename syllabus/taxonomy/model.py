@@ -163,7 +163,7 @@ class Node:
     bloom: dict[str, float] | None = None  # this node's mix of Bloom levels (None: the project's)
     strategies: dict[str, float] | None = None  # this node's mix of answer strategies
     doc: Any = None  # ruamel CommentedMap, kept so edits preserve comments and order
-    children: list["Node"] = field(default_factory=list)
+    children: list[Node] = field(default_factory=list)
 
     @property
     def file(self) -> Path:

@@ -18,12 +18,12 @@ from ..yamlio import line_of, load
 from .model import (
     ALLOWED_CHILDREN,
     BLOOM_LEVELS,
-    STRATEGIES,
     CURRICULUM_DIR,
     KINDS,
     NODE_FILE,
     NODE_KEYS,
     SCHEMA_VERSION,
+    STRATEGIES,
     Node,
     Seed,
     name_problem,

@@ -21,9 +21,10 @@ Heavy imports (datasketch, sentence-transformers, datasets) happen inside the fi
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import checks, decontaminate, embedding, exact, judged, minhash
 from .decontaminate import EvalSet, load_eval_set

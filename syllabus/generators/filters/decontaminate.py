@@ -87,7 +87,7 @@ class NgramIndex:
     _normalised: list[str] | None = field(default=None, repr=False)
 
     @classmethod
-    def build(cls, questions: list[str], ngram: int, short: int) -> "NgramIndex":
+    def build(cls, questions: list[str], ngram: int, short: int) -> NgramIndex:
         index = cls(ngram, short, questions=questions)
         for question in questions:
             tokens = words(question)
