@@ -76,7 +76,7 @@ def synthetic_rows(count: int, seed: int = 0) -> tuple[list[dict], dict[str, int
     vocab = vocabulary(rng)
     questions: list[str] = []
     made = {"exact_copies": 0, "near_copies": 0}
-    for i in range(count):
+    for _ in range(count):
         roll = rng.random()
         if questions and roll < EXACT_SHARE:
             q = rng.choice(questions).upper().replace(" ", "  ") + "?!"

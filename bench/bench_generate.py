@@ -91,7 +91,7 @@ def llama_server(log: Path):
                     break
                 except OSError:
                     if time.time() > deadline:
-                        raise RuntimeError(f"llama.cpp server did not start:\n{log.read_text()[-3000:]}")
+                        raise RuntimeError(f"llama.cpp server did not start:\n{log.read_text()[-3000:]}") from None
                     time.sleep(0.5)
             yield base
         finally:

@@ -85,7 +85,7 @@ class ProjectLayout:
     runs: Path
 
     @classmethod
-    def of(cls, project) -> "ProjectLayout":
+    def of(cls, project) -> ProjectLayout:
         return cls(Path(project.root), Path(project.runs_dir))
 
     def run(self, path: str | Path | None = None, *, relative_to: Path | None = None) -> RunLayout:
@@ -108,5 +108,10 @@ class ProjectLayout:
         return self.students / f"{method}-{dataset_name or 'dataset'}"
 
     def exam(self, student_spec: str) -> Path:
-        """Default `eval` output: exams/NAME, NAME the student's run folder (or `embedded`)."""
-        return self.exams / (Path(student_spec).parent.name if student_spec != "embedded" else "embedded")
+        """Default `eval` output: exams/NAME, NAME the model folder above final/, the served model, or embedded."""
+        if student_spec == "embedded":
+            return self.exams / "embedded"
+        if student_spec.startswith("openai:"):
+            model = student_spec.split(":", 1)[1]
+            return self.exams / ("openai-" + "".join(c if c.isalnum() or c in "-_." else "-" for c in model).strip("."))
+        return self.exams / (Path(student_spec).parent.name or Path(student_spec).name)

@@ -11,8 +11,8 @@ that says how to go on, never overwritten.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from .errors import UserError
 from .fsutil import atomic_write_text

@@ -34,8 +34,13 @@ class TeacherConfig(_Strict):
     api_key_env: str = "OPENAI_API_KEY"
     api_key_file: str | None = None
     concurrency: int = Field(8, ge=1, le=4096)
-    timeout: float = Field(120.0, gt=0)
+    # Seconds one try of a request may take, connect to last byte (a deadline, not a per-read
+    # timeout: a server that trickles bytes cannot hold a request longer); then it is retried.
+    timeout: float = Field(120.0, gt=0, le=86400)
     max_retries: int = Field(4, ge=0, le=20)
+    # The largest body accepted from the server, as sent and once decompressed; past it the
+    # request fails ("response too large") and the run goes on. A chat reply is a few KB.
+    max_response_bytes: int = Field(8 * 2**20, ge=64 * 2**10, le=2**30)
 
     @field_validator("base_url", mode="before")
     @classmethod
@@ -66,7 +71,7 @@ class StudentConfig(_Strict):
 class StageSampling(_Strict):
     temperature: float = Field(0.7, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
-    max_tokens: int = Field(256, ge=1)
+    max_tokens: int = Field(256, ge=1, le=1 << 20)
 
 
 # Each stage's sampling defaults (generation.stages in syllabus.yaml): a new stage adds its line here.
@@ -144,9 +149,11 @@ class FiltersConfig(_Strict):
 
 class GenerationConfig(_Strict):
     questions: int = Field(24, ge=0)
+    # Upper bounds on what sizes lists and prompts: a typo (10**12) is exit 2 at its line, not a
+    # MemoryError in --dry-run or a prompt asking for a trillion courses.
     subject_samples: int = Field(2, ge=1, le=64)
-    max_subjects: int = Field(2, ge=1)
-    max_sessions: int = Field(30, ge=1)
+    max_subjects: int = Field(2, ge=1, le=1000)
+    max_sessions: int = Field(30, ge=1, le=1000)
     concepts: tuple[int, int] = (1, 5)
     two_session_ratio: float = Field(0.3, ge=0, le=1)
     seed: int = 0
@@ -177,8 +184,8 @@ class GenerationConfig(_Strict):
     @classmethod
     def _concept_range(cls, value):
         low, high = value
-        if not 1 <= low <= high:
-            raise ValueError("concepts must be [min, max] with 1 <= min <= max")
+        if not 1 <= low <= high <= 100:
+            raise ValueError("concepts must be [min, max] with 1 <= min <= max <= 100")
         return value
 
     @field_validator("stages", mode="before")
@@ -236,7 +243,7 @@ class Project:
         return Taxonomy.load(self.taxonomy_dir)
 
     @classmethod
-    def load(cls, root: str | Path) -> "Project":
+    def load(cls, root: str | Path) -> Project:
         root = Path(root)
         file = root / CONFIG_FILE
         if not file.is_file():
@@ -261,7 +268,7 @@ class Project:
         return cls(root, config)
 
     @classmethod
-    def find(cls, start: str | Path | None = None) -> "Project":
+    def find(cls, start: str | Path | None = None) -> Project:
         """The project at `start`, or in the nearest folder above it holding syllabus.yaml."""
         here = Path(start or os.getcwd()).resolve()
         if start is not None:

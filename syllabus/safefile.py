@@ -31,17 +31,26 @@ def require_regular_file(path: Path, what: str = "file") -> Path:
 
 
 def read_bytes(path: Path, *, limit: int, what: str = "file") -> bytes:
-    """The bytes of a regular file of at most `limit` bytes."""
+    """The bytes of a regular file of at most `limit` bytes: a larger one is refused from its
+    size before anything is read, and a file that grows while read stops at the limit."""
     path = require_regular_file(path, what)
+    size = path.stat().st_size
+    if size > limit:
+        raise _too_large(path, size, limit)
     try:
         with open(path, "rb") as handle:
             data = handle.read(limit + 1)
     except OSError as exc:
         raise UserError(f"cannot read this {what}: {exc.strerror or exc}", where=path) from None
     if len(data) > limit:
-        raise UserError(f"this {what} is larger than {limit // (1 << 20) or 1} MiB", where=path,
-                        hint="it should be a short hand-written file; check the path")
+        raise _too_large(path, len(data), limit)
     return data
+
+
+def _too_large(path: Path, size: int, limit: int) -> UserError:
+    return UserError(f"{path.name} is {size / 2**20:.1f} MiB, more than the limit of {limit / 2**20:g} MiB",
+                     where=path, hint="it should be a short hand-written file: keep documents and large "
+                                      "question sets out of it, and check the path")
 
 
 def read_text(path: Path, *, limit: int, what: str = "file") -> str:

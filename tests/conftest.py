@@ -102,9 +102,8 @@ class LlamaServer:
         return last
 
 
-@pytest.fixture(scope="session")
-def llama_server(gguf_path, tmp_path_factory):
-    """A real OpenAI-compatible server (llama.cpp) serving the embedded GGUF on 127.0.0.1."""
+def _serve_gguf(gguf_path: Path, folder: Path, *extra: str):
+    """Start llama.cpp's OpenAI-compatible server on the GGUF; yields the LlamaServer, then stops it."""
     try:
         import llama_cpp.server  # noqa: F401
     except Exception as exc:  # pragma: no cover - CI installs it through `make test`
@@ -112,11 +111,11 @@ def llama_server(gguf_path, tmp_path_factory):
             raise
         pytest.skip(f"llama-cpp-python[server] not installed ({exc}); `make test` installs it")
     port = free_port()
-    log = tmp_path_factory.mktemp("llama") / "server.log"
-    handle = open(log, "wb")
+    log = folder / "server.log"
+    handle = open(log, "wb")  # noqa: SIM115 (the server writes to it until the fixture ends)
     process = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path), "--model_alias", "smollm2",
-         "--host", "127.0.0.1", "--port", str(port), "--n_threads", "2", "--n_ctx", "2048"],
+         "--host", "127.0.0.1", "--port", str(port), "--n_threads", "2", "--n_ctx", "2048", *extra],
         stdout=handle, stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}/v1"
@@ -130,7 +129,7 @@ def llama_server(gguf_path, tmp_path_factory):
         except OSError:
             if time.time() > deadline:
                 process.kill()
-                raise RuntimeError(f"llama.cpp server did not start:\n{log.read_text()[-3000:]}")
+                raise RuntimeError(f"llama.cpp server did not start:\n{log.read_text()[-3000:]}") from None
             time.sleep(0.5)
     yield LlamaServer(base, log)
     process.terminate()
@@ -139,6 +138,22 @@ def llama_server(gguf_path, tmp_path_factory):
     except subprocess.TimeoutExpired:
         process.kill()
     handle.close()
+
+
+@pytest.fixture(scope="session")
+def llama_server(gguf_path, tmp_path_factory):
+    """A real OpenAI-compatible server (llama.cpp) serving the embedded GGUF on 127.0.0.1.
+
+    It keeps the logits of every prompt token (`--logits_all True`, the default of llama-cpp-python
+    0.3.x, named so an older default cannot change it), so /v1/completions with echo + logprobs scores.
+    """
+    yield from _serve_gguf(gguf_path, tmp_path_factory.mktemp("llama"), "--logits_all", "True")
+
+
+@pytest.fixture(scope="session")
+def llama_server_last_logits(gguf_path, tmp_path_factory):
+    """The same server keeping only the last token's logits: it cannot return prompt log-probabilities."""
+    yield from _serve_gguf(gguf_path, tmp_path_factory.mktemp("llama-last"), "--logits_all", "False")
 
 
 def cli_env(env: dict | None = None) -> dict:

@@ -11,6 +11,13 @@ text depends on a hash of the last user message, so each reply parses with
 `syllabus.generators.parsers` and two runs over the same requests write the same
 dataset.
 
+Hostile replies (a real server sends them only when something upstream is broken or
+malicious): `reply` (a normal completion with a chosen text, usage or model, e.g. a lone
+surrogate, a usage count of 2**64 - 1, the caller's key reflected back), `huge` (a body
+of `size` bytes), `gzip` (a gzip body; with `size`, a bomb that inflates to that many
+bytes), `trickle` (a normal body, `chunk` bytes every `interval` seconds) and `endless`
+(a chunked body that never ends).
+
 Faults are rules (`Fault`) set per test with `server.set_faults(...)` and cleared
 with `server.heal()`; `server.stop()` / `server.start()` close and reopen the port
 (connections refused in between); `server.models_fault` breaks the model listing.
@@ -21,15 +28,21 @@ Every request received is recorded (`received`,
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import socket
 import threading
 import time
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
-import pytest
+try:
+    import pytest
+except ImportError:  # bench/bench_hostile.py serves with it, where pytest may not be installed
+    pytest = None
 
 MODEL = "fault-model"
 CHAT_PATH = "/v1/chat/completions"
@@ -42,7 +55,8 @@ STAGE_MARKERS = (
     ("writes homework questions", "question"),
 )
 
-FAULT_KINDS = ("429", "500", "hang", "cut", "malformed", "bad-shape", "empty", "null", "die")
+FAULT_KINDS = ("429", "500", "hang", "cut", "malformed", "bad-shape", "empty", "null", "die",
+               "reply", "huge", "gzip", "trickle", "endless")
 
 
 def stage_of(body: Any) -> str:
@@ -112,11 +126,17 @@ class Received:
 class Fault:
     """A rule: answer chat requests that match with `kind` instead of a healthy reply.
 
-    kind: '429' (with Retry-After), '500', 'hang' (no answer until the server stops or
+    kind: '429' (with Retry-After), '500' (its message: `text` when a str), 'hang' (no answer until the server stops or
     `hang_s` passes), 'cut' (headers and half the body, then the connection closes),
     'malformed' (invalid JSON), 'bad-shape' (valid JSON, not a chat.completion),
     'empty' (content ""), 'null' (content null), 'die' (the server stops listening and
-    drops every connection: later requests are refused).
+    drops every connection: later requests are refused); the hostile ones: 'reply' (a
+    healthy completion with `text` and/or `usage` / `model` / `finish_reason` replaced; `text`
+    and `model` may be callables of (healthy text, Received), to reflect the request back),
+    'huge' (a completion of about `size` bytes; `chunked` leaves out Content-Length),
+    'gzip' (the completion gzip-compressed; with `size`, padded to inflate to `size` bytes),
+    'trickle' (the healthy body, `chunk` bytes every `interval` s), 'endless' (a chunked body,
+    `chunk` bytes every `interval` s, until the client hangs up or the server stops).
     Which requests (all given conditions must hold; with none, every request):
     `stage` (only that template's requests), `first` (the next K chat requests),
     `every` (every Nth distinct request body, on every attempt of it), `nth` (the Nth
@@ -134,6 +154,14 @@ class Fault:
     retry_after: float = 1.0
     hang_s: float = 30.0
     payload: Any = None  # 'bad-shape': the JSON to send (default: a choice without a message)
+    text: Any = ...  # 'reply': the content (str, None, or a callable of (healthy text, Received))
+    usage: dict | None = None  # 'reply': the usage object
+    model: Any = None  # 'reply': the model field (str or callable of (model, Received))
+    finish_reason: Any = None  # 'reply'
+    size: int | None = None  # 'huge', 'gzip': bytes of the body (once inflated, for 'gzip')
+    chunked: bool = False  # 'huge': Transfer-Encoding chunked, no Content-Length
+    chunk: int = 1  # 'trickle', 'endless': bytes per write
+    interval: float = 1.0  # 'trickle', 'endless': seconds between writes
     _start: int = field(default=0, repr=False)  # chat requests received before the rule was set
 
     def __post_init__(self) -> None:
@@ -149,15 +177,13 @@ class Fault:
             return False
         if self.nth is not None and (r.stage_distinct if self.stage is not None else r.distinct) != self.nth:
             return False
-        if self.when is not None and not self.when(r):
-            return False
-        return True
+        return self.when is None or bool(self.when(r))
 
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-    fixture: "FaultServer"
+    fixture: FaultServer
     stopped = False  # set first thing on stop: a connection that slipped through gets no answer
 
     def handle_error(self, request, client_address) -> None:  # a client that went away is expected here
@@ -202,6 +228,34 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
         self.wfile.flush()
 
+    def _stream(self, chunks, headers: dict[str, str], length: int | None = None, interval: float = 0.0) -> None:
+        """A 200 whose body is written piece by piece: with Content-Length when `length` is
+        given, else chunked. Stops when the client hangs up or the server stops."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        for name, value in headers.items():
+            self.send_header(name, value)
+        if length is not None:
+            self.send_header("Content-Length", str(length))
+        else:
+            self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        released = self.server.fixture._released
+        try:
+            for piece in chunks:
+                if self.server.stopped or (interval and released.wait(interval)):
+                    break
+                self.wfile.write(piece if length is not None else b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.wfile.flush()
+            else:
+                if length is None:
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
+                return
+        except OSError:  # the client went away (it gave up on the body): expected here
+            pass
+        self.close_connection = True
+
     def _json(self, status: int, obj: Any, **kwargs: Any) -> None:
         self._send(status, json.dumps(obj).encode("utf-8"), **kwargs)
 
@@ -228,6 +282,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, b'{"object": "list", "data": [{"id": "fault-')
         elif self.path.rstrip("/") == "/v1/models" and broken == "html":  # a web page: the wrong base URL
             self._send(200, b"<!doctype html><html><body>Welcome</body></html>", content_type="text/html")
+        elif self.path.rstrip("/") == "/v1/models" and broken == "huge":  # 4 MiB of model names
+            entry = b'{"id": "%s", "object": "model"}, ' % (b"m" * 1000)
+            self._stream(iter([b'{"object": "list", "data": [', *([entry] * 4096), b'{"id": "fault-model"}]}']),
+                         {}, None)
         elif self.path.rstrip("/") == "/v1/models":
             self._json(200, {"object": "list", "data": [
                 {"id": self.server.fixture.model, "object": "model", "created": 0, "owned_by": "fault-server"}]})
@@ -256,7 +314,7 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "429":
             self._error(429, "rate limited", headers={"Retry-After": f"{fault.retry_after:g}"})
         elif kind == "500":
-            self._error(500, "internal error")
+            self._error(500, fault.text if isinstance(fault.text, str) else "internal error")
         elif kind == "die":
             fixture._die()
         elif kind == "hang":
@@ -276,8 +334,59 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, fixture.completion(body, text=""))
         elif kind == "null":
             self._json(200, fixture.completion(body, text=None))
+        elif kind == "reply":
+            self._json(200, fixture.hostile_completion(body, fault, record))
+        elif kind == "huge":
+            head, tail = padded_completion(fixture.completion(body), fault.size or 0)
+            pieces = _padding(head, tail, fault.size or 0)
+            self._stream(pieces, {}, None if fault.chunked else len(head) + max(fault.size or 0, 0) + len(tail))
+        elif kind == "gzip":
+            if fault.size is None:
+                data = gzip_bytes([json.dumps(fixture.completion(body)).encode()])
+            else:
+                data = fixture.gzip_bomb(body, fault.size)
+            self._send(200, data, headers={"Content-Encoding": "gzip"})
+        elif kind == "trickle":
+            data = json.dumps(fixture.completion(body)).encode()
+            step = max(fault.chunk, 1)
+            self._stream((data[i:i + step] for i in range(0, len(data), step)), {}, len(data), fault.interval)
+        elif kind == "endless":
+            self._stream(_endless(b'{"id": "chatcmpl-endless", "choices": [{"message": {"content": "', fault.chunk),
+                         {}, None, fault.interval)
         else:
             self._json(200, fixture.completion(body))
+
+
+PAD = b"a"  # 'huge' and 'gzip' bombs: the reply's text is this byte repeated
+
+
+def padded_completion(completion: dict[str, Any], size: int) -> tuple[bytes, bytes]:
+    """A completion's JSON split around its content, so `size` bytes of padding go in between."""
+    marker = "\x00PAD\x00"
+    completion["choices"][0]["message"]["content"] = marker
+    head, tail = json.dumps(completion).encode().split(json.dumps(marker).encode()[1:-1])
+    return head, tail
+
+
+def _padding(head: bytes, tail: bytes, size: int, step: int = 1 << 20):
+    yield head
+    left = size
+    while left > 0:
+        yield PAD * min(step, left)
+        left -= step
+    yield tail
+
+
+def _endless(head: bytes, chunk: int):
+    yield head
+    while True:
+        yield PAD * max(chunk, 1)
+
+
+def gzip_bytes(pieces) -> bytes:
+    """gzip of the pieces, compressed as they come (a bomb is never held inflated)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    return b"".join([*(packer.compress(p) for p in pieces), packer.flush()])
 
 
 class FaultServer:
@@ -287,7 +396,7 @@ class FaultServer:
         self.model = model
         self.port = port
         self.received: list[Received] = []
-        self.models_fault: str | None = None  # GET /v1/models: None (healthy), '500', 'malformed' or 'html'
+        self.models_fault: str | None = None  # GET /v1/models: None (healthy), '500', 'malformed', 'html' or 'huge'
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
         self._bodies: dict[str, int] = {}  # canonical body -> distinct index
@@ -297,6 +406,7 @@ class FaultServer:
         self._released = threading.Event()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._bombs: dict[tuple[str, int], bytes] = {}
 
     # --- lifecycle -------------------------------------------------------------
     @property
@@ -307,7 +417,7 @@ class FaultServer:
     def running(self) -> bool:
         return self._httpd is not None
 
-    def start(self) -> "FaultServer":
+    def start(self) -> FaultServer:
         """Listen (again, on the same port after a stop)."""
         if self._httpd is not None:
             return self
@@ -381,7 +491,7 @@ class FaultServer:
     def gaps(self, records: list[Received] | None = None) -> list[float]:
         """Seconds between consecutive chat requests received."""
         times = [r.time for r in (records if records is not None else self.chat)]
-        return [b - a for a, b in zip(times, times[1:])]
+        return [b - a for a, b in itertools.pairwise(times)]
 
     def _record(self, method: str, path: str, body: Any, headers) -> tuple[Received, Fault | None]:
         with self._lock:
@@ -412,8 +522,29 @@ class FaultServer:
         with self._lock:
             self._connections.discard(conn)
 
+    # --- hostile answers -------------------------------------------------------
+    def hostile_completion(self, body: Any, fault: Fault, record: Received) -> dict[str, Any]:
+        healthy = healthy_reply(body)
+        text = fault.text(healthy, record) if callable(fault.text) else fault.text
+        reply = self.completion(body, text=healthy if text is ... else text)
+        if fault.usage is not None:
+            reply["usage"] = fault.usage
+        if fault.model is not None:
+            reply["model"] = fault.model(reply["model"], record) if callable(fault.model) else fault.model
+        if fault.finish_reason is not None:
+            reply["choices"][0]["finish_reason"] = fault.finish_reason
+        return reply
+
+    def gzip_bomb(self, body: Any, size: int) -> bytes:
+        """A gzip body that inflates to a completion of about `size` bytes (made once per size and stage)."""
+        key = (stage_of(body), size)
+        if key not in self._bombs:
+            head, tail = padded_completion(self.completion(body), size)
+            self._bombs[key] = gzip_bytes(_padding(head, tail, size))
+        return self._bombs[key]
+
     # --- healthy answers -------------------------------------------------------
-    def completion(self, body: Any, text: str | None | type[Ellipsis] = ...) -> dict[str, Any]:
+    def completion(self, body: Any, text: str | type[Ellipsis] | None = ...) -> dict[str, Any]:
         content = healthy_reply(body) if text is ... else text
         prompt_chars = sum(len(m.get("content") or "") for m in body.get("messages", []))
         digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
@@ -430,8 +561,7 @@ class FaultServer:
         }
 
 
-@pytest.fixture
-def fault_server():
+def _fault_server():
     """A factory: `fault_server()` starts a FaultServer on a free port; all stop after the test."""
     servers: list[FaultServer] = []
 
@@ -443,3 +573,6 @@ def fault_server():
     yield make
     for server in servers:
         server.stop()
+
+
+fault_server = pytest.fixture(_fault_server, name="fault_server") if pytest is not None else None

@@ -30,7 +30,7 @@ def test_request_key_is_stable_for_equal_requests():
     {"backend_kind": "local"},
     {"model": "gpt-y"},
     {"template_version": "abc124"},
-    {"request": ChatRequest(MESSAGES[:1] + (("user", "Write one question about velocity!"),))},
+    {"request": ChatRequest((*MESSAGES[:1], ("user", "Write one question about velocity!")))},
     {"request": ChatRequest((("user", MESSAGES[0][1]), MESSAGES[1]))},  # same text, other role
     {"request": ChatRequest(MESSAGES[1:])},
     {"request": ChatRequest(MESSAGES, temperature=0.8)},

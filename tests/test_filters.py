@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from syllabus.data.keys import normalise
 from syllabus.errors import UserError
 from syllabus.generators.filters import checks, decontaminate, exact, load_eval_set, minhash, run_filters
-from syllabus.generators.filters.text import normalise
 from syllabus.project import FiltersConfig
 
 PROVENANCE = {
@@ -84,7 +84,7 @@ def test_exact_duplicates_of_the_question_keep_the_first():
 
 
 def test_exact_duplicates_of_question_and_answer_only():
-    kept, dropped, report = run_filters(EXACT_ROWS, only(exact="question_answer"))
+    kept, dropped, _ = run_filters(EXACT_ROWS, only(exact="question_answer"))
     assert [r["question_index"] for r in kept] == [0, 1, 2, 4]
     assert dropped_by(dropped) == {3: "exact_duplicate"}
 
@@ -252,7 +252,7 @@ def test_decontamination_ngram_sizes_are_settings(eval_files):
 
 def test_decontamination_reads_paths_from_the_settings(eval_files, tmp_path):
     config = only(decontaminate=["first.jsonl"])
-    kept, dropped, report = run_filters(DECON_ROWS, config, base=tmp_path)
+    _, dropped, report = run_filters(DECON_ROWS, config, base=tmp_path)
     assert report.per_eval_set == {"first.jsonl": 3}
     assert set(dropped_by(dropped)) == {0, 2, 4}
 

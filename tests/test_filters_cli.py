@@ -138,8 +138,8 @@ def fixed_rows(monkeypatch):
 
     async def fake_generate(self, disciplines, total, emit):
         rows = made["rows"]
-        for row in rows:
-            emit(0, row["question_index"], row)
+        for made_row in rows:
+            emit(0, made_row["question_index"], made_row)
         return GenerationResult(generated=len(rows), nodes=[NodeOutcome(NODE, len(rows), len(rows))], stats={},
                                 failed_requests=0, templates={"question": "v1", "answer": "v1"})
 

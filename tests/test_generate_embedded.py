@@ -8,12 +8,12 @@ import shutil
 import pytest
 from conftest import run_cli
 
-pytestmark = pytest.mark.slow
-
 from syllabus.taxonomy.curriculum import load_subjects
 from syllabus.taxonomy.model import BLOOM_LEVELS, STRATEGIES
 from syllabus.taxonomy.store import Taxonomy
 from syllabus.yamlio import dump, load
+
+pytestmark = pytest.mark.slow
 
 NODE = "mathematics/linear-algebra"
 PROVENANCE = ("taxonomy_path", "subject", "sessions", "key_concepts", "difficulty", "teacher", "templates",

@@ -148,7 +148,7 @@ def test_the_judge_only_sees_rows_the_cheaper_filters_kept():
     score = scorer({"a": Judgement(5, ())})
     config = judged_config(3, exact="question", checks={"empty_answer": True, "restated_question": False,
                                                         "truncated": False})
-    kept, dropped, _ = run_filters(rows, config, judge=score)
+    _, dropped, _ = run_filters(rows, config, judge=score)
     assert score.seen == [0]  # the duplicate and the empty answer never cost a judge request
     assert {r["question_index"]: r["filtered_by"] for r in dropped} == {1: "exact_duplicate", 2: "empty_answer"}
 

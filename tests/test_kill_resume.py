@@ -28,9 +28,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from conftest import cli_env, copy_project, run_cli, tune_project
@@ -206,12 +206,11 @@ class GenReference:
     answers: int  # requests in the uninterrupted run's cache
 
 
-@pytest.fixture(scope="module")
-def gen_reference(llama_server, tmp_path_factory) -> GenReference:
+def make_gen_reference(llama_server, folder: Path, **settings) -> GenReference:
     """One uninterrupted generation (run twice: the second, all from cache, must write the same)."""
-    base = tmp_path_factory.mktemp("kill-generate") / "base"
+    base = folder / "base"
     init_project(base)
-    tune_project(base)
+    tune_project(base, **settings)
     reference = copy_project(base, base.parent / "reference")
     rerun(gen_args(reference, llama_server))
     first = (rows_of(reference), stable_summary(reference), tree_files(reference / "taxonomy"))
@@ -222,20 +221,35 @@ def gen_reference(llama_server, tmp_path_factory) -> GenReference:
     return GenReference(base, reference, cached_answers(reference))
 
 
-@pytest.mark.server
-@pytest.mark.parametrize("seed", SEEDS)
-def test_generation_killed_at_a_seeded_point_resumes_to_the_same_rows(llama_server, gen_reference, seed):
-    ref = gen_reference
-    project = copy_project(ref.base, ref.base.parent / f"killed-{seed}")
+@pytest.fixture(scope="module")
+def gen_reference(llama_server, tmp_path_factory) -> GenReference:
+    return make_gen_reference(llama_server, tmp_path_factory.mktemp("kill-generate"))
+
+
+@pytest.fixture(scope="module")
+def gen_reference_subjects(llama_server, tmp_path_factory) -> GenReference:
+    """The same with several subjects: question k takes subject k mod n, in the order first recorded
+    (issue 10: a rerun once read them in file-name order, and asked every question again)."""
+    ref = make_gen_reference(llama_server, tmp_path_factory.mktemp("kill-generate-subjects"), max_subjects=3,
+                             max_tokens={"subjects": 120, "syllabus": 120, "question": 48, "answer": 64})
+    subjects = {row["subject"] for row in rows_of(ref.project)}
+    assert len(subjects) >= 2, subjects  # the questions really are spread over several subjects
+    return ref
+
+
+def kill_and_resume(llama_server, ref: GenReference, seed: int, *, label: str = "") -> None:
+    project = copy_project(ref.base, ref.base.parent / f"killed{label}-{seed}")
     run = project / "runs/default"
     answered = [Point(f"{k} answers cached", lambda k=k: cached_answers(project) >= k) for k in range(1, ref.answers)]
-    writing = [
+    # With several subjects, also right after subjects/ appears: the rerun reads them back from there.
+    writing = [appears(project / "taxonomy" / NODE / "subjects", "subjects/ written")] if label else []
+    writing += [
         appears(run / "dropped.jsonl", "writing: dropped.jsonl"),
         Point("writing: the dataset's staging folder", staging(run, "dataset")),
         appears(run / "dataset.jsonl", "writing: dataset.jsonl"),
         appears(run / "summary.json", "writing: summary.json"),
     ]
-    point = choose("generate", seed, answered + writing)
+    point = choose(f"generate{label}", seed, answered + writing)
     llama_server.wait_idle(quiet=1.0)
     kill = kill_at(gen_args(project, llama_server), point)
     answered_before = cached_answers(project)
@@ -254,6 +268,19 @@ def test_generation_killed_at_a_seeded_point_resumes_to_the_same_rows(llama_serv
     assert (run / "dropped.jsonl").read_bytes() == (ref.project / "runs/default/dropped.jsonl").read_bytes()
     assert stable_summary(project) == stable_summary(ref.project)
     assert tree_files(project / "taxonomy") == tree_files(ref.project / "taxonomy")
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("seed", SEEDS)
+def test_generation_killed_at_a_seeded_point_resumes_to_the_same_rows(llama_server, gen_reference, seed):
+    kill_and_resume(llama_server, gen_reference, seed)
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("seed", SEEDS)
+def test_generation_with_several_subjects_killed_at_a_seeded_point_resumes_to_the_same_rows(
+        llama_server, gen_reference_subjects, seed):
+    kill_and_resume(llama_server, gen_reference_subjects, seed, label="-subjects")
 
 
 # A generated run made here (no model), and training on it -------------------------------

@@ -13,8 +13,8 @@ import pytest
 from conftest import run_cli
 from test_stats import ALG, ETH, MECH, make_row, make_run, write_jsonl
 
-from syllabus.errors import UserError
-from syllabus.generators.mix import (
+from syllabus.data.levels import bloom_rank, difficulty_rank, level_rank
+from syllabus.data.mix import (
     load_recipe,
     matches,
     mix,
@@ -22,7 +22,7 @@ from syllabus.generators.mix import (
     prepare,
     requested,
 )
-from syllabus.generators.rows import bloom_rank, difficulty_rank, level_rank
+from syllabus.errors import UserError
 
 LIN = "mathematics/linear-algebra"
 

@@ -159,7 +159,7 @@ def test_yaml_syntax_error_names_line(tmp_path):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(UserError, match="no syllabus.yaml here"):
+    with pytest.raises(UserError, match=r"no syllabus.yaml here"):
         Project.load(tmp_path)
 
 

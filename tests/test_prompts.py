@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
 
-from syllabus.taxonomy.model import BLOOM_LEVELS, STRATEGIES
-
 from syllabus.errors import UserError
 from syllabus.prompts import BUILTIN_DIR, Templates, builtin_names, split_messages
 from syllabus.taxonomy.curriculum import Session, Subject
-from syllabus.taxonomy.model import Node, Seed
+from syllabus.taxonomy.model import BLOOM_LEVELS, STRATEGIES, Node, Seed
 
 STAGES = ("subjects", "syllabus", "question", "answer")
 
@@ -70,7 +69,7 @@ def test_every_builtin_renders_to_turns_ending_with_user(name, node, course):
     assert all(m["role"] in ("system", "user", "assistant") and m["content"].strip() for m in messages)
     assert all("[[" not in m["content"] and "{{" not in m["content"] and "{%" not in m["content"] for m in messages)
     roles = [m["role"] for m in messages[1:]]
-    assert all(a != b for a, b in zip(roles, roles[1:]))  # turns alternate user/assistant
+    assert all(a != b for a, b in itertools.pairwise(roles))  # turns alternate user/assistant
 
 
 def test_rendered_turns_carry_the_context(node, course):
@@ -187,7 +186,7 @@ def test_a_path_may_still_be_printed(tmp_path, node):
 
 def test_unknown_variable_raises_user_error(tmp_path, node, course):
     templates = override(tmp_path, "[[user]]\n{{ question }} for {{ student_name }}\n")
-    with pytest.raises(UserError, match="unknown variable.*student_name") as info:
+    with pytest.raises(UserError, match=r"unknown variable.*student_name") as info:
         templates.render("answer", **contexts(node, course)["answer"])
     assert "answer.j2" in str(info.value)
     # an unknown attribute of a known variable too

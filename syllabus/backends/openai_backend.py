@@ -11,6 +11,11 @@ about 1.6 ms a request for a six-turn few-shot prompt on these cores (profiled: 
 of the client's CPU against a fast server). Our messages are plain role/content strings,
 which that transform leaves as they are, so the body is sent as is, by the same client,
 with the same auth, retries, Retry-After handling, timeouts and errors.
+
+Every reply is untrusted input. The HTTP client's transports are wrapped (http_limits.py)
+so each try has one deadline (teacher.timeout) and a body cap (teacher.max_response_bytes);
+every string the server sends is cleaned (base.Completion) and has the configured secrets
+scrubbed (redact.py) before anything stores or shows it; base URLs are shown redacted.
 """
 
 from __future__ import annotations
@@ -18,15 +23,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from .base import ChatRequest, Completion, RequestFailed
+from .base import ChatRequest, Completion, RequestFailed, clean_text, token_count
+from .redact import Redactor, redact_url
 
 NO_KEY = "EMPTY"  # local servers (llama.cpp, vLLM) take any key; the client insists on one
+DEFAULT_MAX_RESPONSE_BYTES = 8 * 2**20  # teacher.max_response_bytes: a chat reply is a few KB
 _MISSING = object()
 
 
@@ -49,23 +55,24 @@ def _post_options() -> dict[str, Any]:
     return {"security": {"bearer_auth": True}} if "security" in RequestOptions.__annotations__ else {}
 
 
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and value >= 0 else 0
-
-
 class OpenAIBackend:
     kind = "openai"
 
     def __init__(self, *, model: str, base_urls: list[str], api_key: str | None, concurrency: int = 8,
-                 timeout: float = 120.0, max_retries: int = 4):
+                 timeout: float = 120.0, max_retries: int = 4, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES):
         from openai import AsyncOpenAI
 
+        from .http_limits import bounded_client
+
         self.model = model
-        self.timeout = timeout
+        self.timeout = timeout  # the deadline of each try, connect to last byte (http_limits.py)
         self.base_urls = list(base_urls)
-        self._secrets = [api_key] if api_key and api_key != NO_KEY else []
+        self.shown_urls = [redact_url(url) for url in self.base_urls]  # the only form a URL is shown in
+        self._redactor = Redactor([api_key if api_key != NO_KEY else None], self.base_urls)
+        self._redactor.install_log_filter()
         self._clients = [
-            AsyncOpenAI(base_url=url, api_key=api_key or NO_KEY, timeout=timeout, max_retries=max_retries)
+            AsyncOpenAI(base_url=url, api_key=api_key or NO_KEY, timeout=timeout, max_retries=max_retries,
+                        http_client=bounded_client(timeout=timeout, max_bytes=max_response_bytes))
             for url in self.base_urls
         ]
         self._next_client = itertools.cycle(self._clients)
@@ -75,18 +82,27 @@ class OpenAIBackend:
         self.peak_in_flight = 0
 
     def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return re.sub(r"\b(sk|key|api)[-_][A-Za-z0-9_\-*]{6,}", r"\1-***", text)
+        """A message fit to show: no configured secret, no URL credentials, nothing key-shaped."""
+        return self._redactor(clean_text(text))
+
+    def _from_server(self, text: str) -> str:
+        """A string the server sent (a reply, a model name), fit to store: the configured secrets
+        scrubbed (a server can reflect the key inside a normal reply), nothing else changed."""
+        return self._redactor.scrub(clean_text(text))
 
     async def preflight(self) -> dict[str, Any]:
         """Reach every server and check it knows the model: fail in seconds, not hours later."""
         import openai
 
+        from .http_limits import ReplyTooLarge
+
         info: dict[str, Any] = {"model": self.model, "backend": "openai", "servers": []}
-        for url, client in zip(self.base_urls, self._clients):
+        for url, client in zip(self.shown_urls, self._clients):
             try:
                 listed = [m.id async for m in client.with_options(max_retries=0, timeout=min(60.0, self.timeout)).models.list()]
+            except ReplyTooLarge as exc:
+                raise UserError(f"the server's answer to a model listing is too large ({self.redact(exc.detail)})",
+                                where=url, hint="raise teacher.max_response_bytes if the server is right") from None
             except openai.AuthenticationError:
                 raise UserError("the server rejected the API key", where=url,
                                 hint="set the key in the environment variable named by teacher.api_key_env") from None
@@ -102,33 +118,31 @@ class OpenAIBackend:
                                 hint="is --base-url an OpenAI-compatible API (it usually ends in /v1)?") from None
             listed = [name for name in listed if isinstance(name, str)]
             if listed and self.model not in listed:
-                shown = ", ".join(listed[:8]) + (" ..." if len(listed) > 8 else "")
+                shown = self.redact(", ".join(listed[:8]) + (" ..." if len(listed) > 8 else ""))
                 raise UserError(f"the server does not offer model '{self.model}'", where=url,
                                 hint=f"it offers: {shown}")
             info["servers"].append(url)
         return info
 
-    async def complete(self, request: ChatRequest) -> Completion:
+    async def _post(self, path: str, body: dict[str, Any], cast_to: Any) -> Any:
+        """One request to the next server, counted in flight; every way it can fail becomes a
+        RequestFailed with a reason and a redacted detail (chat and scoring alike)."""
         import openai
-        from openai.types.chat import ChatCompletion
+
+        from .http_limits import ReplyTooLarge
 
         async with self._limit:
             client = next(self._next_client)
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
             try:
-                response = await client.post(
-                    "/chat/completions",
-                    body={"model": self.model, "messages": request.message_dicts(),
-                          "temperature": request.temperature, "top_p": request.top_p,
-                          "max_tokens": request.max_tokens},
-                    cast_to=ChatCompletion,
-                    options=self._post_options,
-                )
+                return await client.post(path, body=body, cast_to=cast_to, options=self._post_options)
+            except ReplyTooLarge as exc:  # not retried: the same server would send the same body again
+                raise RequestFailed(exc.reason, self.redact(exc.detail)) from None
             except openai.APITimeoutError:
-                raise RequestFailed("timeout") from None
+                raise RequestFailed("timeout", f"no complete reply within {self.timeout:g} s") from None
             except openai.APIConnectionError as exc:
-                raise RequestFailed("connection error", self.redact(str(exc))[:200]) from None
+                raise self._connection_failure(exc) from None
             except openai.APIStatusError as exc:
                 raise RequestFailed(f"HTTP {exc.status_code}", self.redact(str(exc.message))[:200]) from None
             except (ValueError, TypeError) as exc:  # malformed body the client could not decode
@@ -137,6 +151,16 @@ class OpenAIBackend:
                 raise RequestFailed("malformed response", self.redact(f"{type(exc).__name__}: {exc}")[:200]) from None
             finally:
                 self.in_flight -= 1
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        from openai.types.chat import ChatCompletion
+
+        response = await self._post(
+            "/chat/completions",
+            {"model": self.model, "messages": request.message_dicts(), "temperature": request.temperature,
+             "top_p": request.top_p, "max_tokens": request.max_tokens},
+            ChatCompletion,
+        )
         # The client does not validate the body's shape: check it here, so valid JSON that is
         # not a chat completion is a failed request, not an AttributeError that ends the run.
         choices = getattr(response, "choices", None)
@@ -146,18 +170,31 @@ class OpenAIBackend:
             error = getattr(response, "error", None)  # some proxies send an error with status 200
             raise RequestFailed("malformed response", self.redact(f"error in the body: {error}")[:200] if error
                                 else "not a chat completion (no choices[0].message.content)")
+        text = self._from_server(text or "")  # the one point a reply enters: nothing after sees the key
         finish_reason = getattr(choice, "finish_reason", None)
+        finish_reason = self._from_server(finish_reason) if isinstance(finish_reason, str) else None
         if not (text or "").strip():
             # An empty reply is not an answer: fail it (not cached, retried by the next run)
             # rather than cache "" as the teacher's final word on this request.
             raise RequestFailed("empty reply", f"finish_reason={finish_reason!r}")
         usage = getattr(response, "usage", None)
-        return Completion(
+        return Completion(  # Completion itself makes the text encodable and the counts plausible
             text=text.strip(),
-            finish_reason=finish_reason if isinstance(finish_reason, str) and finish_reason else "stop",
-            prompt_tokens=_count(getattr(usage, "prompt_tokens", 0)),
-            completion_tokens=_count(getattr(usage, "completion_tokens", 0)),
+            finish_reason=finish_reason or "stop",
+            prompt_tokens=token_count(getattr(usage, "prompt_tokens", 0)),
+            completion_tokens=token_count(getattr(usage, "completion_tokens", 0)),
         )
+
+    def _connection_failure(self, exc: Exception) -> RequestFailed:
+        """What a connection-level error was: older SDKs wrap the transport's own errors."""
+        from .http_limits import ReplyTooLarge, httpx
+
+        cause = exc.__cause__
+        if isinstance(cause, ReplyTooLarge):
+            return RequestFailed(cause.reason, self.redact(cause.detail))
+        if isinstance(cause, httpx.DecodingError):  # a body that claims an encoding it does not have
+            return RequestFailed("malformed response", self.redact(f"cannot decode the body: {cause}")[:200])
+        return RequestFailed("connection error", self.redact(str(exc))[:200])
 
     async def check_features(self) -> dict[str, Any]:
         """Latency of one short request, and whether logprobs, JSON mode and n > 1 work."""
@@ -169,10 +206,10 @@ class OpenAIBackend:
             response = await client.chat.completions.create(model=self.model, messages=messages, max_tokens=8)
         except Exception as exc:  # the server listed the model but cannot answer: say so plainly
             raise UserError(f"the server failed a chat request: {self.redact(type(exc).__name__)}: "
-                            f"{self.redact(str(exc))[:200]}", where=self.base_urls[0]) from None
+                            f"{self.redact(str(exc))[:200]}", where=self.shown_urls[0]) from None
         report["latency_s"] = round(time.perf_counter() - start, 3)
-        report["reply"] = (response.choices[0].message.content or "").strip()
-        report["served_model"] = response.model
+        report["reply"] = self._from_server(response.choices[0].message.content or "").strip()
+        report["served_model"] = self._from_server(str(response.model))
 
         async def probe(**kwargs) -> Any:
             try:
@@ -192,3 +229,113 @@ class OpenAIBackend:
     async def aclose(self) -> None:
         for client in self._clients:
             await client.close()
+
+    # Capabilities and scoring ---------------------------------------------------------
+    # Teacher-forced scoring goes through /v1/completions with echo + logprobs: the server returns
+    # the log-probability of every prompt token (vLLM does, through prompt_logprobs; llama.cpp's
+    # Python server does when its model keeps all logits, --logits_all True, its default in 0.3.x;
+    # OpenAI's own API no longer does). That endpoint takes text, so the chat is rendered here with
+    # the served model's chat template, from a local tokenizer (`chat_template_source`).
+    chat_template_source: Path | None = None
+    _capabilities = None
+    _template_tokenizer = None
+
+    async def capabilities(self):
+        """chat, logprobs, JSON mode and n > 1 from `check_features`; prompt scoring probed apart."""
+        from .base import Capabilities
+
+        if self._capabilities is None:
+            features = await self.check_features()
+            notes = {"trainable": "a served model: train a local copy of its weights"}
+            if not features["logprobs"]:
+                notes["logprobs"] = "the server returned no token log-probabilities for a chat reply"
+            if not features["json_mode"]:
+                notes["json_mode"] = "the server refused response_format json_object"
+            if not features["n_gt_1"]:
+                notes["n_gt_1"] = "the server returned one choice for n=2"
+            scoring, why = await self._probe_scoring()
+            if why:
+                notes["prompt_scoring"] = why
+            self._capabilities = Capabilities(chat=True, logprobs=features["logprobs"], prompt_scoring=scoring,
+                                              json_mode=features["json_mode"], n_gt_1=features["n_gt_1"],
+                                              trainable=False, notes=notes)
+        return self._capabilities
+
+    async def _probe_scoring(self) -> tuple[bool, str]:
+        try:
+            entries = await self._echo_logprobs("The sky is blue.")
+        except RequestFailed as exc:
+            return False, (f"the server does not return prompt log-probabilities (/v1/completions with echo and "
+                           f"logprobs: {exc}); vLLM does, llama.cpp's server when started with --logits_all True")
+        if sum(lp is not None for _, lp in entries) < 2:
+            return False, ("the server echoed the prompt without its log-probabilities; vLLM returns them, "
+                           "llama.cpp's server when started with --logits_all True")
+        if self.chat_template_source is None:
+            return False, ("the server can score, but the chat must be rendered with the served model's chat "
+                           "template here: pass --chat-template FOLDER (its tokenizer) or 'embedded'")
+        return True, ""
+
+    def _template(self):
+        if self._template_tokenizer is None:
+            from transformers import AutoTokenizer
+
+            try:
+                self._template_tokenizer = AutoTokenizer.from_pretrained(self.chat_template_source,
+                                                                         local_files_only=True)
+            except (OSError, ValueError) as exc:
+                raise UserError(f"cannot load the tokenizer: {str(exc).splitlines()[0]}",
+                                where=self.chat_template_source) from None
+            if self._template_tokenizer.chat_template is None:
+                raise UserError("the tokenizer has no chat template", where=self.chat_template_source)
+        return self._template_tokenizer
+
+    async def _echo_logprobs(self, prompt: str) -> list[tuple[str, float | None]]:
+        """(token text, log-probability) of each token the server echoes back for `prompt`."""
+        from openai.types import Completion as TextCompletion
+
+        response = await self._post(
+            "/completions",
+            {"model": self.model, "prompt": prompt, "max_tokens": 1, "temperature": 0.0, "echo": True, "logprobs": 1},
+            TextCompletion,
+        )
+        choices = getattr(response, "choices", None)
+        logprobs = getattr(choices[0], "logprobs", None) if isinstance(choices, list) and choices else None
+        tokens, values = getattr(logprobs, "tokens", None), getattr(logprobs, "token_logprobs", None)
+        if not (isinstance(tokens, list) and isinstance(values, list) and len(tokens) == len(values)):
+            raise RequestFailed("malformed response", "no logprobs.tokens / token_logprobs in the completion")
+        return [(t if isinstance(t, str) else "", float(v) if isinstance(v, (int, float)) else None)
+                for t, v in zip(tokens, values)]
+
+    async def score(self, prompt: list[dict[str, str]], continuations: list[str]):
+        """One echo request per continuation; its tokens are found at the end of the echoed prompt.
+
+        The server's echo may or may not end with the one generated token (vLLM lists it, llama.cpp's
+        server does not), so the span of the continuation's token count is taken either way and the
+        one whose text is the continuation wins.
+        """
+        import difflib
+
+        from .base import Score, ScoringUnsupported
+
+        capabilities = await self.capabilities()
+        if not capabilities.prompt_scoring:
+            raise ScoringUnsupported(capabilities.notes.get("prompt_scoring", "the server cannot score prompts"))
+        tokenizer = self._template()
+        prefix = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        prefix_count = len(tokenizer(prefix, add_special_tokens=False)["input_ids"])
+
+        async def one(continuation: str) -> Score:
+            text = continuation or (tokenizer.eos_token or "")
+            count = len(tokenizer(prefix + text, add_special_tokens=False)["input_ids"]) - prefix_count
+            entries = await self._echo_logprobs(prefix + text)
+            spans = [entries[len(entries) - extra - count: len(entries) - extra] for extra in (0, 1)
+                     if 0 < count <= len(entries) - extra]
+            if not spans:
+                raise RequestFailed("malformed response", "the server echoed fewer tokens than the continuation has")
+            span = max(spans, key=lambda s: difflib.SequenceMatcher(None, "".join(t for t, _ in s).strip(),
+                                                                    text.strip()).ratio())
+            if any(lp is None for _, lp in span):
+                raise RequestFailed("malformed response", "a continuation token came back without a log-probability")
+            return Score(tuple(lp for _, lp in span))
+
+        return list(await asyncio.gather(*(one(c) for c in continuations)))

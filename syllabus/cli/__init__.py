@@ -6,6 +6,8 @@ commands that need them, so `syllabus --help` answers at once.
 
 from __future__ import annotations
 
+import builtins
+import errno
 import os
 import sys
 from pathlib import Path
@@ -74,6 +76,58 @@ def main(argv: Optional[list[str]] = None) -> None:
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]: finished work is saved; rerun the same command to resume.")
         sys.exit(130)
+    except Exception as exc:
+        problem = storage_problem(exc)
+        if problem is None:
+            raise
+        err_console.print(f"[bold red]error:[/] {_escape(str(problem))}", highlight=False)
+        sys.exit(problem.exit_code)
+
+
+# Why a file could not be written, and what to do; each is the user's to fix, not a bug.
+_STORAGE_HINTS = {
+    errno.EACCES: "you may not use that file or folder: fix its permissions, or give the command another folder",
+    errno.EPERM: "you may not use that file or folder: fix its permissions, or give the command another folder",
+    errno.EROFS: "that file system is mounted read-only: remount it writable, or give the command another folder",
+    errno.ENOSPC: "the disk is full: free some space, then rerun the same command (finished work is kept)",
+    errno.EDQUOT: "your disk quota is used up: free some space, then rerun the same command (finished work is kept)",
+    errno.EFBIG: "the file is larger than this file system allows: write to another disk",
+}
+_SQLITE_HINTS = {  # sqlite3 reports the same conditions under its own codes (primary code: low byte)
+    13: ("database or disk is full", errno.ENOSPC),  # SQLITE_FULL
+    8: ("the database is read-only", errno.EROFS),  # SQLITE_READONLY
+    14: ("the database file could not be opened", errno.EACCES),  # SQLITE_CANTOPEN
+}
+
+
+def storage_problem(exc: BaseException) -> UserError | None:
+    """A write the disk refused (permissions, read-only, full, quota) as one clear UserError
+    naming the file and the fix, or None for anything else (a bug: its traceback stays).
+
+    Files are written atomically (fsutil), so a refused write left the old file as it was."""
+    group = getattr(builtins, "BaseExceptionGroup", None)  # Python 3.11+; 3.10 has no task groups
+    if group is not None and isinstance(exc, group):  # a task group: the first storage error among them
+        return next((p for p in map(storage_problem, exc.exceptions) if p is not None), None)
+    if isinstance(exc, OSError) and exc.errno in _STORAGE_HINTS:
+        where = None if exc.filename is None else _shown(exc.filename)
+        if where is not None and exc.filename2 is not None:  # a rename: both ends
+            where = f"{where} -> {_shown(exc.filename2)}"
+        verb = "cannot open" if exc.errno in (errno.EACCES, errno.EPERM) else "cannot write"  # EACCES: reads too
+        return UserError(f"{verb}: {exc.strerror or os.strerror(exc.errno)}", where=where,
+                         hint=_STORAGE_HINTS[exc.errno])
+    sqlite3 = sys.modules.get("sqlite3")
+    if sqlite3 is not None and isinstance(exc, sqlite3.OperationalError):
+        code = getattr(exc, "sqlite_errorcode", None)
+        known = _SQLITE_HINTS.get(code & 0xFF) if isinstance(code, int) else None
+        if known is not None:
+            reason, number = known  # sqlite does not say which file: the run's cache or scratch
+            return UserError(f"cannot write a database file: {exc}" if str(exc) else reason,
+                             hint=_STORAGE_HINTS[number])
+    return None
+
+
+def _shown(name) -> str:
+    return os.fsdecode(name) if isinstance(name, bytes) else str(name)
 
 
 def _escape(text: str) -> str:

@@ -172,10 +172,13 @@ teacher_app = typer.Typer(help="Check the teacher model.", no_args_is_help=True)
 
 @teacher_app.command("check")
 def check(teacher: TeacherOption = None, base_url: BaseUrlOption = None, project: ProjectOption = None) -> None:
-    """Connect, send one short request, report the model, latency and which features work."""
+    """Connect, send one short request, report the model, latency and what the backend can do."""
     import asyncio
+    import time
 
-    from ..backends import make_backend, parse_teacher_spec
+    from ..backends import ChatRequest, RequestFailed, make_backend, parse_teacher_spec
+    from ..errors import UserError
+
     proj = open_project_or_defaults(project)  # outside a project: check the flags alone
     spec = parse_teacher_spec(teacher, proj.config.teacher)
     backend = make_backend(spec, proj.config.teacher, base_urls=base_url, project_root=proj.root)
@@ -183,25 +186,24 @@ def check(teacher: TeacherOption = None, base_url: BaseUrlOption = None, project
     async def main():
         try:
             info = await backend.preflight()
-            if hasattr(backend, "check_features"):
-                info.update(await backend.check_features())
-            else:
-                import time
-
-                from ..backends import ChatRequest
-
-                start = time.perf_counter()
+            start = time.perf_counter()
+            try:
                 reply = await backend.complete(ChatRequest.from_messages(
                     [{"role": "user", "content": "Say hello in one word."}], max_tokens=8, temperature=0))
-                info.update(latency_s=round(time.perf_counter() - start, 3), reply=reply.text,
-                            logprobs=True, json_mode=False, n_gt_1=True)
-            return info
+            except RequestFailed as exc:  # listed the model but cannot answer: say so plainly
+                raise UserError(f"the teacher failed a chat request: {exc}", where=spec.model or spec.backend) from None
+            info.update(latency_s=round(time.perf_counter() - start, 3), reply=reply.text)
+            return info, await backend.capabilities()
         finally:
             await backend.aclose()
 
-    info = asyncio.run(main())
+    info, capabilities = asyncio.run(main())
+    info.update(capabilities.flags())
+    if capabilities.context_tokens:
+        info["context_tokens"] = capabilities.context_tokens
     table = Table("check", "result", title="Teacher check")
     for key, value in info.items():
         shown = ("[green]yes[/]" if value else "[yellow]no[/]") if isinstance(value, bool) else escape(str(value))
-        table.add_row(key, shown)
+        note = capabilities.notes.get(key) if value is False else None
+        table.add_row(key, shown + (f" [dim]({escape(note)})[/]" if note else ""))
     console.print(table)

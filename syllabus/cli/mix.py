@@ -38,7 +38,7 @@ def mix(
     Short nodes are never capped silently: the table and mix.json show requested against
     delivered for every entry and node, and why.
     """
-    from ..generators.mix import mix as run_mix
+    from ..data.mix import mix as run_mix
 
     outcome = run_mix(recipe, out, write=not dry_run)
     summary = outcome.summary

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .common import console
+from .common import console, err_console
 
 
 def stats(
@@ -27,9 +27,11 @@ def stats(
 
     `syllabus stats mixes/round2/dataset.jsonl --out reports/round2`
     """
-    from ..generators.stats import dataset_stats
+    from ..data.stats import dataset_stats
 
     result = dataset_stats(source, out, charts=charts)
+    for warning in result.get("warnings", []):  # a damaged summary.json or dropped.jsonl: read in part
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}")
     print_stats(result)
     outputs = result["outputs"]
     pngs = [Path(v).name for k, v in outputs.items() if k.endswith("_chart")]

@@ -101,39 +101,85 @@ def split(
     console.print(f"[green]{probes} probes[/] in {escape(str(probes_file))}; {rows} training rows in {escape(str(train_dir))}")
 
 
+EvalStudentOpt = Annotated[Optional[str], typer.Option(
+    "--student", help="'embedded', a model folder, or 'openai:MODEL' served at --base-url. Default: syllabus.yaml.")]
+
+
 def evaluate(
     probes: Annotated[Path, typer.Option("--probes", help="Probe JSONL (question, answer, node; or options + correct).")],
-    student: StudentOpt = None,
+    student: EvalStudentOpt = None,
+    base_url: Annotated[Optional[list[str]], typer.Option(
+        "--base-url", help="OpenAI-compatible server of an 'openai:MODEL' student (repeat to spread requests).")] = None,
+    chat_template: Annotated[Optional[str], typer.Option(
+        "--chat-template", help="A served student's tokenizer ('embedded' or a model folder): its chat template "
+                                "renders the prompts that /v1/completions scores.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Where results.json, answers, mistakes and pairs/ go. Default: exams/NAME in the project.")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Probes answered per batch.")] = 8,
+    batch_size: Annotated[int, typer.Option(min=1, help="Probes answered per batch (local) or requests in flight (served).")] = 8,
     max_tokens: Annotated[int, typer.Option(min=1, help="Longest student answer, in tokens.")] = 128,
+    max_context: Annotated[Optional[int], typer.Option(
+        "--max-context", min=64, help="Cut probes to this many tokens (local students). Default: the model's context window.")] = None,
     project: ProjectOption = None,
 ) -> None:
     """Examine the student per taxonomy node: exact/numeric match, choice accuracy, reference log-probability.
 
     Example: `syllabus eval --student students/sft-train/final --probes runs/default/probes.jsonl`
 
+    A served student: `syllabus eval --student openai:MODEL --base-url http://127.0.0.1:8000/v1 --chat-template FOLDER`
+    (vLLM, or llama.cpp started with --logits_all True; the server must return prompt log-probabilities).
+
     Wrong answers are kept (mistakes.jsonl) and turned into DPO pairs (pairs/) for the next round.
+    A probe longer than the model's context is cut to fit and counted as truncated.
     """
+    import asyncio
+
     from rich.progress import Progress
 
+    from ..backends.base import RequestFailed
+    from ..backends.spec import make_backend, parse_student_spec
+    from ..errors import UserError
     from ..students.examine import examine, write_examination
     from ..students.probes import load_probes
-    from ..students.train import student_dir
 
-    spec = student or _student_config(project).model
+    proj = open_project_or_defaults(project)
+    spec = student or proj.config.student.model
     items = load_probes(probes)
-    folder = student_dir(spec)
-    with Progress(console=console, transient=True) as bar:
-        task = bar.add_task("examining", total=len(items))
-        results = examine(folder, items, batch_size=batch_size, max_tokens=max_tokens,
-                          progress=lambda n: bar.advance(task, n))
-    out = out or ProjectLayout.of(open_project_or_defaults(project)).exam(spec)
+    model_spec = parse_student_spec(spec)
+    if model_spec.backend == "openai" and not (base_url or proj.config.teacher.base_url):
+        raise UserError("a served student needs the server's URL", where="--student",
+                        hint="add --base-url http://HOST:PORT/v1 (vLLM or llama.cpp)")
+    if model_spec.backend == "openai" and max_context:
+        raise UserError("--max-context is for a local student", where="--max-context",
+                        hint="a served student's context is the server's (vLLM --max-model-len, llama.cpp --n_ctx)")
+    if model_spec.backend != "openai" and chat_template:
+        raise UserError("--chat-template is for a served ('openai:MODEL') student", where="--chat-template",
+                        hint="a local student uses its own tokenizer's template")
+    backend = make_backend(model_spec, proj.config.teacher, base_urls=base_url, concurrency=batch_size,
+                           project_root=proj.root, chat_template=chat_template, max_context=max_context)
+
+    async def main():
+        try:
+            await backend.preflight()
+            with Progress(console=console, transient=True) as bar:
+                task = bar.add_task("examining", total=len(items))
+                return await examine(backend, items, max_tokens=max_tokens, in_flight=4 * batch_size,
+                                     progress=lambda n: bar.advance(task, n))
+        except RequestFailed as exc:  # the student failed for good on a probe: nothing half-written
+            raise UserError(f"the student failed a request: {exc}", where=spec) from None
+        finally:
+            await backend.aclose()
+
+    results = asyncio.run(main())
+    out = out or ProjectLayout.of(proj).exam(spec)
     summary, outputs = write_examination(results, out, spec)
-    table = Table("node", "probes", "graded", "accuracy", "mean logprob", title=f"Examination of {escape(spec)}")
+    table = Table("node", "probes", "graded", "accuracy", "mean logprob", "truncated",
+                  title=f"Examination of {escape(spec)}")
     for node, block in [*summary["nodes"].items(), ("(all)", summary["overall"])]:
         accuracy = "-" if block["accuracy"] is None else f"{block['accuracy']:.0%}"
-        table.add_row(escape(node), str(block["probes"]), str(block["graded"]), accuracy, f"{block['mean_logprob']:.3f}")
+        table.add_row(escape(node), str(block["probes"]), str(block["graded"]), accuracy,
+                      f"{block['mean_logprob']:.3f}", str(block["truncated"]))
     console.print(table)
+    if summary["overall"]["truncated"]:
+        console.print(f"[yellow]{summary['overall']['truncated']} probe(s) truncated[/] to the model's context "
+                      f"(the middle of the question cut; marked truncated in answers.jsonl)")
     console.print(f"results in {escape(str(outputs['results']))}" +
                   (f"; DPO pairs in {escape(str(outputs['pairs']))}" if "pairs" in outputs else ""))

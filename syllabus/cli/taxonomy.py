@@ -10,7 +10,6 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
-from ..errors import UserError
 from .common import ProjectOption, console, open_project
 
 taxonomy_app = typer.Typer(

@@ -17,10 +17,12 @@ round r asks new questions, and the same round run again asks the same requests.
 from __future__ import annotations
 
 import asyncio
-import hashlib
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
+from ..data.keys import content_hash
 from ..prompts import Templates
 from ..taxonomy.curriculum import Session, Subject, has_subjects, load_subjects, write_subjects, write_syllabus
 from ..taxonomy.model import Node
@@ -118,8 +120,9 @@ class GlanStages:
         return (self.subjects, self.syllabus, self.question, self.answer)
 
 
-def glan_stages(settings) -> GlanStages:
-    """The four GLAN stages under `settings` (a GenerationConfig)."""
+def glan_stages(settings, rejected: Counter | None = None) -> GlanStages:
+    """The four GLAN stages under `settings` (a GenerationConfig). `rejected`: where the subjects
+    parser counts the names it leaves out of a reply it otherwise parsed (the runner's counts)."""
     sampling = settings.stages
 
     def merge(found: list[list[Subject]]) -> list[Subject]:
@@ -133,7 +136,7 @@ def glan_stages(settings) -> GlanStages:
     return GlanStages(
         subjects=Stage("subjects", "subjects", sampling["subjects"],
                        variables=lambda node: {"discipline": node, "count": settings.max_subjects},
-                       parse=lambda text: parse_subjects(text, limit=settings.max_subjects * 2),
+                       parse=lambda text: parse_subjects(text, limit=settings.max_subjects * 2, rejected=rejected),
                        samples=settings.subject_samples, combine=merge),
         syllabus=Stage("syllabus", "syllabus", sampling["syllabus"],
                        variables=lambda item: {"subject": item.subject, "discipline": item.node,
@@ -153,7 +156,7 @@ class GlanGenerator:
         self.runner = runner
         self.settings = settings
         self.round_index = round_index
-        self.stages = stages or glan_stages(settings)
+        self.stages = stages or glan_stages(settings, rejected=runner.counts("subjects").unparsed)
         for stage in self.stages.all:
             runner.add(stage)  # every stage is in the summary, asked or not, in pipeline order
         self.window = max(1, window)  # question-answer pairs in flight across all disciplines
@@ -168,8 +171,8 @@ class GlanGenerator:
         if has_subjects(node):
             return load_subjects(node)
         subjects = (await self.runner.run(self.stages.subjects, node)).results
-        if subjects:
-            write_subjects(node, subjects, generated_by=self.runner.teacher.backend.model)
+        if subjects:  # from here on, as every later run reads them: the same order, the same text
+            subjects = write_subjects(node, subjects, generated_by=self.runner.teacher.backend.model)
         return subjects
 
     # Stage 2 -------------------------------------------------------------------
@@ -229,7 +232,7 @@ class GlanGenerator:
             "seed": self.settings.seed,
             "round": item.round,
             "finish_reason": finish,
-            "content_hash": hashlib.sha256(f"{question}\n\x00\n{answer}".encode()).hexdigest()[:16],
+            "content_hash": content_hash(question, answer),
         }
 
     # The whole run -------------------------------------------------------------

@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..data.rows import answer_of, question_of
 from ..errors import UserError
 from ..prompts import Templates
-from .filters.text import answer_of, question_of
 from .parsers import Judgement, ParseError, parse_judgement
 from .stages import Stage, StageRunner
 

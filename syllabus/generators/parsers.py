@@ -8,10 +8,11 @@ each parser strips decoration, drops repeats, caps list lengths and raises
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 from ..taxonomy.curriculum import Session, Subject
-from ..taxonomy.model import slugify
+from ..taxonomy.model import slugify, unsafe_name
 
 BULLET = re.compile(r"^\s*(?:[-*•+]|\(?\d{1,3}[.)]|[a-z][.)])\s*")
 DECORATION = re.compile(r"\*\*|__|`")
@@ -36,7 +37,10 @@ def _clean(line: str) -> str:
     return DECORATION.sub("", BULLET.sub("", line, count=1)).strip().strip('"').strip()
 
 
-def parse_subjects(text: str, limit: int) -> list[Subject]:
+def parse_subjects(text: str, limit: int, rejected: Counter | None = None) -> list[Subject]:
+    """Subjects from 'Name | level | topics' lines. A name the node name rules refuse (control
+    or escape characters, bidirectional overrides, a path, a reserved device name) is left out
+    and counted in `rejected` by reason: it would become a file name and a prompt."""
     subjects: list[Subject] = []
     seen: set[str] = set()
     for raw in text.splitlines():
@@ -48,6 +52,11 @@ def parse_subjects(text: str, limit: int) -> list[Subject]:
         parts = [p.strip() for p in line.split("|")] if "|" in line else [p.strip() for p in re.split(r"\s+[-–—]\s+", line, maxsplit=2)]
         name = parts[0].strip(" .")
         if not 3 <= len(name) <= 100 or not slugify(name) or slugify(name) in seen:
+            continue
+        reason = unsafe_name(name)
+        if reason:
+            if rejected is not None:
+                rejected[f"subject name {reason}"] += 1
             continue
         level = parts[1].strip(" .").lower() if len(parts) > 1 and parts[1] and len(parts[1]) <= 40 else None
         subtopics = [t.strip(" .") for t in re.split(r"[,;]", parts[2])] if len(parts) > 2 else []
@@ -79,9 +88,9 @@ def parse_syllabus(text: str, max_sessions: int, max_concepts: int = 6) -> list[
         if current is None or not BULLET.match(raw):
             continue
         concept = DURATION.sub("", _clean(raw)).strip(" .")
-        if 2 <= len(concept) <= 120 and slugify(concept) not in {slugify(c) for c in current.concepts}:
-            if len(current.concepts) < max_concepts:
-                current.concepts.append(concept)
+        if (2 <= len(concept) <= 120 and len(current.concepts) < max_concepts
+                and slugify(concept) not in {slugify(c) for c in current.concepts}):
+            current.concepts.append(concept)
     sessions = [s for s in sessions if s.concepts][:max_sessions]
     if not sessions:
         raise ParseError("no 'Session N: title' with '- concept' lines")

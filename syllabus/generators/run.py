@@ -21,21 +21,24 @@ import asyncio
 import json
 import threading
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..backends import make_backend, parse_teacher_spec
 from ..backends.spec import TeacherSpec
+from ..data.write import remove_dataset, write_dataset
 from ..errors import UserError
 from ..fsutil import atomic_write_text, atomic_writer
 from ..layout import ProjectLayout
 from ..project import Project
 from ..prompts import Templates
+from ..runlock import run_folder
 from ..taxonomy.model import Node
 from .cache import RequestCache
-from .dataset import dataset_card, remove_dataset, write_dataset
+from .dataset import dataset_card
 from .filters import CHUNK, EvalSet, FilterChain, FilterReport, enabled, load_eval_set, mark
 from .filters import embedding as embedding_filter
 from .filters.decontaminate import resolve as resolve_eval_paths
@@ -219,11 +222,16 @@ def generate(project: Project, options: GenerateOptions, progress: Progress | No
 
 def run_job(job: GenerateJob, progress: Progress | None = None, backend=None) -> GenerateOutcome:
     """Run one generation. `backend`: a teacher already made (not yet preflighted); default, the job's."""
+    with run_folder(job.cache_file.parent):  # the run folder is ours, and this run's alone
+        return _run_job(job, progress, backend)
+
+
+def _run_job(job: GenerateJob, progress: Progress | None, backend) -> GenerateOutcome:
     progress = progress or NoProgress()
     settings = job.settings
     backend = backend or job.make_backend()
     out_dir = job.out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)  # the one place the run's output folder is created
+    out_dir.mkdir(parents=True, exist_ok=True)  # a round's data folder, inside the claimed run folder
     cache = RequestCache(job.cache_file)
     runner = StageRunner(CachedTeacher(backend, cache), job.templates, progress)
     generator = GlanGenerator(runner=runner, settings=settings, round_index=job.round, window=job.window)
@@ -313,7 +321,7 @@ def filter_and_write(spool: RowSpool, run_dir: Path, settings, eval_sets: list[E
         if keep_order:
             ordered = (row for chunk in kept_rows.chunks(CHUNK) for _, row in chunk)
         else:  # curriculum order: easy to hard, interleaved, or shuffled
-            from .mix import order_rows
+            from ..data.mix import order_rows
 
             keys = [light["_key"] for light in order_rows(order_keys, settings.order, settings.seed)]
             del order_keys

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from ..data.shares import allocate  # noqa: F401 - the question budget (glan.py) splits by it
 from ..taxonomy.curriculum import Session, Subject
 
 LEARNED_LIMIT = 12  # concepts of earlier sessions shown as "already learned"
@@ -46,20 +47,6 @@ class Combination:
     @property
     def sessions(self) -> list[Session]:
         return [self.subject.sessions[i] for i in self.session_indices]
-
-
-def allocate(total: int, weights: dict[str, float]) -> dict[str, int]:
-    """Split `total` by weight with the largest-remainder method: the parts add up to `total`."""
-    positive = {k: w for k, w in weights.items() if w > 0}
-    if not positive or total <= 0:
-        return {k: 0 for k in weights}
-    scale = sum(positive.values())
-    exact = {k: total * w / scale for k, w in positive.items()}
-    shares = {k: int(v) for k, v in exact.items()}
-    left = total - sum(shares.values())
-    for key in sorted(exact, key=lambda k: (-(exact[k] - shares[k]), k))[:left]:
-        shares[key] += 1
-    return {k: shares.get(k, 0) for k in weights}
 
 
 def draw(subjects: list[Subject], index: int, *, seed: int, node_path: str, concepts: tuple[int, int],

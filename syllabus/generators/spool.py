@@ -13,8 +13,9 @@ import json
 import os
 import sqlite3
 import uuid
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 PREFIX = ".rows-"
 COMMIT_EVERY = 2000  # rows per transaction: inserts stay cheap, the page cache stays small
@@ -72,7 +73,7 @@ class RowSpool:
         self._db.close()
         self.path.unlink(missing_ok=True)
 
-    def __enter__(self) -> "RowSpool":
+    def __enter__(self) -> RowSpool:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -21,15 +21,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Iterable, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ..backends.base import ChatRequest, Completion
 from ..prompts import Templates
 from .parsers import ParseError
 from .teacher import CachedTeacher, NoProgress, Progress, StageStats
 
-I = TypeVar("I")  # an item, whatever the stage reads
+ItemT = TypeVar("ItemT")  # an item, whatever the stage reads
 T = TypeVar("T")  # a parsed reply
 
 
@@ -38,14 +39,14 @@ def _first_sample(item: Any) -> int:
 
 
 @dataclass(frozen=True)
-class Stage(Generic[I, T]):
+class Stage(Generic[ItemT, T]):
     name: str  # the key of its counts, its progress bar and its cache records
     template: str  # a prompts/ template name
     sampling: Any  # temperature, top_p, max_tokens (project.StageSampling)
-    variables: Callable[[I], dict[str, Any]]  # the template's variables for one item
+    variables: Callable[[ItemT], dict[str, Any]]  # the template's variables for one item
     parse: Callable[[str], T]  # the reply's text -> value; raises ParseError with a short reason
     samples: int = 1  # requests per item
-    first_sample: Callable[[I], int] = _first_sample  # sample_index of an item's first request
+    first_sample: Callable[[ItemT], int] = _first_sample  # sample_index of an item's first request
     combine: Callable[[list[T]], list[Any]] | None = None  # an item's results from its parsed samples
 
     def __post_init__(self) -> None:
@@ -86,10 +87,15 @@ class StageRunner:
 
     def add(self, stage: Stage) -> StageStats:
         """Register a stage: its counts exist (zeros) and its bar is shown, in the order added."""
-        if stage.name not in self.stats:
-            self.stats[stage.name] = StageStats()
-            self.progress.add_total(stage.name, 0)
-        return self.stats[stage.name]
+        return self.counts(stage.name)
+
+    def counts(self, name: str) -> StageStats:
+        """The counts of the stage called `name` (registered now if new), for a parser that
+        reports what it left out of a reply it otherwise parsed."""
+        if name not in self.stats:
+            self.stats[name] = StageStats()
+            self.progress.add_total(name, 0)
+        return self.stats[name]
 
     def expect(self, stage: Stage, items: int) -> None:
         """Show `items` items on the bar now, ahead of `run`; only for items that will surely run."""
@@ -98,7 +104,7 @@ class StageRunner:
         self._expected[stage.name] += count
         self.progress.add_total(stage.name, count)
 
-    async def run(self, stage: Stage[I, T], item: I) -> StageOutput[T]:
+    async def run(self, stage: Stage[ItemT, T], item: ItemT) -> StageOutput[T]:
         stats = self.add(stage)
         if self._expected[stage.name] >= stage.samples:
             self._expected[stage.name] -= stage.samples
@@ -135,7 +141,7 @@ class StageRunner:
         stats.kept += len(results)
         return StageOutput(values, parsed, results)
 
-    async def run_all(self, stage: Stage[I, T], items: list[I]) -> list[StageOutput[T]]:
+    async def run_all(self, stage: Stage[ItemT, T], items: list[ItemT]) -> list[StageOutput[T]]:
         self.expect(stage, len(items))
         return list(await asyncio.gather(*(self.run(stage, item) for item in items)))
 
@@ -168,7 +174,7 @@ class Plan:
     stages: dict[str, Estimate] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, stages: Iterable[Stage]) -> "Plan":
+    def of(cls, stages: Iterable[Stage]) -> Plan:
         """A plan listing `stages` in this order, each at zero until priced."""
         return cls({stage.name: Estimate() for stage in stages})
 

@@ -32,7 +32,7 @@ class StageStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
-    def record(self, fetched: "Fetched") -> None:
+    def record(self, fetched: Fetched) -> None:
         """Count one request by where its answer came from: the one counting rule for requests."""
         self.requested += 1
         if fetched.completion is None:

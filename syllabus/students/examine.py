@@ -3,12 +3,17 @@
 Three signals: exact or numeric match for short answers, choice accuracy for
 multiple choice (the option the student finds most likely), and the mean
 log-probability of the reference answer, a smooth signal that still moves for a
-135M student long before its free-form answers become right. The student answers
-with the same batched local generation the teacher uses.
+135M student long before its free-form answers become right.
+
+The student is any backend (`embedded`, a folder, or `openai:MODEL` served by vLLM or
+llama.cpp): it answers through `complete` and is scored through `score`, which every backend
+offers where it can and refuses plainly where it cannot. A probe longer than the model's
+context is cut to fit by the backend and counted as truncated, not a crash that loses the exam.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -17,7 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..backends.base import ChatRequest
+from ..backends.base import ChatRequest, ScoringUnsupported
+from ..errors import UserError
 from ..fsutil import atomic_write_text, replace_dir
 from .probes import Probe
 
@@ -34,6 +40,7 @@ class ProbeResult:
     kind: str  # numeric | short | choice | long
     correct: bool | None  # None: a long answer has no exact check
     reference_logprob: float
+    truncated: bool = False  # the probe was cut to fit the model's context
 
 
 def _number(text: str) -> float | None:
@@ -65,79 +72,52 @@ def grade(reference: str, answer: str) -> tuple[str, bool | None]:
     return "long", None
 
 
-def _chat_prefix(tokenizer, question: str) -> list[int]:
-    text = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
-                                         add_generation_prompt=True)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
-
-
-def continuation_logprobs(model, tokenizer, pairs: list[tuple[str, str]], batch_size: int = 8) -> list[float]:
-    """Mean log-probability of each continuation given its question, teacher-forced, right-padded."""
-    import torch
-
-    scores: list[float] = []
-    for start in range(0, len(pairs), batch_size):
-        chunk = pairs[start : start + batch_size]
-        sequences, spans = [], []
-        for question, continuation in chunk:
-            prefix = _chat_prefix(tokenizer, question)
-            target = tokenizer(continuation, add_special_tokens=False)["input_ids"] or [tokenizer.eos_token_id]
-            sequences.append(prefix + target)
-            spans.append((len(prefix), len(prefix) + len(target)))
-        width = max(len(s) for s in sequences)
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        ids = torch.tensor([s + [pad] * (width - len(s)) for s in sequences], device=model.device)
-        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in sequences], device=model.device)
-        with torch.inference_mode():
-            logits = model(input_ids=ids, attention_mask=mask).logits.float()
-        logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
-        for row, (begin, end) in enumerate(spans):
-            targets = ids[row, begin:end]
-            picked = logprobs[row, begin - 1 : end - 1].gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-            scores.append(float(picked.mean()))
-    return scores
-
-
 def _choice_prompt(probe: Probe) -> str:
     letters = "ABCDEFGHIJ"
     lines = [probe.question, ""] + [f"{letters[i]}. {option}" for i, option in enumerate(probe.options)]
     return "\n".join(lines)
 
 
-def examine(student_folder: Path, probes: list[Probe], *, batch_size: int = 8, max_tokens: int = 128,
-            progress=None) -> list[ProbeResult]:
-    from ..backends.local import LocalBackend
+def _user(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
 
-    backend = LocalBackend(student_folder, batch_size=batch_size)
-    model, tokenizer = backend.load()
-    tokenizer.padding_side = "left"
-    answers: list[str] = []
-    free_form = [p for p in probes if not p.options]
-    for start in range(0, len(free_form), batch_size):
-        chunk = free_form[start : start + batch_size]
-        requests = [ChatRequest.from_messages([{"role": "user", "content": p.question}], temperature=0.0,
-                                              max_tokens=max_tokens) for p in chunk]
-        answers.extend(c.text for c in backend.generate_batch(requests))
-        if progress:
-            progress(len(chunk))
-    answer_of = {id(p): a for p, a in zip(free_form, answers)}
-    reference_scores = continuation_logprobs(model, tokenizer, [
-        (_choice_prompt(p) if p.options else p.question, p.answer) for p in probes], batch_size)
-    results = []
-    for probe, score in zip(probes, reference_scores):
+
+async def examine(backend, probes: list[Probe], *, max_tokens: int = 128, in_flight: int = 32,
+                  progress=None) -> list[ProbeResult]:
+    """Results in probe order; `in_flight` probes at a time, so a local backend fills its batches
+    and a server its concurrency, while memory stays bounded whatever the probe count."""
+    capabilities = await backend.capabilities()
+    if not capabilities.prompt_scoring:
+        note = capabilities.notes.get("prompt_scoring", "")
+        raise UserError(f"the student backend cannot score prompts, which the examination needs ({backend.model})",
+                        hint=note or "examine a local model folder, or a server that returns prompt log-probabilities")
+    results: list[ProbeResult | None] = [None] * len(probes)
+    next_index = iter(range(len(probes)))
+
+    async def one(probe: Probe) -> ProbeResult:
         if probe.options:
-            option_scores = continuation_logprobs(model, tokenizer,
-                                                  [(_choice_prompt(probe), o) for o in probe.options], batch_size)
-            pick = max(range(len(option_scores)), key=option_scores.__getitem__)
-            results.append(ProbeResult(probe.node, probe.question, probe.answer, probe.options[pick], "choice",
-                                       pick == probe.correct, score))
+            scores = await backend.score(_user(_choice_prompt(probe)), list(probe.options))
+            pick = max(range(len(scores)), key=lambda i: scores[i].mean)
+            return ProbeResult(probe.node, probe.question, probe.answer, probe.options[pick], "choice",
+                               pick == probe.correct, scores[probe.correct].mean, any(s.truncated for s in scores))
+        request = ChatRequest.from_messages(_user(probe.question), temperature=0.0, max_tokens=max_tokens)
+        answer, (score,) = await asyncio.gather(backend.complete(request), backend.score(_user(probe.question),
+                                                                                         [probe.answer]))
+        kind, correct = grade(probe.answer, answer.text)
+        truncated = bool(answer.extra.get("truncated")) or score.truncated
+        return ProbeResult(probe.node, probe.question, probe.answer, answer.text, kind, correct, score.mean, truncated)
+
+    async def worker() -> None:
+        for index in next_index:
+            try:
+                results[index] = await one(probes[index])
+            except ScoringUnsupported as exc:
+                raise UserError(f"the student backend cannot score prompts: {exc.detail}") from None
             if progress:
                 progress(1)
-        else:
-            answer = answer_of[id(probe)]
-            kind, correct = grade(probe.answer, answer)
-            results.append(ProbeResult(probe.node, probe.question, probe.answer, answer, kind, correct, score))
-    return results
+
+    await asyncio.gather(*(worker() for _ in range(max(1, min(in_flight, len(probes))))))
+    return [r for r in results if r is not None]
 
 
 def summarise(results: list[ProbeResult]) -> dict[str, Any]:
@@ -152,6 +132,7 @@ def summarise(results: list[ProbeResult]) -> dict[str, Any]:
             "graded": len(graded),
             "accuracy": (sum(r.correct for r in graded) / len(graded)) if graded else None,
             "mean_logprob": sum(r.reference_logprob for r in items) / len(items),
+            "truncated": sum(r.truncated for r in items),
         }
 
     return {"overall": block(results), "nodes": {node: block(items) for node, items in sorted(nodes.items())}}

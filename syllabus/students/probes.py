@@ -1,7 +1,8 @@
 """Probe sets: held-out questions with reference answers, per taxonomy node.
 
-Split from generated data (and then kept out of every training set, by a hash of
-the normalised question) or imported from a user's JSONL: free-form
+Split from generated data (and then kept out of every training set, by the data layer's
+question key: the normalisation dedup uses too, so a copy that differs in case, punctuation
+or Unicode form is the same question) or imported from a user's JSONL: free-form
 {question, answer, node} or multiple choice {question, options, correct, node}.
 """
 
@@ -14,9 +15,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..data.keys import question_key
+from ..data.read import iter_jsonl
+from ..data.rows import CHAT_COLUMN, QUESTION_COLUMNS, answer_of, node_of, question_of, user_turns
+from ..data.write import save_dataset
 from ..errors import UserError
-from ..fsutil import atomic_write_text, replace_dir
-from .data import load_dataset_any, question_hash, question_text, read_jsonl
+from ..fsutil import atomic_write_text
+from .data import load_checked, open_dataset
 
 PROBES_FILE = "probes.jsonl"
 
@@ -30,8 +35,13 @@ class Probe:
     correct: int | None = None  # index into options, for multiple choice
 
     @property
-    def key(self) -> str:
-        return question_hash(self.question)
+    def key(self) -> bytes:
+        return question_key(self.question)
+
+
+def row_keys(row: dict[str, Any]) -> set[bytes]:
+    """The question keys a training row holds: its question, and each user turn on its own."""
+    return {question_key(question_of(row)), *(question_key(turn) for turn in user_turns(row))}
 
 
 def load_probes(path: str | Path) -> list[Probe]:
@@ -39,11 +49,11 @@ def load_probes(path: str | Path) -> list[Probe]:
     path = Path(path)
     if path.is_dir():
         path = path / PROBES_FILE
-    if not path.is_file():
+    if not path.exists():
         raise UserError("probe file does not exist", where=path,
                         hint="split probes off a run with `syllabus probes split RUN`, or give a JSONL file")
     probes = []
-    for number, row in enumerate(read_jsonl(path), start=1):
+    for number, row in iter_jsonl(path):
         probes.append(_probe_from(row, f"{path}:{number}"))
     if not probes:
         raise UserError("probe file is empty", where=path)
@@ -85,40 +95,38 @@ def split_probes(source: str | Path, *, fraction: float = 0.1, minimum: int = 1,
     if not 0 < fraction < 1:
         raise UserError(f"--fraction must be between 0 and 1, got {fraction}")
     source = Path(source)
-    run = source.is_dir() and (source / "dataset").is_dir()
     # A run is split from its dataset/, never from the train/ an earlier split (or a killed one) left there.
-    dataset = load_dataset_any(source / "dataset" if run else source)
-    if "prompt" not in dataset.column_names or "completion" not in dataset.column_names:
-        raise UserError("probes are split from generated prompt/completion data", where=source)
-    out_dir = Path(out_dir) if out_dir else (source if run else source.parent)
+    rows = open_dataset(source, splits=("dataset",))
+    if not {"prompt", "completion"} <= set(rows.columns):
+        raise UserError("probes are split from generated prompt/completion data", where=rows.path or source)
+    dataset = load_checked(rows, ("prompt", "completion"))
+    out_dir = Path(out_dir) if out_dir else (source if rows.located.is_run else source.parent)
     by_node: dict[str, list[int]] = defaultdict(list)
     for index, row in enumerate(dataset):
-        by_node[row.get("taxonomy_path") or "unknown"].append(index)
+        if question_of(row).strip() and answer_of(row).strip():  # a prompt of only a system turn is no probe
+            by_node[node_of(row) or "unknown"].append(index)
     rng = random.Random(seed)
     held: set[int] = set()
-    for node, indices in sorted(by_node.items()):
+    for _node, indices in sorted(by_node.items()):
         if len(indices) < 2:
             continue  # a node with one row trains on it; probing it would leave nothing to learn from
         count = min(len(indices) - 1, max(minimum, round(len(indices) * fraction)))
         held.update(rng.sample(indices, count))
-    probes = [
-        Probe(question_text(dataset[i]), dataset[i]["completion"][-1]["content"], dataset[i].get("taxonomy_path", "unknown"))
-        for i in sorted(held)
-    ]
+    probes = [Probe(question_of(row), answer_of(row), node_of(row) or "unknown")
+              for row in (dataset[i] for i in sorted(held))]
     keys = {p.key for p in probes}
-    train = dataset.filter(lambda row: question_hash(question_text(row)) not in keys)
+    train = dataset.filter(lambda row: not row_keys(row) & keys)
     probes_file = out_dir / PROBES_FILE
     write_probes(probes, probes_file)
-    staging = out_dir / ".train.tmp"
-    train.save_to_disk(str(staging))
-    replace_dir(staging, out_dir / "train")
+    save_dataset(train, out_dir / "train")
     return probes_file, out_dir / "train", len(probes), len(train)
 
 
 def assert_no_probe_leak(dataset, probes: list[Probe], source: Path) -> None:
     """Fail loudly when a probe question is in a training set: its scores would mean nothing."""
     keys = {p.key for p in probes}
-    leaked = [i for i, row in enumerate(dataset) if question_hash(question_text(row)) in keys]
+    columns = [c for c in (*QUESTION_COLUMNS, CHAT_COLUMN) if c in dataset.column_names]
+    leaked = [i for i, row in enumerate(dataset.select_columns(columns)) if row_keys(row) & keys] if columns else []
     if leaked:
         raise UserError(
             f"{len(leaked)} probe question(s) found in the training set (first at row {leaked[0]})",

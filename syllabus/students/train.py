@@ -1,7 +1,8 @@
 """Train the student with TRL: SFT on prompt-completion data, DPO on preference pairs.
 
-Full fine-tune or LoRA (peft). bf16 where the hardware has it (TRL's default, and
-faster than fp32 on this project's CPUs), fp32 where it does not. Checkpoints go to
+Full fine-tune or LoRA (peft). bf16 mixed precision where the hardware has it (TRL's default,
+and faster than fp32 on this project's CPUs), fp32 where it does not: the same choice, loader
+and model spec as the teacher and the examined student (backends/device.py, local.py, spec.py). Checkpoints go to
 OUT/checkpoints; a killed run resumes from the last complete one when run again. The
 final model (LoRA merged in) is written to OUT/final in one rename, with a loss curve.
 """
@@ -17,7 +18,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..fsutil import atomic_write_bytes, atomic_write_text, replace_dir
-from .data import check_training_data, load_dataset_any
+from .data import load_training_data
 
 FINAL = "final"
 CHECKPOINTS = "checkpoints"
@@ -48,7 +49,7 @@ class TrainOptions:
     trust_remote_code: bool = False
 
     @classmethod
-    def from_config(cls, config, **overrides: Any) -> "TrainOptions":
+    def from_config(cls, config, **overrides: Any) -> TrainOptions:
         """Settings from syllabus.yaml's `student:`, then the flags that were given."""
         values = {
             "student": config.model, "epochs": config.epochs, "max_steps": config.max_steps,
@@ -72,44 +73,10 @@ class TrainResult:
 
 
 def student_dir(spec: str) -> Path:
-    """`embedded` or a local model folder."""
-    if spec == "embedded":
-        from ..backends.embedded import embedded_model_dir
+    """The weights behind a student spec: `embedded` or a local model folder (the one spec of backends/spec.py)."""
+    from ..backends.spec import model_folder, parse_student_spec
 
-        return embedded_model_dir()
-    folder = Path(spec).expanduser()
-    if not (folder / "config.json").is_file():
-        raise UserError("student model folder does not exist or has no config.json", where=folder,
-                        hint="use 'embedded', or a folder written by save_pretrained (e.g. OUT/final of a training run)")
-    return folder
-
-
-def _load_student(folder: Path, trust_remote_code: bool):
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    config = AutoConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=trust_remote_code)
-    if not any(arch.endswith("ForCausalLM") for arch in (config.architectures or [])):
-        raise UserError(f"not a causal language model ({', '.join(config.architectures or ['unknown'])})", where=folder)
-    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=trust_remote_code)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, trust_remote_code=trust_remote_code)
-    return model, tokenizer
-
-
-def _precision(dtype: str) -> dict[str, Any]:
-    import torch
-
-    from ..backends.device import cpu_has_bf16
-
-    on_gpu = torch.cuda.is_available()
-    if dtype == "float32":
-        bf16 = False
-    elif dtype == "bfloat16":
-        bf16 = True
-    else:
-        bf16 = torch.cuda.is_bf16_supported() if on_gpu else cpu_has_bf16()
-    return {"bf16": bf16, "fp16": False, "use_cpu": not on_gpu}
+    return model_folder(parse_student_spec(spec))
 
 
 def last_complete_checkpoint(folder: Path) -> str | None:
@@ -150,17 +117,16 @@ def train(options: TrainOptions) -> TrainResult:
     # The data and the student folder are checked before transformers is imported (seconds):
     # bad input fails at once.
     source = Path(options.dataset)
-    dataset = load_dataset_any(source)
-    check_training_data(dataset, options.method, source)
+    dataset = load_training_data(source, options.method)
     if options.probes is not None:
         from .probes import assert_no_probe_leak, load_probes
 
         assert_no_probe_leak(dataset, load_probes(options.probes), source)
     folder = student_dir(options.student)
-    from transformers.utils import logging as hf_logging
+    from ..backends.device import training_precision
+    from ..backends.local import load_causal_lm
 
-    hf_logging.set_verbosity_error()
-    model, tokenizer = _load_student(folder, options.trust_remote_code)
+    model, tokenizer = load_causal_lm(folder, trust_remote_code=options.trust_remote_code, for_training=True)
 
     out = Path(options.out_dir)
     checkpoints = out / CHECKPOINTS
@@ -172,7 +138,7 @@ def train(options: TrainOptions) -> TrainResult:
         max_steps=options.max_steps, per_device_train_batch_size=options.batch_size,
         gradient_accumulation_steps=options.gradient_accumulation, max_length=options.max_length,
         logging_steps=1, save_strategy="steps", save_steps=options.save_steps, save_total_limit=2,
-        report_to=[], seed=options.seed, disable_tqdm=False, **_precision(options.dtype),
+        report_to=[], seed=options.seed, disable_tqdm=False, **training_precision(options.dtype),
     )
     peft_config = None
     if options.lora:

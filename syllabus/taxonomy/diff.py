@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-
 from ..errors import UserError
+from ..yamlio import loads_plain, read_yaml_text
 from .model import CURRICULUM_DIR, NODE_FILE, NODE_KEYS
 from .store import Taxonomy
 
@@ -36,9 +35,9 @@ def _git(cwd: Path, *args: str) -> bytes:
 
 
 def _plain(text: str) -> Any:
-    try:
-        return YAML(typ="safe", pure=True).load(text)
-    except Exception:  # a broken file at the ref counts as "different from now"
+    try:  # yamlio's guards: an alias bomb at the ref is refused, not expanded
+        return loads_plain(text)
+    except UserError:  # a broken file at the ref counts as "different from now"
         return {"<unreadable>": text}
 
 
@@ -67,7 +66,10 @@ def _working_files(root: Path) -> dict[str, str]:
         rel = file.relative_to(root)
         if any(part.startswith(".") for part in rel.parts):
             continue
-        files[rel.as_posix()] = file.read_text(encoding="utf-8")
+        try:  # a regular file of at most 1 MiB: a FIFO or a huge file is "unreadable", not a hang
+            files[rel.as_posix()] = read_yaml_text(file)
+        except UserError as exc:
+            files[rel.as_posix()] = f"<unreadable: {exc.message}>"
     return files
 
 

@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-
 from ..errors import UserError
+from ..yamlio import load_plain
 from .edit import _name_from_component, write_new_node
 from .model import name_problem, slugify
 from .store import Taxonomy
@@ -57,11 +56,11 @@ def _seeds_of(qna: dict) -> tuple[list[dict[str, str]], int]:
 
 
 def _read_qna(file: Path) -> dict:
-    try:
-        data = YAML(typ="safe", pure=True).load(file.read_text(encoding="utf-8"))
-    except Exception as exc:  # any parse failure is a reason to list, not a crash
-        reason = str(exc).strip().splitlines()
-        raise ValueError(f"broken YAML: {' '.join(reason[:3])}") from None
+    try:  # yamlio's guards: a regular file, 1 MiB at most, aliases that cannot expand to gigabytes
+        data = load_plain(file, what="qna.yaml")
+    except UserError as exc:  # a reason to list, not a crash
+        raise ValueError(f"broken YAML: {exc.message}" + (f" (line {exc.where.rsplit(':', 1)[1]})"
+                         if str(exc.where).startswith(f"{file}:") else "")) from None
     if not isinstance(data, dict):
         raise ValueError("not a mapping")
     version = data.get("version", 1)
@@ -116,7 +115,6 @@ def import_instructlab(tax: Taxonomy, source: Path, into: str | None = None) -> 
         if blocked:
             report.skipped.append((file, f"'{blocked}' is a discipline, which cannot have nodes below it"))
             continue
-        parent_path = base.path if base else ""
         parent_folder = base.folder if base else tax.root
         for depth, (part, slug) in enumerate(zip(parts, slugs)):
             path = paths[depth]
@@ -147,7 +145,7 @@ def import_instructlab(tax: Taxonomy, source: Path, into: str | None = None) -> 
                 )
                 known[path] = kind
                 report.added.append(path)
-            parent_path, parent_folder = path, folder
+            parent_folder = folder
     tax.reload()
     return report
 

@@ -8,6 +8,7 @@ can never contain a path separator, so no name reaches outside the taxonomy.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -31,9 +32,7 @@ BLOOM_LEVELS = ("remember", "understand", "apply", "analyse", "evaluate", "creat
 # How the teacher is asked to answer (the instructions live in answer.j2).
 STRATEGIES = ("step_by_step", "explain_then_answer", "recall_then_answer", "direct")
 MAX_SLUG_LENGTH = 80
-# A node file is a name, a description and a few seeds (the prompts use 3): one far larger is a
-# mistake (a pasted document, a generated list), and YAML this size takes seconds to parse.
-MAX_NODE_FILE_BYTES = 1024 * 1024
+MAX_SLUG_BYTES = 200  # + '.yaml' and a temp file's '.NAME.xxxxxxxx.tmp' stay under 255 bytes
 
 _RESERVED = {"con", "prn", "aux", "nul"} | {f"{p}{i}" for p in ("com", "lpt") for i in range(10)}
 # Explicit embeddings, overrides and isolates reorder how text is shown ("Trojan Source"); the
@@ -55,37 +54,85 @@ def shown(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def slugify(name: str) -> str:
-    """Lower-case, accents folded, every run of non-letters/digits turned into '-'."""
+def _unbounded_slug(name: str) -> str:
     text = unicodedata.normalize("NFKD", name)
     text = "".join(ch for ch in text if not unicodedata.combining(ch))
     text = unicodedata.normalize("NFKC", text).casefold()
     return re.sub(r"[\W_]+", "-", text).strip("-")
 
 
+def slugify(name: str) -> str:
+    """Lower-case, accents folded, every run of non-letters/digits turned into '-'; at most
+    MAX_SLUG_BYTES of UTF-8, so any name (100 CJK characters are 300 bytes) makes a file name
+    the file system takes (255 bytes, with room for `.yaml` and a temporary file's affixes)."""
+    slug = _unbounded_slug(name)
+    if len(slug.encode("utf-8")) <= MAX_SLUG_BYTES:
+        return slug
+    # Cut at a character boundary and add a digest of the whole slug: two long names that
+    # share a beginning still get two files.
+    digest = hashlib.sha256(slug.encode("utf-8")).hexdigest()[:8]
+    cut = slug.encode("utf-8")[: MAX_SLUG_BYTES - len(digest) - 1].decode("utf-8", "ignore").rstrip("-")
+    return f"{cut}-{digest}"
+
+
+def unsafe_name(name: Any) -> str | None:
+    """Why `name` is unsafe as a node or subject name, as a short reason without the name
+    (one counter per reason), or None. Length is the caller's rule."""
+    if not isinstance(name, str):
+        return "not text"
+    stripped = name.strip()
+    if not stripped:
+        return "empty"
+    if stripped in (".", ".."):
+        return "a path, not a name"
+    if "/" in name or "\\" in name:
+        return "contains a path separator"
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        return "contains control characters"
+    if any(ch in _BIDI_CONTROLS for ch in name):
+        return "contains bidirectional override characters"
+    slug = slugify(name)
+    if not slug:
+        return "has no letters or digits"
+    if slug.split(".")[0] in _RESERVED or stripped.casefold().split(".")[0] in _RESERVED:
+        return "a reserved device name on Windows file systems"
+    return None
+
+
 def name_problem(name: Any) -> str | None:
     """Why `name` cannot be a node name, or None when it can."""
     if name is not None and not isinstance(name, str):
         return f"name must be text, got {shown(name)} (put it in quotes)"
-    if not isinstance(name, str) or not name.strip():
+    reason = unsafe_name(name)
+    if reason == "empty" or name is None:
         return "name is empty"
-    stripped = name.strip()
-    if stripped in (".", ".."):
-        return f"name {stripped!r} is a path, not a name"
-    if "/" in name or "\\" in name:
-        return f"name {name!r} contains a path separator"
-    if any(unicodedata.category(ch) == "Cc" for ch in name):
-        return f"name {name!r} contains control characters"
-    if any(ch in _BIDI_CONTROLS for ch in name):
+    if reason == "a path, not a name":
+        return f"name {name.strip()!r} is a path, not a name"
+    if reason == "contains bidirectional override characters":
         return f"name {name!r} contains bidirectional override characters (they disguise how text reads)"
-    slug = slugify(name)
-    if not slug:
+    if reason == "has no letters or digits":
         return f"name {name!r} has no letters or digits to make a folder name from"
-    if slug.split(".")[0] in _RESERVED or stripped.casefold().split(".")[0] in _RESERVED:
+    if reason == "a reserved device name on Windows file systems":
         return f"name {name!r} is a reserved device name on Windows file systems"
+    if reason is not None:
+        return f"name {name!r} {reason}"
+    slug = _unbounded_slug(name)
     if len(slug) > MAX_SLUG_LENGTH:
         return f"name is too long ({len(slug)} characters as a folder name, at most {MAX_SLUG_LENGTH})"
     return None
+
+
+def outside(path: Path, root: Path) -> Path | None:
+    """Where `path` really is when a symbolic link on the way takes it out of `root`, else None.
+
+    Generation writes subject files into the tree; a link out of it (a cloned taxonomy's
+    `subjects -> ../../other-repo/.github/workflows`) would make it write there."""
+    try:
+        real = path.resolve()
+        inside = real.is_relative_to(Path(root).resolve())
+    except (OSError, RuntimeError):  # a link loop
+        return path
+    return None if inside else real
 
 
 def split_path(path: str) -> list[str]:
@@ -116,7 +163,7 @@ class Node:
     bloom: dict[str, float] | None = None  # this node's mix of Bloom levels (None: the project's)
     strategies: dict[str, float] | None = None  # this node's mix of answer strategies
     doc: Any = None  # ruamel CommentedMap, kept so edits preserve comments and order
-    children: list["Node"] = field(default_factory=list)
+    children: list[Node] = field(default_factory=list)
 
     @property
     def file(self) -> Path:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from ..errors import UserError
 from .model import Node, split_path
@@ -36,14 +36,14 @@ class Taxonomy:
         self.issues = issues
 
     @classmethod
-    def load(cls, root: str | Path, *, strict: bool = True) -> "Taxonomy":
+    def load(cls, root: str | Path, *, strict: bool = True) -> Taxonomy:
         """Read the tree; with `strict`, raise `TaxonomyInvalid` if it has any error."""
         top, issues = read_tree(Path(root))
         if strict and any(i.severity == "error" for i in issues):
             raise TaxonomyInvalid(Path(root), issues)
         return cls(Path(root), top, issues)
 
-    def reload(self) -> "Taxonomy":
+    def reload(self) -> Taxonomy:
         fresh = Taxonomy.load(self.root)
         self.top, self.issues = fresh.top, fresh.issues
         return self

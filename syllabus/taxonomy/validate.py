@@ -8,6 +8,7 @@ that another command then rejects.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,16 +18,16 @@ from ..yamlio import line_of, load
 from .model import (
     ALLOWED_CHILDREN,
     BLOOM_LEVELS,
-    STRATEGIES,
     CURRICULUM_DIR,
     KINDS,
-    MAX_NODE_FILE_BYTES,
     NODE_FILE,
     NODE_KEYS,
     SCHEMA_VERSION,
+    STRATEGIES,
     Node,
     Seed,
     name_problem,
+    outside,
     shown,
     slugify,
 )
@@ -77,6 +78,11 @@ def _read_children(
     children: list[Node] = []
     seen_slugs: dict[str, Node] = {}
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if not _is_utf8(sub.name):  # it would end up in rows, YAML and JSON that are UTF-8: stop it here
+            shown_name = os.fsencode(sub.name).decode("utf-8", "backslashreplace")
+            issues.append(Issue(folder, None, f"folder name '{shown_name}' is not valid UTF-8",
+                                "rename the folder to a UTF-8 name (e.g. with `mv`), then check again"))
+            continue
         real = sub.resolve()
         if real in above:  # a link to a folder it is in: reading on would never end
             issues.append(Issue(sub, None, f"folder links back to {real}, a folder it is in (a symlink loop)",
@@ -84,7 +90,8 @@ def _read_children(
             continue
         if parent_kind == "discipline":
             if sub.name == CURRICULUM_DIR:
-                _check_subject_files(sub, issues)
+                if outside(sub, above[0]) is None:  # one that leaves is reported with its discipline
+                    _check_subject_files(sub, issues, above[0])
                 continue
             issues.append(
                 Issue(
@@ -97,7 +104,7 @@ def _read_children(
             )
             continue
         node_file = sub / NODE_FILE
-        if not node_file.is_file():
+        if not node_file.exists() and not node_file.is_symlink():  # a folder or FIFO of that name: read_node says so
             issues.append(
                 Issue(sub, None, f"folder has no {NODE_FILE}", "add one with `syllabus taxonomy add`, or remove the folder")
             )
@@ -106,6 +113,12 @@ def _read_children(
         node = _read_node(node_file, path, parent_kind, issues)
         if node is None:
             continue
+        if node.kind == "discipline":
+            real = outside(node.curriculum_dir, above[0])
+            if real is not None:
+                issues.append(Issue(node.curriculum_dir, None, f"a symbolic link takes this discipline's subjects "
+                                    f"folder out of the taxonomy (to {real}): generation would write there",
+                                    "copy the folder into the taxonomy instead of linking it"))
         slug = slugify(node.name) if name_problem(node.name) is None else None
         if slug is not None:
             if slug in seen_slugs:
@@ -135,22 +148,20 @@ def _read_children(
     return children
 
 
-def _read_node(file: Path, path: str, parent_kind: str | None, issues: list[Issue]) -> Node | None:
-    size = file.stat().st_size
-    if size > MAX_NODE_FILE_BYTES:
-        issues.append(Issue(file, None, f"node.yaml is {size / 2**20:.1f} MiB, more than the limit of "
-                            f"{MAX_NODE_FILE_BYTES // 2**20} MiB",
-                            "a node holds a name, a description of a few sentences and a few seeds (the prompts "
-                            "use 3); keep documents and large question sets out of the taxonomy"))
-        return None
+def _is_utf8(name: str) -> bool:
+    """False for a name the OS gave with undecodable bytes (Python keeps them as lone surrogates)."""
     try:
-        doc = load(file)
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _read_node(file: Path, path: str, parent_kind: str | None, issues: list[Issue]) -> Node | None:
+    try:
+        doc = load(file, what="node file")  # yamlio's one limit for hand-written YAML (1 MiB)
     except UserError as exc:
-        where = exc.where or str(file)
-        line = None
-        if where.startswith(str(file) + ":"):
-            line = int(where.rsplit(":", 1)[1])
-        issues.append(Issue(file, line, exc.message, exc.hint))
+        issues.append(_issue_of(exc, file))
         return None
     if not isinstance(doc, dict):
         issues.append(Issue(file, 1, "node.yaml must be a mapping of fields", "see `syllabus taxonomy add --help` for the fields"))
@@ -256,17 +267,29 @@ def _read_seeds(doc: Any, file: Path, issues: list[Issue]) -> list[Seed]:
     return seeds
 
 
-def _check_subject_files(folder: Path, issues: list[Issue]) -> None:
+def _issue_of(exc: UserError, file: Path) -> Issue:
+    """A file's UserError as an Issue, with its line when the error names one."""
+    where = str(exc.where or file)
+    line = where.rsplit(":", 1)[1] if where.startswith(f"{file}:") else None
+    return Issue(file, int(line) if line and line.isdigit() else None, exc.message, exc.hint)
+
+
+def _check_subject_files(folder: Path, issues: list[Issue], root: Path) -> None:
     """Generated subject files are hand-editable, so they are validated like node files."""
     from .curriculum import read_subject
 
     for file in sorted(folder.glob("*.yaml")):
+        real = outside(file, root)
+        if real is not None:
+            issues.append(Issue(file, None, f"subject file is a symbolic link out of the taxonomy (to {real}): "
+                                "generation would write there", "copy the file into the taxonomy instead of linking it"))
+            continue
         try:
             read_subject(file)
         except UserError as exc:
-            where = exc.where or str(file)
-            line = int(where.rsplit(":", 1)[1]) if where.startswith(f"{file}:") else None
-            issues.append(Issue(file, line, exc.message, exc.hint or "fix the subject file, or delete it to drop the subject"))
+            issue = _issue_of(exc, file)
+            issues.append(Issue(issue.file, issue.line, issue.message,
+                                exc.hint or "fix the subject file, or delete it to drop the subject"))
 
 
 def _read_mix(doc, key: str, known: tuple[str, ...], file: Path, issues: list[Issue]) -> dict[str, float] | None:

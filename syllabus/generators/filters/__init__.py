@@ -21,13 +21,14 @@ Heavy imports (datasketch, sentence-transformers, datasets) happen inside the fi
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import checks, decontaminate, embedding, exact, judged, minhash
 from .decontaminate import EvalSet, load_eval_set
-from .text import row_ref
+from .refs import row_ref
 
 FILTERS = ("checks", "decontaminate", "exact", "minhash", "embedding", "judge")
 CHUNK = 512  # rows a chain takes at a time when it reads a run

@@ -11,7 +11,8 @@ from __future__ import annotations
 from difflib import SequenceMatcher
 from typing import Any
 
-from .text import answer_of, question_of, words
+from ...data.keys import words
+from ...data.rows import answer_of, question_of
 
 EMPTY, RESTATED, TRUNCATED = "empty_answer", "restated_question", "truncated"
 

@@ -2,10 +2,13 @@
 
 Evaluation sets are what the user names (`--decontaminate PATH`, or
 `generation.filters.decontaminate` in syllabus.yaml): a JSONL file, a Parquet file, or a
-folder written by `datasets`' save_to_disk. The question column is the first of
-`question`, `prompt`, `input`, `problem` that exists.
+folder written by `datasets`' save_to_disk, read by the data layer's one reader (a FIFO or
+a folder that holds no dataset is refused there). A row's question is the data layer's
+`question_of`: the first of `question`, `prompt`, `input`, `problem` (chat messages: their
+user turns), then `messages`.
 
-Texts are compared as normalised words (`text.words`). A pair of questions overlaps when
+Texts are compared as normalised words (`data.keys.words`, the normalisation dedup and
+the probe-leak check use too). A pair of questions overlaps when
 - both have at least `ngram` words (13 by default) and share an `ngram`-gram; or
 - the shorter has `short` to `ngram`-1 words (8 by default) and they share a `short`-gram;
 - or the shorter has fewer than `short` words and appears whole, word for word, in the other
@@ -15,16 +18,16 @@ Each set is indexed on its own so the report says which set a row overlapped.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...data.keys import normalise, words
+from ...data.read import open_rows
+from ...data.rows import CHAT_COLUMN, QUESTION_COLUMNS, question_of
 from ...errors import UserError
-from .text import normalise, question_of, words
 
 REASON = "contaminated"
-QUESTION_COLUMNS = ("question", "prompt", "input", "problem")
 _HINT = "name a JSONL or Parquet file, or a folder saved with datasets' save_to_disk"
 
 
@@ -37,107 +40,27 @@ class EvalSet:
 
 
 # Loading ----------------------------------------------------------------------
-def _text(value: Any) -> str:
-    """A question cell: a string, or chat messages (the user turns), or anything else as text."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list) and all(isinstance(m, dict) for m in value):
-        users = [m.get("content") or "" for m in value if m.get("role") in (None, "user")]
-        return "\n".join(str(u) for u in users)
-    return str(value)
-
-
-def _pick(columns: list[str], path: Path) -> str:
-    for name in QUESTION_COLUMNS:
-        if name in columns:
-            return name
-    shown = ", ".join(columns[:30]) + (" ..." if len(columns) > 30 else "")
-    raise UserError(
-        f"evaluation set has no question column (looked for {', '.join(QUESTION_COLUMNS)}); "
-        f"its columns: {shown or '(none)'}",
-        where=path,
-        hint=f"rename its question column to one of: {', '.join(QUESTION_COLUMNS)}",
-    )
-
-
-def _load_jsonl(path: Path) -> tuple[list[str], list[dict]]:
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json" and text.lstrip().startswith("["):
-        try:
-            records = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"not valid JSON: {exc.msg}", where=f"{path}:{exc.lineno}", hint=_HINT) from None
-    else:
-        records = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise UserError(f"not a JSON line: {exc.msg}", where=f"{path}:{number}", hint=_HINT) from None
-    if not all(isinstance(r, dict) for r in records):
-        raise UserError("each record must be a JSON object with a question field", where=path, hint=_HINT)
-    columns: list[str] = []
-    for record in records:
-        columns += [k for k in record if k not in columns]
-    return columns, records
-
-
 def load_eval_set(path: str | Path, name: str | None = None) -> EvalSet:
-    """Read one evaluation set's questions; a UserError names the file and what is wrong."""
+    """Read one evaluation set's questions (every split of a DatasetDict); a UserError names
+    the file and what is wrong. Each row's question is the data layer's `question_of`."""
     path = Path(path).expanduser()
     name = name or str(path)
-    if not path.exists():
-        raise UserError("evaluation set not found", where=path, hint=_HINT)
-    try:
-        if path.is_dir():
-            questions, column = _load_saved_dataset(path)
-        elif path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
-            columns, records = _load_jsonl(path)
-            column = _pick(columns, path)
-            questions = [_text(r.get(column)) for r in records]
-        elif path.suffix.lower() in (".parquet", ".pq"):
-            import pyarrow.parquet as pq
-
-            try:
-                columns = list(pq.read_schema(path).names)
-            except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds for a bad file
-                raise UserError(f"cannot read as Parquet: {exc}", where=path, hint=_HINT) from None
-            column = _pick(columns, path)
-            questions = [_text(v) for v in pq.read_table(path, columns=[column]).column(column).to_pylist()]
-        else:
-            raise UserError(f"unsupported evaluation set format '{path.suffix or '(no suffix)'}'", where=path,
-                            hint=_HINT)
-    except OSError as exc:
-        raise UserError(f"cannot read the evaluation set: {exc.strerror or exc}", where=path) from None
-    except UnicodeDecodeError as exc:
-        raise UserError(f"file is not UTF-8 text (byte {exc.start}: {exc.reason})", where=path, hint=_HINT) from None
+    rows = open_rows(path, all_splits=True, what="evaluation set", missing="evaluation set not found", hint=_HINT,
+                     unsupported="evaluation set")
+    columns = rows.columns
+    column = next((c for c in (*QUESTION_COLUMNS, CHAT_COLUMN) if c in columns), None)
+    if column is None:
+        shown = ", ".join(columns[:30]) + (" ..." if len(columns) > 30 else "")
+        raise UserError(
+            f"evaluation set has no question column (looked for {', '.join(QUESTION_COLUMNS)}); "
+            f"its columns: {shown or '(none)'}",
+            where=rows.path or path,
+            hint=f"rename its question column to one of: {', '.join(QUESTION_COLUMNS)} (or give chat `messages`)",
+        )
+    questions = [question_of(row) for _, row in rows.iter(columns=(*QUESTION_COLUMNS, CHAT_COLUMN))]
     if not any(q.strip() for q in questions):
         raise UserError(f"evaluation set has no questions in its '{column}' column", where=path, hint=_HINT)
     return EvalSet(name=name, path=path, column=column, questions=questions)
-
-
-def _load_saved_dataset(path: Path) -> tuple[list[str], str]:
-    if not ((path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()
-            or (path / "state.json").exists()):
-        raise UserError("folder is not a dataset saved with datasets' save_to_disk", where=path, hint=_HINT)
-    from datasets import Dataset, DatasetDict, load_from_disk
-
-    try:
-        loaded = load_from_disk(str(path))
-    except Exception as exc:  # noqa: BLE001 - datasets raises several kinds for a broken folder
-        raise UserError(f"cannot load the saved dataset: {exc}", where=path, hint=_HINT) from None
-    parts = list(loaded.values()) if isinstance(loaded, DatasetDict) else [loaded]
-    columns = [c for part in parts for c in part.column_names]
-    column = _pick(list(dict.fromkeys(columns)), path)
-    questions: list[str] = []
-    for part in parts:
-        if isinstance(part, Dataset) and column in part.column_names:
-            questions += [_text(v) for v in part[column]]
-    return questions, column
 
 
 def resolve(paths: list[str], base: Path) -> list[Path]:
@@ -164,7 +87,7 @@ class NgramIndex:
     _normalised: list[str] | None = field(default=None, repr=False)
 
     @classmethod
-    def build(cls, questions: list[str], ngram: int, short: int) -> "NgramIndex":
+    def build(cls, questions: list[str], ngram: int, short: int) -> NgramIndex:
         index = cls(ngram, short, questions=questions)
         for question in questions:
             tokens = words(question)

@@ -13,7 +13,8 @@ import os
 import sys
 from typing import Any
 
-from .text import question_of, refs_for
+from ...data.rows import question_of
+from .refs import refs_for
 
 REASON = "near_duplicate_embedding"
 BLOCK = 1024  # rows compared at once with the kept ones

@@ -1,21 +1,19 @@
 """Exact duplicates: the same normalised question (or question and answer); the first is kept.
 
-Normalised = case, Unicode forms, punctuation and whitespace folded (`text.normalise`),
-hashed with sha256 so the memory per row is one short digest.
+The key is the data layer's question key (`data/keys.py`): case, Unicode forms, punctuation
+and whitespace folded, hashed with sha256 so the memory per row is one short digest. The
+probe-leak check uses the same key, so what dedup calls one question, it does too.
 """
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
-from .text import answer_of, normalise, question_of, refs_for
+from ...data.keys import question_key, text_key
+from ...data.rows import answer_of, question_of
+from .refs import refs_for
 
 REASON = "exact_duplicate"
-
-
-def _digest(*parts: str) -> bytes:
-    return hashlib.sha256("\x00".join(normalise(p) for p in parts).encode()).digest()
 
 
 class ExactFilter:
@@ -35,7 +33,7 @@ class ExactFilter:
         marks = {}
         for i, row in enumerate(rows):
             question, answer = question_of(row), answer_of(row)
-            q, qa = _digest(question), _digest(question, answer)
+            q, qa = question_key(question), text_key(question, answer)
             if qa in self._first_pair:
                 marks[i] = (REASON, f"same question and answer as {self._first_pair[qa]}")
                 continue

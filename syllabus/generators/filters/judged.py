@@ -8,7 +8,8 @@ parse: such a row is kept, and counted in the report as unjudged).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 REASON = "judge"
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .text import question_of, refs_for, words
+from ...data.keys import words
+from ...data.rows import question_of
+from .refs import refs_for
 
 REASON = "near_duplicate_minhash"
 SEED = 1

@@ -33,8 +33,10 @@ How rows are chosen:
 
 Bad input fails before any row is written, with exit status 2: a recipe that does not
 validate (a share outside (0, 1], count and share both or neither, an unknown order), a
-missing source, an output folder that is or holds a source, or a pattern that matches no
-row of the sources.
+missing source, an output folder that is or holds a source, a pattern that matches no
+row of the sources, chosen rows that give a column different types (named with their
+source and line), or an output folder that `mix` did not make (`outdir.claim`: a
+folder with other files is refused, never overwritten).
 
 `order_rows(rows, order, seed)` is the ordering, for any list of rows:
 
@@ -49,7 +51,6 @@ row of the sources.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 import random
 from collections import Counter
@@ -61,9 +62,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..errors import UserError
 from ..fsutil import atomic_write_text
+from ..outdir import claim
 from ..yamlio import line_of, load
-from .rows import Source, answer, bloom_rank, check_source, difficulty_rank, level_rank, load_source, node_of, question
-from .sampling import allocate
+from .keys import content_hash
+from .levels import bloom_rank, difficulty_rank, level_rank
+from .read import ColumnKinds, Source, check_source, read_source
+from .rows import answer_of, node_of, question_of, row_format
+from .shares import allocate
 
 ORDERS = ("shuffled", "easy_to_hard", "interleaved")
 MIX_FILE = "mix.json"
@@ -231,18 +236,7 @@ def matches(path: str, pattern: str) -> bool:
 def _row_key(row: dict[str, Any]) -> str:
     if isinstance(row.get("content_hash"), str) and row["content_hash"]:
         return row["content_hash"]
-    return hashlib.sha256(f"{question(row)}\n\x00\n{answer(row)}".encode()).hexdigest()[:16]
-
-
-def _format(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return "empty"
-    keys = set(rows[0])
-    if {"prompt", "completion"} <= keys:
-        return "prompt-completion"
-    if "messages" in keys:
-        return "messages"
-    return "columns " + ", ".join(sorted(keys)[:8])
+    return content_hash(question_of(row), answer_of(row))
 
 
 @dataclass
@@ -283,6 +277,7 @@ class MixPlan:
     sources: list[Source]
     names: list[str]  # each source as the recipe wrote it
     pool: list[dict[str, Any]]
+    origins: list[tuple[int, int]]  # each pooled row's (source, its place in that source's rows)
     duplicates_skipped: int
     per_source: list[dict[str, Any]]
     node_rows: dict[str, list[int]]  # node -> positions of its rows in `pool`
@@ -335,26 +330,27 @@ def prepare(recipe_path: str | Path, out: str | Path | None = None) -> MixPlan:
             raise UserError(f"the output folder {out_dir} would overwrite the source {spec.path}", where=where,
                             hint="write the mix to a folder of its own (--out DIR or out: in the recipe)")
         paths.append(path)
-    sources = [load_source(p) for p in paths]
+    sources = [read_source(p) for p in paths]
     if not any(s.rows for s in sources):
         raise UserError(f"the sources hold no rows ({', '.join(spec.path for spec in recipe.sources)})",
                         where=f"{recipe_path}:{_line_for(raw, ('sources', 0))}",
                         hint="check the sources: an empty file, or a run whose filters dropped every row")
-    formats = {spec.path: _format(s.rows) for spec, s in zip(recipe.sources, sources) if s.rows}
+    formats = {spec.path: row_format(s.rows[0]) for spec, s in zip(recipe.sources, sources) if s.rows}
     if len(set(formats.values())) > 1:
         listed = "; ".join(f"{name}: {fmt}" for name, fmt in formats.items())
         raise UserError(f"the sources hold rows of different formats ({listed})", where=recipe_path,
                         hint="mix sources of one format: TRL trains on prompt-completion or messages, not both")
-    pool, seen, skipped, per_source = [], set(), 0, []
-    for spec, source in zip(recipe.sources, sources):
+    pool, origins, seen, skipped, per_source = [], [], set(), 0, []
+    for s, (spec, source) in enumerate(zip(recipe.sources, sources)):
         added = dup = 0
-        for row in source.rows:
+        for i, row in enumerate(source.rows):
             key = _row_key(row)
             if key in seen:
                 dup += 1
                 continue
             seen.add(key)
             pool.append({**row, SOURCE_COLUMN: spec.path})
+            origins.append((s, i))
             added += 1
         skipped += dup
         per_source.append({"source": spec.path, "path": str(source.path), "kind": source.kind,
@@ -380,8 +376,8 @@ def prepare(recipe_path: str | Path, out: str | Path | None = None) -> MixPlan:
             raise UserError(f"every row node pattern '{take.match}' matches belongs to an earlier entry",
                             where=where, hint="a row goes to the first entry that matches it: put narrower patterns first")
         owner.update(dict.fromkeys(free, i))
-    return MixPlan(recipe, recipe_path, out_dir, sources, [s.path for s in recipe.sources], pool, skipped, per_source,
-                   node_rows, owner)
+    return MixPlan(recipe, recipe_path, out_dir, sources, [s.path for s in recipe.sources], pool, origins, skipped,
+                   per_source, node_rows, owner)
 
 
 def select(plan: MixPlan) -> tuple[list[dict[str, Any]], list[EntryResult]]:
@@ -389,6 +385,7 @@ def select(plan: MixPlan) -> tuple[list[dict[str, Any]], list[EntryResult]]:
     recipe = plan.recipe
     asked = requested(recipe)
     chosen: list[dict[str, Any]] = []
+    taken: list[int] = []
     results = []
     for i, take in enumerate(recipe.nodes):
         matched = [node for node in plan.node_rows if matches(node, take.match)]
@@ -403,8 +400,20 @@ def select(plan: MixPlan) -> tuple[list[dict[str, Any]], list[EntryResult]]:
         entry.nodes = {node: {"available": len(plan.node_rows[node]), "delivered": delivered.get(node, 0)}
                        for node in own}
         chosen += [plan.pool[j] for j in picked]
+        taken += picked
         results.append(entry)
+    _check_types(plan, sorted(taken))
     return chosen, results
+
+
+def _check_types(plan: MixPlan, taken: list[int]) -> None:
+    """The chosen rows must agree on each column's type to be one dataset: the first row
+    that does not is named, with its source, before anything is written."""
+    kinds = ColumnKinds()
+    for j in taken:
+        s, i = plan.origins[j]
+        source = plan.sources[s]
+        kinds.check(plan.pool[j], i, source.where, source=f"{plan.names[s]} ")
 
 
 def _uniform(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -440,8 +449,11 @@ def mix(recipe_path: str | Path, out: str | Path | None = None, *, write: bool =
     }
     if not write:
         return outcome
-    from .dataset import write_dataset
+    from .write import write_dataset
 
+    # A folder mix did not make (no marker, no mix.json) is refused: writing would replace its dataset/.
+    claim(plan.out_dir, "mix", legacy=(MIX_FILE,), option="--out" if out is not None or not recipe.out
+          else "out: in the recipe")
     try:
         outcome.outputs.update(write_dataset(_uniform(rows), plan.out_dir))
     except (TypeError, ValueError) as exc:  # pyarrow: a column whose type differs between sources

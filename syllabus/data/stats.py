@@ -16,7 +16,11 @@ For a run folder (`RUN/dataset` + `RUN/dropped.jsonl` + `RUN/summary.json`) or a
 
 `write_stats` writes `stats.json` and PNG charts (matplotlib, Agg, no pyplot state) into the
 stats folder (`RUN/stats/` by default); charts a dataset cannot have (no Bloom column) are
-removed from the folder so it never shows an older dataset's picture.
+removed from the folder so it never shows an older dataset's picture. The folder is claimed
+first (`outdir.claim`): a folder `stats` did not make is refused, never cleaned.
+
+A damaged run (summary.json that does not parse or has another shape, broken lines in
+dropped.jsonl) is reported as far as it reads, with `warnings` saying what was left out.
 """
 
 from __future__ import annotations
@@ -31,8 +35,11 @@ from typing import Any
 
 from ..errors import UserError
 from ..fsutil import atomic_write_bytes, atomic_write_text
-from .filters.text import normalise
-from .rows import Source, answer, has_column, load_source, node_of, ordered_counts, question
+from ..outdir import claim
+from .keys import normalise
+from .levels import ordered_counts
+from .read import Source, read_source
+from .rows import answer_of, has_column, node_of, question_of
 
 STATS_DIR = "stats"
 STATS_FILE = "stats.json"
@@ -57,7 +64,7 @@ def distribution(values: list[int]) -> dict[str, Any] | None:
 
 def duplicate_rates(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Rows whose question repeats an earlier row's: exactly, and after normalisation."""
-    texts = [question(row) for row in rows]
+    texts = [question_of(row) for row in rows]
     texts = [t for t in texts if t.strip()]
     exact = len(texts) - len(set(texts))
     normalised = len(texts) - len({normalise(t) for t in texts})
@@ -71,12 +78,59 @@ def _words(text: str) -> int:
     return len(text.split())
 
 
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _counts(value: Any) -> dict[str, int]:
+    return {str(k): v for k, v in value.items() if _count(v) is not None} if isinstance(value, dict) else {}
+
+
+def summary_parts(summary: dict[str, Any] | None, warnings: list[str]) -> dict[str, Any]:
+    """The parts of a run's summary.json stats reads, each only when it has the shape
+    `generate` writes: a hand-edited or damaged summary is reported in part, never a crash."""
+    summary = summary or {}
+    parts: dict[str, Any] = {"nodes": [], "stages": None, "failed_requests": _count(summary.get("failed_requests")),
+                             "filter_reasons": []}
+    nodes = summary.get("nodes", [])
+    nodes = nodes if isinstance(nodes, list) else [nodes]
+    for n in nodes:
+        if isinstance(n, dict) and isinstance(n.get("path"), str):
+            parts["nodes"].append({"path": n["path"], "requested": _count(n.get("requested")),
+                                   "delivered": _count(n.get("delivered")),
+                                   "note": n["note"] if isinstance(n.get("note"), str) else ""})
+    if len(parts["nodes"]) != len(nodes):
+        warnings.append("summary.json: some 'nodes' entries are not {path, requested, delivered}; left out")
+    stages = summary.get("stages")
+    if isinstance(stages, dict):
+        parts["stages"] = {str(name): {**s, "failed": _counts(s.get("failed")), "unparsed": _counts(s.get("unparsed"))}
+                           for name, s in stages.items() if isinstance(s, dict)}
+        if len(parts["stages"]) != len(stages):
+            warnings.append("summary.json: some 'stages' entries are not objects; left out")
+    elif stages is not None:
+        warnings.append("summary.json: 'stages' is not an object; left out")
+    filters = summary.get("filters")
+    counts = filters.get("counts") if isinstance(filters, dict) else None
+    if isinstance(counts, dict):
+        parts["filter_reasons"] = [str(reason) for reason in counts]
+    elif filters is not None:
+        warnings.append("summary.json: 'filters' has no 'counts' object; reasons come from dropped.jsonl alone")
+    return parts
+
+
+def _reason(row: dict[str, Any]) -> str:
+    value = row.get("filtered_by")
+    return "(no reason)" if not value else value if isinstance(value, str) else str(value)
+
+
 def compute_stats(source: Source) -> dict[str, Any]:
     """Every number of the stats, as a JSON-ready dict."""
     rows, dropped, summary = source.rows, source.dropped, source.summary
+    warnings = list(source.warnings)
+    parts = summary_parts(summary, warnings)
     per_node = Counter(node_of(row) or NO_NODE for row in rows)
     dropped_per_node = Counter(node_of(row) or NO_NODE for row in dropped or [])
-    planned = {n.get("path"): n for n in (summary or {}).get("nodes", []) if isinstance(n, dict)}
+    planned = {n["path"]: n for n in parts["nodes"]}
     nodes = []
     for path in sorted(set(per_node) | set(dropped_per_node) | set(planned)):
         entry: dict[str, Any] = {"node": path, "rows": per_node.get(path, 0)}
@@ -91,8 +145,8 @@ def compute_stats(source: Source) -> dict[str, Any]:
 
     filters = None
     if dropped is not None or summary is not None:
-        listed = ((summary or {}).get("filters") or {}).get("counts") or {}
-        counted = Counter(row.get("filtered_by") or "(no reason)" for row in dropped or [])
+        listed = parts["filter_reasons"]
+        counted = Counter(_reason(row) for row in dropped or [])
         filters = {reason: counted.get(reason, 0) for reason in listed}
         filters.update({reason: n for reason, n in sorted(counted.items()) if reason not in filters})
 
@@ -111,14 +165,15 @@ def compute_stats(source: Source) -> dict[str, Any]:
         "generated": len(rows) + len(dropped) if dropped is not None else None,
         "columns": columns,
         "nodes": nodes,
-        "stages": (summary or {}).get("stages"),
-        "failed_requests": (summary or {}).get("failed_requests"),
+        "stages": parts["stages"],
+        "failed_requests": parts["failed_requests"],
         "filters": filters,
         "duplicates": duplicates,
-        "lengths": {"question_words": distribution([n for n in map(_words, map(question, rows)) if n]),
-                    "answer_words": distribution([n for n in map(_words, map(answer, rows)) if n])},
+        "lengths": {"question_words": distribution([n for n in map(_words, map(question_of, rows)) if n]),
+                    "answer_words": distribution([n for n in map(_words, map(answer_of, rows)) if n])},
         **histograms,
         "missing_columns": [c for c in HISTOGRAMS if histograms[c] is None],
+        "warnings": warnings,
     }
 
 
@@ -130,7 +185,7 @@ def check_rows(source: Source) -> None:
         return
     if not source.rows:
         raise UserError("dataset is empty", where=source.path, hint="give a run folder or a dataset with rows")
-    if not any(question(row) or answer(row) or node_of(row) for row in source.rows):
+    if not any(question_of(row) or answer_of(row) or node_of(row) for row in source.rows):
         columns = sorted({key for row in source.rows for key in row})
         raise UserError(f"no row has a question, an answer or a taxonomy_path (columns: {', '.join(columns) or 'none'})",
                         where=source.path,
@@ -151,7 +206,7 @@ def dataset_stats(path: str | Path, out_dir: str | Path | None = None, *, charts
     """Read `path` (run folder or dataset), compute the stats, write stats.json and the charts.
 
     Returns the stats dict; with `write`, its `outputs` names the files written."""
-    source = load_source(path)
+    source = read_source(path)
     check_rows(source)
     result = compute_stats(source)
     if write:
@@ -161,8 +216,9 @@ def dataset_stats(path: str | Path, out_dir: str | Path | None = None, *, charts
 
 
 def write_stats(result: dict[str, Any], out_dir: Path, *, charts: bool = True) -> dict[str, str]:
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """stats.json and the charts into `out_dir`, once it is claimed as a stats folder: the
+    stale charts removed below are only ever ones an earlier `stats` wrote there."""
+    out_dir = claim(Path(out_dir), "stats", legacy=(STATS_FILE,), option="--out")
     outputs: dict[str, str] = {}
     written = draw_charts(result, out_dir) if charts else {}
     for name in CHARTS:  # a chart this dataset cannot have must not survive from an older one

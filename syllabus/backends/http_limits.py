@@ -1,0 +1,112 @@
+"""Bounds on every HTTP exchange with a teacher server: a size cap and a deadline per try.
+
+The teacher's server is untrusted. Left to itself the HTTP client reads whatever body it
+is sent into memory (a 200 MB body, or 300 KB of gzip that inflates to 300 MB, took GBs:
+the bytes, then the JSON parse of them), and its timeout is per read, so a server that
+trickles one byte a second, or sends an endless chunked body, holds a request for ever.
+
+`BoundedTransport` wraps the client's transports, the one place every request passes
+(chat, model listing, feature probes, error bodies, redirects, proxies). It reads the
+whole body itself, counting the bytes on the wire and the bytes after Content-Encoding
+is undone, and stops at `max_bytes` of either; and it runs the exchange (connect, send,
+headers, body) under one deadline, the request's timeout. The response it hands up is
+already read and decoded, so nothing above it buffers more.
+
+An oversized body raises `ReplyTooLarge`, an `openai.APIConnectionError`: the SDK passes
+its own errors through without retrying (the same server sends the same runaway body
+again), older SDKs wrap it (the backend looks at `__cause__`). A missed deadline raises
+the HTTP library's `ReadTimeout`, which the SDK retries and reports as a timeout.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import anyio
+import openai
+
+try:  # the HTTP library the installed openai SDK is built on (httpx2 from openai 3, httpx before)
+    import openai._base_client as _sdk
+
+    httpx: Any = getattr(_sdk, "httpx2", None) or _sdk.httpx
+except (ImportError, AttributeError):  # pragma: no cover - an SDK layout we do not know
+    import httpx  # type: ignore[no-redef]
+
+# Headers that describe the body as sent; the body handed up is decoded and whole.
+_BODY_HEADERS = {"content-encoding", "content-length", "transfer-encoding"}
+
+
+class ReplyTooLarge(openai.APIConnectionError):
+    """The server's body (as sent, or once decompressed) went past teacher.max_response_bytes."""
+
+    reason = "response too large"
+
+    def __init__(self, detail: str, request):
+        super().__init__(message=f"response too large: {detail}", request=request)
+        self.detail = detail
+
+
+def deadline_of(request) -> float | None:
+    """The request's timeout as one deadline for the whole try: the largest of its parts."""
+    parts = (request.extensions.get("timeout") or {}).values()
+    values = [v for v in parts if isinstance(v, (int, float)) and math.isfinite(v) and v > 0]
+    return max(values) if values else None
+
+
+class BoundedTransport(httpx.AsyncBaseTransport):
+    def __init__(self, inner, max_bytes: int):
+        self.inner = inner
+        self.max_bytes = max_bytes
+
+    async def handle_async_request(self, request):
+        deadline = deadline_of(request)
+        try:
+            with anyio.fail_after(deadline):
+                response = await self.inner.handle_async_request(request)
+                try:
+                    body = await self._read(response, request)
+                finally:
+                    with anyio.CancelScope(shield=True):  # release the connection even past the deadline
+                        await response.aclose()
+        except TimeoutError:
+            raise httpx.ReadTimeout(f"no complete reply within {deadline:g} s", request=request) from None
+        headers = [(name, value) for name, value in response.headers.multi_items()
+                   if name.lower() not in _BODY_HEADERS]
+        extensions = {k: v for k, v in response.extensions.items() if k in ("http_version", "reason_phrase")}
+        return httpx.Response(response.status_code, headers=headers, content=body, request=request,
+                              extensions=extensions)
+
+    async def _read(self, response, request) -> bytes:
+        limit = self.max_bytes
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise ReplyTooLarge(f"the server announced {int(declared)} bytes, more than {limit}", request)
+        chunks: list[bytes] = []
+        size = 0
+        # aiter_bytes undoes Content-Encoding in bounded pieces; num_bytes_downloaded counts the wire.
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > limit:
+                raise ReplyTooLarge(f"more than {limit} bytes once decoded", request)
+            if response.num_bytes_downloaded > limit:
+                raise ReplyTooLarge(f"more than {limit} bytes received", request)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def bounded_client(*, timeout: float, max_bytes: int):
+    """The SDK's default async HTTP client (its limits, redirects, environment proxies),
+    with every transport it would use wrapped in `BoundedTransport`.
+
+    The client picks a transport per URL (a proxy from the environment, or the default
+    pool); passing `transport=` would drop the environment proxies, so the ones it built
+    are wrapped in place."""
+    client = openai.DefaultAsyncHttpxClient(timeout=timeout)
+    client._transport = BoundedTransport(client._transport, max_bytes)
+    client._mounts = {pattern: None if transport is None else BoundedTransport(transport, max_bytes)
+                      for pattern, transport in client._mounts.items()}
+    return client

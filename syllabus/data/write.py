@@ -1,0 +1,95 @@
+"""The one writer of a dataset: a `datasets` folder (save_to_disk) and its JSONL beside it.
+
+Rows are written in TRL's formats as they are, so `SFTTrainer(train_dataset=load_from_disk(...))`
+trains on the folder unchanged. Everything is written under a temporary name and renamed
+into place, so a kill never leaves a half-written dataset where a reader would find it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ..fsutil import replace_dir
+from .rows import plain_row
+
+SCHEMA_BATCH = 1000  # rows per Arrow schema inference while the JSONL is written
+
+
+def write_dataset(rows: Iterable[dict[str, Any]], run_dir: Path, name: str = "dataset") -> dict[str, Path]:
+    """`RUN/name/` (save_to_disk) and `RUN/name.jsonl` from rows in any iterable, a batch at a
+    time: the JSONL is written as the rows come (the column types inferred batch by batch
+    and unified, so a column that is null early and filled later keeps its type), then
+    converted to Arrow through a scratch cache. Memory holds a batch, not the dataset;
+    both outputs appear only once complete. Text-only content parts are written as their
+    text (`rows.plain_row`): Arrow cannot hold a conversation that mixes the two forms."""
+    import pyarrow as pa
+    from datasets import Dataset, Features
+    from datasets.utils.logging import disable_progress_bar
+
+    disable_progress_bar()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    jsonl = run_dir / f"{name}.jsonl"
+    # One fixed staging name, cleared first: a write killed half-way leaves nothing behind
+    # once the next one has run.
+    scratch = run_dir / f".{name}.tmp"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    try:
+        staged_jsonl = scratch / "rows.jsonl"
+        schemas = []
+        with open(staged_jsonl, "w", encoding="utf-8") as handle:
+            for batch in _batched(map(plain_row, rows)):
+                schemas.append(pa.Table.from_pylist(list(batch)).schema)
+                handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in batch)
+            handle.flush()
+            os.fsync(handle.fileno())
+        schema = pa.unify_schemas(schemas, promote_options="permissive") if schemas else pa.schema([])
+        features = Features.from_arrow_schema(schema)
+
+        def read_back():
+            with open(staged_jsonl, encoding="utf-8") as handle:
+                for line in handle:
+                    yield json.loads(line)
+
+        dataset = Dataset.from_generator(read_back, features=features, cache_dir=str(scratch / "cache"),
+                                         fingerprint=uuid.uuid4().hex)
+        dataset.save_to_disk(str(scratch / "dataset"))
+        del dataset
+        replace_dir(scratch / "dataset", run_dir / name)
+        os.replace(staged_jsonl, jsonl)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return {"dataset": run_dir / name, "jsonl": jsonl}
+
+
+def _batched(rows: Iterable[dict[str, Any]]):
+    """Lists of SCHEMA_BATCH rows (itertools.batched arrives only in Python 3.12)."""
+    rows = iter(rows)
+    while batch := list(itertools.islice(rows, SCHEMA_BATCH)):
+        yield batch
+
+
+def remove_dataset(run_dir: Path, name: str = "dataset") -> None:
+    """Take an older run's dataset out of the folder, so it is never read as this run's."""
+    shutil.rmtree(Path(run_dir) / name, ignore_errors=True)
+    for leftover in (Path(run_dir) / f"{name}.jsonl", Path(run_dir) / "README.md"):
+        leftover.unlink(missing_ok=True)
+
+
+def save_dataset(dataset, target: Path) -> Path:
+    """A `datasets.Dataset` saved at `target` in one rename (staged beside it under one fixed
+    name that the next save clears, so a killed save leaves nothing a reader would take)."""
+    target = Path(target)
+    staging = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    dataset.save_to_disk(str(staging))
+    replace_dir(staging, target)
+    return target
