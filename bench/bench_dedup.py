@@ -93,9 +93,15 @@ def synthetic_rows(count: int, seed: int = 0) -> tuple[list[dict], dict[str, int
         else:
             q = " ".join(rng.choice(vocab) for _ in range(rng.randint(15, 40))).capitalize() + "?"
         questions.append(q)
-    rows = [{"prompt": [{"role": "user", "content": q}],
-             "completion": [{"role": "assistant", "content": "An answer."}],
-             "taxonomy_path": "bench/node", "question_index": i} for i, q in enumerate(questions)]
+    rows = [
+        {
+            "prompt": [{"role": "user", "content": q}],
+            "completion": [{"role": "assistant", "content": "An answer."}],
+            "taxonomy_path": "bench/node",
+            "question_index": i,
+        }
+        for i, q in enumerate(questions)
+    ]
     return rows, made
 
 
@@ -175,8 +181,12 @@ def main() -> int:
     for phase in args.phases.split(","):
         count = args.embedding_rows if phase == "embedding" else args.rows
         print(f"== {phase}: {count} rows", flush=True)
-        done = subprocess.run([sys.executable, __file__, "--child", phase, "--rows", str(count)],
-                              capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        done = subprocess.run(
+            [sys.executable, __file__, "--child", phase, "--rows", str(count)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
         if done.returncode != 0:
             print(done.stderr[-3000:], file=sys.stderr)
             return 1
@@ -185,20 +195,33 @@ def main() -> int:
         results.append(result)
     notes = []
     if "embedding" in args.phases and args.embedding_rows < args.rows:
-        notes.append(f"embedding dedup measured on {args.embedding_rows} rows, not {args.rows}: encoding with "
-                     "all-MiniLM-L6-v2 on this machine's CPU would take too long at full size; these figures are "
-                     "not extrapolated. embedding_search is the cosine pass alone at full size, on random vectors.")
+        notes.append(
+            f"embedding dedup measured on {args.embedding_rows} rows, not {args.rows}: encoding with "
+            "all-MiniLM-L6-v2 on this machine's CPU would take too long at full size; these figures are "
+            "not extrapolated. embedding_search is the cosine pass alone at full size, on random vectors."
+        )
     report = {
         "benchmark": "dedup filters: throughput and peak memory",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "processor": platform.processor() or platform.machine(),
-                    "note": "CPU cores shared with other work (see each phase's load average); numbers vary with load"},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "processor": platform.processor() or platform.machine(),
+            "note": "CPU cores shared with other work (see each phase's load average); numbers vary with load",
+        },
         "versions": versions(),
-        "data": {"rows": args.rows, "exact_share": EXACT_SHARE, "near_share": NEAR_SHARE,
-                 "question_words": [15, 40], "vocabulary": "5000 English words (MiniLM tokenizer vocabulary)"},
-        "settings": {"minhash": {"threshold": 0.8, "shingle": 3, "num_perm": 128},
-                     "embedding": {"threshold": 0.95, "batch_size": 64}},
+        "data": {
+            "rows": args.rows,
+            "exact_share": EXACT_SHARE,
+            "near_share": NEAR_SHARE,
+            "question_words": [15, 40],
+            "vocabulary": "5000 English words (MiniLM tokenizer vocabulary)",
+        },
+        "settings": {
+            "minhash": {"threshold": 0.8, "shingle": 3, "num_perm": 128},
+            "embedding": {"threshold": 0.95, "batch_size": 64},
+        },
         "results": {r["phase"]: r for r in results},
         "notes": notes,
     }

@@ -76,9 +76,25 @@ def llama_server(log: Path):
     port = free_port()
     with open(log, "wb") as handle:
         process = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_file()), "--model_alias", MODEL,
-             "--host", "127.0.0.1", "--port", str(port), "--n_threads", "2", "--n_ctx", "2048"],
-            stdout=handle, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(gguf_file()),
+                "--model_alias",
+                MODEL,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--n_threads",
+                "2",
+                "--n_ctx",
+                "2048",
+            ],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
         )
         base = f"http://127.0.0.1:{port}/v1"
         try:
@@ -131,17 +147,38 @@ def timeline(server, start_epoch: float, wall: float) -> dict:
     if not stats.get("first_chat_time"):
         return {}
     first, last = stats["first_chat_time"] - start_epoch, stats["last_chat_time"] - start_epoch
-    return {"first_request_after_s": round(first, 3), "after_last_request_s": round(wall - last, 3),
-            "requests_span_s": round(last - first, 3)}
+    return {
+        "first_request_after_s": round(first, 3),
+        "after_last_request_s": round(wall - last, 3),
+        "requests_span_s": round(last - first, 3),
+    }
 
 
-def run_syllabus(work: Path, base_url: str, model: str, questions: int, concurrency: int,
-                 server=None) -> tuple[dict, list[dict]]:
+def run_syllabus(
+    work: Path, base_url: str, model: str, questions: int, concurrency: int, server=None
+) -> tuple[dict, list[dict]]:
     """(a): the command as a user runs it; its numbers, and the requests its cache recorded."""
     project, run = make_project(work / "project"), work / "run"
-    command = [sys.executable, "-m", "syllabus", "generate", "--project", str(project), "--nodes", NODES,
-               "--questions", str(questions), "--teacher", f"openai:{model}", "--base-url", base_url,
-               "--concurrency", str(concurrency), "--run", str(run)]
+    command = [
+        sys.executable,
+        "-m",
+        "syllabus",
+        "generate",
+        "--project",
+        str(project),
+        "--nodes",
+        NODES,
+        "--questions",
+        str(questions),
+        "--teacher",
+        f"openai:{model}",
+        "--base-url",
+        base_url,
+        "--concurrency",
+        str(concurrency),
+        "--run",
+        str(run),
+    ]
     if server is not None:
         server.reset()
     start_epoch = time.time()
@@ -158,33 +195,62 @@ def run_syllabus(work: Path, base_url: str, model: str, questions: int, concurre
     return result, requests
 
 
-def run_plain(work: Path, base_url: str, model: str, requests: list[dict], concurrency: int,
-              server=None) -> tuple[float, int, dict]:
+def run_plain(
+    work: Path, base_url: str, model: str, requests: list[dict], concurrency: int, server=None
+) -> tuple[float, int, dict]:
     """(b): bench/plain_loop.py as its own process, timed from start to exit like (a)."""
     work.mkdir(parents=True, exist_ok=True)
     file = work / "requests.json"
     file.write_text(json.dumps(requests), encoding="utf-8")
-    command = [sys.executable, str(ROOT / "bench" / "plain_loop.py"), str(file), "--base-url", base_url,
-               "--model", model, "--concurrency", str(concurrency)]
+    command = [
+        sys.executable,
+        str(ROOT / "bench" / "plain_loop.py"),
+        str(file),
+        "--base-url",
+        base_url,
+        "--model",
+        model,
+        "--concurrency",
+        str(concurrency),
+    ]
     if server is not None:
         server.reset()
     start_epoch = time.time()
     done = run_measured(command, timeout=1800)
     if done.returncode != 0:
         raise RuntimeError(f"plain loop exited with {done.returncode}:\n{done.stderr}")
-    return done.wall_s, json.loads(done.stdout)["output_tokens"], {
-        "peak_rss_mib": done.peak_rss_mib, "cpu_s": done.cpu_s, **timeline(server, start_epoch, done.wall_s)}
+    return (
+        done.wall_s,
+        json.loads(done.stdout)["output_tokens"],
+        {"peak_rss_mib": done.peak_rss_mib, "cpu_s": done.cpu_s, **timeline(server, start_epoch, done.wall_s)},
+    )
 
 
 def measure(wall: float, rows: int, requests: int, tokens: int) -> dict:
-    return {"wall_s": round(wall, 3), "rows": rows, "requests": requests, "output_tokens": tokens,
-            "rows_per_s": rows / wall, "requests_per_s": requests / wall, "output_tokens_per_s": tokens / wall,
-            "load_avg_at_end": load_avg()}
+    return {
+        "wall_s": round(wall, 3),
+        "rows": rows,
+        "requests": requests,
+        "output_tokens": tokens,
+        "rows_per_s": rows / wall,
+        "requests_per_s": requests / wall,
+        "output_tokens_per_s": tokens / wall,
+        "load_avg_at_end": load_avg(),
+    }
 
 
 def medians(runs: list[dict]) -> dict:
-    keys = ("wall_s", "rows_per_s", "requests_per_s", "output_tokens_per_s", "peak_rss_mib", "cpu_s",
-            "first_request_after_s", "requests_span_s", "after_last_request_s")
+    keys = (
+        "wall_s",
+        "rows_per_s",
+        "requests_per_s",
+        "output_tokens_per_s",
+        "peak_rss_mib",
+        "cpu_s",
+        "first_request_after_s",
+        "requests_span_s",
+        "after_last_request_s",
+    )
     return {key: statistics.median(run[key] for run in runs) for key in keys if all(key in run for run in runs)}
 
 
@@ -195,8 +261,9 @@ def warm_up(base_url: str, model: str) -> None:
     urllib.request.urlopen(request, timeout=120).read()
 
 
-def bench(base_url: str, model: str, server: str, questions: int, concurrency: int, repeats: int,
-          work: Path, running=None) -> dict:
+def bench(
+    base_url: str, model: str, server: str, questions: int, concurrency: int, repeats: int, work: Path, running=None
+) -> dict:
     host = machine("torch", "openai", "llama_cpp_python")
     warm_up(base_url, model)
     runs: dict[str, list[dict]] = {"syllabus": [], "plain": []}
@@ -207,9 +274,12 @@ def bench(base_url: str, model: str, server: str, questions: int, concurrency: i
         plain = {**measure(wall, syllabus["rows"], len(requests), tokens), **extra}
         runs["syllabus"].append(syllabus)
         runs["plain"].append(plain)
-        print(f"[{server}] round {round_index + 1}/{repeats}: syllabus {syllabus['wall_s']:.1f}s, "
-              f"plain {plain['wall_s']:.1f}s, {syllabus['rows']} rows, {len(requests)} requests, "
-              f"load {load_avg()}", flush=True)
+        print(
+            f"[{server}] round {round_index + 1}/{repeats}: syllabus {syllabus['wall_s']:.1f}s, "
+            f"plain {plain['wall_s']:.1f}s, {syllabus['rows']} rows, {len(requests)} requests, "
+            f"load {load_avg()}",
+            flush=True,
+        )
     mid = {side: medians(side_runs) for side, side_runs in runs.items()}
     ratio = mid["syllabus"]["rows_per_s"] / mid["plain"]["rows_per_s"]
     # CPU seconds of each side's process tree: steadier than wall time when other work shares the cores
@@ -217,8 +287,14 @@ def bench(base_url: str, model: str, server: str, questions: int, concurrency: i
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {**host, "load_avg_at_end": load_avg()},
-        "settings": {"questions": questions, "concurrency": concurrency, "repeats": repeats,
-                     "nodes": NODES, "model": model, "server": server},
+        "settings": {
+            "questions": questions,
+            "concurrency": concurrency,
+            "repeats": repeats,
+            "nodes": NODES,
+            "model": model,
+            "server": server,
+        },
         "runs": runs,
         "medians": mid,
         "ratio_rows_per_s": ratio,
@@ -229,19 +305,27 @@ def bench(base_url: str, model: str, server: str, questions: int, concurrency: i
 
 
 def print_table(result: dict) -> None:
-    print(f"\n{result['settings']['server']}: {result['settings']['questions']} questions, "
-          f"concurrency {result['settings']['concurrency']}")
+    print(
+        f"\n{result['settings']['server']}: {result['settings']['questions']} questions, "
+        f"concurrency {result['settings']['concurrency']}"
+    )
     print(f"{'median':<10}{'wall s':>9}{'rows/s':>10}{'req/s':>10}{'out tok/s':>11}{'peak MiB':>10}")
     for side, mid in result["medians"].items():
-        print(f"{side:<10}{mid['wall_s']:>9.2f}{mid['rows_per_s']:>10.3f}{mid['requests_per_s']:>10.3f}"
-              f"{mid['output_tokens_per_s']:>11.1f}{mid['peak_rss_mib']:>10.1f}")
+        print(
+            f"{side:<10}{mid['wall_s']:>9.2f}{mid['rows_per_s']:>10.3f}{mid['requests_per_s']:>10.3f}"
+            f"{mid['output_tokens_per_s']:>11.1f}{mid['peak_rss_mib']:>10.1f}"
+        )
     verdict = "meets" if result["meets_goal"] else "below"
-    print(f"ratio syllabus/plain rows/s: {result['ratio_rows_per_s']:.3f} ({verdict} the goal {GOAL}); "
-          f"CPU seconds plain/syllabus: {result['ratio_cpu_plain_over_syllabus']:.3f}")
+    print(
+        f"ratio syllabus/plain rows/s: {result['ratio_rows_per_s']:.3f} ({verdict} the goal {GOAL}); "
+        f"CPU seconds plain/syllabus: {result['ratio_cpu_plain_over_syllabus']:.3f}"
+    )
     if "first_request_after_s" in result["medians"]["syllabus"]:
         for side, mid in result["medians"].items():
-            print(f"  {side}: first request after {mid['first_request_after_s']:.2f}s, requests for "
-                  f"{mid['requests_span_s']:.2f}s, exit {mid['after_last_request_s']:.2f}s after the last")
+            print(
+                f"  {side}: first request after {mid['first_request_after_s']:.2f}s, requests for "
+                f"{mid['requests_span_s']:.2f}s, exit {mid['after_last_request_s']:.2f}s after the last"
+            )
 
 
 def main() -> int:
@@ -252,15 +336,20 @@ def main() -> int:
     parser.add_argument("--instant-questions", type=int, default=2000, help="questions per run, instant")
     parser.add_argument("--instant-concurrency", type=int, default=16, help="requests in flight, instant")
     parser.add_argument("--repeats", type=int, default=2, help="rounds of (a) then (b), per server")
-    parser.add_argument("--base-url", help="an OpenAI-compatible server serving the embedded model as 'smollm2' "
-                                           "(instead of starting llama.cpp)")
+    parser.add_argument(
+        "--base-url",
+        help="an OpenAI-compatible server serving the embedded model as 'smollm2' (instead of starting llama.cpp)",
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "generate.json")
     args = parser.parse_args()
     servers = ("llama", "instant") if args.server == "both" else (args.server,)
     try:
         results = json.loads(args.output.read_text(encoding="utf-8"))
-        if not all(isinstance(results.get(name), dict) and "ratio_rows_per_s" in results[name]
-                   for name in ("llama", "instant") if name in results):
+        if not all(
+            isinstance(results.get(name), dict) and "ratio_rows_per_s" in results[name]
+            for name in ("llama", "instant")
+            if name in results
+        ):
             results = {}
     except (OSError, ValueError, AttributeError):
         results = {}
@@ -270,16 +359,32 @@ def main() -> int:
         for server in servers:
             if server == "instant":
                 with instant_server(model=INSTANT_MODEL) as running:
-                    results["instant"] = bench(running.base_url, INSTANT_MODEL, "instant", args.instant_questions,
-                                               args.instant_concurrency, args.repeats, work, running)
+                    results["instant"] = bench(
+                        running.base_url,
+                        INSTANT_MODEL,
+                        "instant",
+                        args.instant_questions,
+                        args.instant_concurrency,
+                        args.repeats,
+                        work,
+                        running,
+                    )
                     results["instant"]["server_cpu_s"] = running.stats()["cpu_s"]
             elif args.base_url:
-                results["llama"] = bench(args.base_url.rstrip("/"), MODEL, "given", args.questions,
-                                         args.concurrency, args.repeats, work)
+                results["llama"] = bench(
+                    args.base_url.rstrip("/"), MODEL, "given", args.questions, args.concurrency, args.repeats, work
+                )
             else:
                 with llama_server(work / "server.log") as base_url:
-                    results["llama"] = bench(base_url, MODEL, "llama.cpp (started here)", args.questions,
-                                             args.concurrency, args.repeats, work)
+                    results["llama"] = bench(
+                        base_url,
+                        MODEL,
+                        "llama.cpp (started here)",
+                        args.questions,
+                        args.concurrency,
+                        args.repeats,
+                        work,
+                    )
             print_table(results["llama" if server != "instant" else "instant"])
     args.output.parent.mkdir(parents=True, exist_ok=True)
     ordered = {name: results[name] for name in ("llama", "instant") if name in results}

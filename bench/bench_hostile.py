@@ -59,8 +59,10 @@ def serve(spec: str) -> None:
         time.sleep(3600)
 
 
-MESSAGES = [{"role": "system", "content": "You are an expert curriculum designer."},
-            {"role": "user", "content": "List 2 courses that teach the discipline \"Linear Algebra\"."}]
+MESSAGES = [
+    {"role": "system", "content": "You are an expert curriculum designer."},
+    {"role": "user", "content": 'List 2 courses that teach the discipline "Linear Algebra".'},
+]
 
 
 def client(url: str, cap: int, timeout: float, plain: bool) -> None:
@@ -73,8 +75,9 @@ def client(url: str, cap: int, timeout: float, plain: bool) -> None:
     request = ChatRequest.from_messages(MESSAGES, temperature=0.0, max_tokens=60)
 
     async def bounded():
-        backend = OpenAIBackend(model=MODEL, base_urls=[url], api_key="EMPTY", timeout=timeout, max_retries=0,
-                                max_response_bytes=cap)
+        backend = OpenAIBackend(
+            model=MODEL, base_urls=[url], api_key="EMPTY", timeout=timeout, max_retries=0, max_response_bytes=cap
+        )
         try:
             reply = await backend.complete(request)
             return {"outcome": "answered", "text_bytes": len(reply.text)}
@@ -89,8 +92,9 @@ def client(url: str, cap: int, timeout: float, plain: bool) -> None:
 
         sdk = AsyncOpenAI(base_url=url, api_key="EMPTY", timeout=timeout, max_retries=0)
         try:
-            reply = await sdk.post("/chat/completions", body={"model": MODEL, "messages": request.message_dicts()},
-                                   cast_to=ChatCompletion)
+            reply = await sdk.post(
+                "/chat/completions", body={"model": MODEL, "messages": request.message_dicts()}, cast_to=ChatCompletion
+            )
             return {"outcome": "answered", "text_bytes": len(reply.choices[0].message.content or "")}
         except Exception as exc:
             return {"outcome": "failed", "reason": type(exc).__name__, "detail": str(exc)[:120]}
@@ -115,8 +119,9 @@ def one_case(name: str, fault: dict, *, cap: int, timeout: float, plain: bool = 
     from measure import run_measured
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    server = subprocess.Popen([sys.executable, __file__, "--serve", json.dumps(fault)], stdout=subprocess.PIPE,
-                              text=True, env=env)
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", json.dumps(fault)], stdout=subprocess.PIPE, text=True, env=env
+    )
     try:
         port = int(server.stdout.readline())
         url = f"http://127.0.0.1:{port}/v1"
@@ -129,11 +134,20 @@ def one_case(name: str, fault: dict, *, cap: int, timeout: float, plain: bool = 
         report = json.loads(measured.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
         report = {"outcome": "client crashed", "returncode": measured.returncode, "stderr": measured.stderr[-600:]}
-    report.update(case=name, client="plain openai client (before)" if plain else "OpenAIBackend (bounded)",
-                  fault=fault, cap_bytes=None if plain else cap, timeout_s=timeout,
-                  polled_peak_rss_mib=measured.peak_rss_mib, process_wall_s=round(measured.wall_s, 2))
-    print(f"{name:28s} {report['client']:30s} {report.get('outcome'):9s} {report.get('reason', ''):20s} "
-          f"peak RSS {measured.peak_rss_mib:7.1f} MiB  in {report.get('wall_s', '?')} s", flush=True)
+    report.update(
+        case=name,
+        client="plain openai client (before)" if plain else "OpenAIBackend (bounded)",
+        fault=fault,
+        cap_bytes=None if plain else cap,
+        timeout_s=timeout,
+        polled_peak_rss_mib=measured.peak_rss_mib,
+        process_wall_s=round(measured.wall_s, 2),
+    )
+    print(
+        f"{name:28s} {report['client']:30s} {report.get('outcome'):9s} {report.get('reason', ''):20s} "
+        f"peak RSS {measured.peak_rss_mib:7.1f} MiB  in {report.get('wall_s', '?')} s",
+        flush=True,
+    )
     return report
 
 
@@ -171,18 +185,29 @@ def main() -> None:
     results = [one_case(name, fault, cap=cap, timeout=timeout) for name, fault in cases]
     if args.baseline_mib:
         size = args.baseline_mib * MiB
-        results += [one_case(f"body {args.baseline_mib} MiB, Content-Length", {"kind": "huge", "size": size},
-                             cap=cap, timeout=60, plain=True),
-                    one_case(f"gzip bomb -> {args.baseline_mib} MiB", {"kind": "gzip", "size": size},
-                             cap=cap, timeout=60, plain=True)]
+        results += [
+            one_case(
+                f"body {args.baseline_mib} MiB, Content-Length",
+                {"kind": "huge", "size": size},
+                cap=cap,
+                timeout=60,
+                plain=True,
+            ),
+            one_case(
+                f"gzip bomb -> {args.baseline_mib} MiB", {"kind": "gzip", "size": size}, cap=cap, timeout=60, plain=True
+            ),
+        ]
     bounded = [r for r in results if r.get("cap_bytes")]
     worst = max(r["polled_peak_rss_mib"] for r in bounded)
     report = {
-        "bench": "hostile", "started": started, "machine": info, "load_avg_at_end": load_avg(),
+        "bench": "hostile",
+        "started": started,
+        "machine": info,
+        "load_avg_at_end": load_avg(),
         "goal": f"client peak RSS under {GOAL_MIB} MiB for every hostile case; slow bodies fail at the deadline",
         "worst_bounded_peak_rss_mib": worst,
-        "met": worst < GOAL_MIB and all(r.get("outcome") == ("answered" if r["case"] == "healthy" else "failed")
-                                        for r in bounded),
+        "met": worst < GOAL_MIB
+        and all(r.get("outcome") == ("answered" if r["case"] == "healthy" else "failed") for r in bounded),
         "results": results,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -59,36 +59,71 @@ def make_project(folder: Path) -> Path:
 
 def one_size(questions: int, concurrency: int, work: Path, timeout: float) -> dict:
     project, run = make_project(work / f"project-{questions}"), work / f"run-{questions}"
-    command = [sys.executable, "-m", "syllabus", "generate", "--project", str(project), "--nodes", NODES,
-               "--questions", str(questions), "--teacher", f"openai:{MODEL}", "--concurrency", str(concurrency),
-               "--run", str(run)]
+    command = [
+        sys.executable,
+        "-m",
+        "syllabus",
+        "generate",
+        "--project",
+        str(project),
+        "--nodes",
+        NODES,
+        "--questions",
+        str(questions),
+        "--teacher",
+        f"openai:{MODEL}",
+        "--concurrency",
+        str(concurrency),
+        "--run",
+        str(run),
+    ]
     before = load_avg()
     with instant_server() as server:
         start_epoch = time.time()
-        done = run_measured([*command, "--base-url", server.base_url], timeout=timeout, sample_every=2.0,
-                            env={**os.environ, "COLUMNS": "200"})
+        done = run_measured(
+            [*command, "--base-url", server.base_url],
+            timeout=timeout,
+            sample_every=2.0,
+            env={**os.environ, "COLUMNS": "200"},
+        )
         stats = server.stats()
-    result = {"questions": questions, "returncode": done.returncode, "wall_s": round(done.wall_s, 2),
-              "cpu_s": done.cpu_s, "peak_rss_mib": done.peak_rss_mib, "peak_processes": done.peak_processes,
-              "children_max_rss_mib_so_far": children_max_rss_mib(), "server_requests": stats["chat"],
-              "server_cpu_s": stats["cpu_s"], "load_avg_before": before, "load_avg_after": load_avg()}
+    result = {
+        "questions": questions,
+        "returncode": done.returncode,
+        "wall_s": round(done.wall_s, 2),
+        "cpu_s": done.cpu_s,
+        "peak_rss_mib": done.peak_rss_mib,
+        "peak_processes": done.peak_processes,
+        "children_max_rss_mib_so_far": children_max_rss_mib(),
+        "server_requests": stats["chat"],
+        "server_cpu_s": stats["cpu_s"],
+        "load_avg_before": before,
+        "load_avg_after": load_avg(),
+    }
     if done.returncode != 0:
         result["error"] = (done.stdout[-1500:] + "\n" + done.stderr[-1500:]).strip()
         return result
     summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
-    result.update(rows=summary["rows"], generated=summary["generated"], dropped=summary["dropped"],
-                  filter_counts=summary["filters"].get("counts"), filter_seconds=summary["filters"].get("seconds"),
-                  rows_per_s=round(summary["rows"] / done.wall_s, 2),
-                  questions_per_s=round(questions / done.wall_s, 2),
-                  ms_per_question=round(1000 * done.wall_s / questions, 3))
+    result.update(
+        rows=summary["rows"],
+        generated=summary["generated"],
+        dropped=summary["dropped"],
+        filter_counts=summary["filters"].get("counts"),
+        filter_seconds=summary["filters"].get("seconds"),
+        rows_per_s=round(summary["rows"] / done.wall_s, 2),
+        questions_per_s=round(questions / done.wall_s, 2),
+        ms_per_question=round(1000 * done.wall_s / questions, 3),
+    )
     if stats.get("last_chat_time"):
         split = stats["last_chat_time"] - start_epoch
         generating = [rss for t, rss in done.samples if t <= split]
         after = [rss for t, rss in done.samples if t > split]
-        result.update(last_request_at_s=round(split, 2),
-                      after_last_request_s=round(done.wall_s - split, 2),
-                      peak_rss_generating_mib=max(generating, default=None),
-                      peak_rss_after_generating_mib=max(after, default=None))
+        result.update(
+            last_request_at_s=round(split, 2),
+            after_last_request_s=round(done.wall_s - split, 2),
+            peak_rss_generating_mib=max(generating, default=None),
+            peak_rss_after_generating_mib=max(after, default=None),
+        )
     result["rss_timeline_mib"] = done.samples
     return result
 
@@ -115,11 +150,14 @@ def analyse(results: list[dict]) -> dict:
         small, large = ok[0], ok[-1]
         span = large["questions"] - small["questions"]
         analysis["peak_growth_mib_per_10k_questions"] = round(
-            10000 * (large["peak_rss_mib"] - small["peak_rss_mib"]) / span, 1)
+            10000 * (large["peak_rss_mib"] - small["peak_rss_mib"]) / span, 1
+        )
         analysis["time_per_question_largest_over_smallest"] = round(
-            large["ms_per_question"] / small["ms_per_question"], 3)
+            large["ms_per_question"] / small["ms_per_question"], 3
+        )
         analysis["cpu_per_question_largest_over_smallest"] = round(
-            large["cpu_ms_per_question"] / small["cpu_ms_per_question"], 3)
+            large["cpu_ms_per_question"] / small["cpu_ms_per_question"], 3
+        )
     return analysis
 
 
@@ -130,8 +168,9 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--timeout", type=float, default=5400, help="seconds allowed per size")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "memory.json")
-    parser.add_argument("--analyse-only", action="store_true",
-                        help="recompute the analysis of an existing --output file (no runs)")
+    parser.add_argument(
+        "--analyse-only", action="store_true", help="recompute the analysis of an existing --output file (no runs)"
+    )
     args = parser.parse_args()
     if args.analyse_only:
         report = json.loads(args.output.read_text(encoding="utf-8"))
@@ -155,10 +194,18 @@ def main() -> int:
     report = {
         "benchmark": "syllabus generate: peak memory and wall time by size, against the instant server",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {**host, "load_avg_at_end": load_avg(),
-                    "note": "2 shared cores; other sessions ran tests meanwhile (see each size's load averages)"},
-        "settings": {"nodes": NODES, "concurrency": args.concurrency, "project": SETTINGS,
-                     "filters": "defaults (checks, exact, minhash)", "server": "bench/instant_server.py"},
+        "machine": {
+            **host,
+            "load_avg_at_end": load_avg(),
+            "note": "2 shared cores; other sessions ran tests meanwhile (see each size's load averages)",
+        },
+        "settings": {
+            "nodes": NODES,
+            "concurrency": args.concurrency,
+            "project": SETTINGS,
+            "filters": "defaults (checks, exact, minhash)",
+            "server": "bench/instant_server.py",
+        },
         "results": results,
         "analysis": analysis,
     }

@@ -54,9 +54,26 @@ from measure import load_avg, machine  # noqa: E402
 
 
 def command(project: Path, run: Path, base_url: str, questions: int, concurrency: int) -> list[str]:
-    return [sys.executable, "-m", "syllabus", "generate", "--project", str(project), "--nodes", NODES,
-            "--questions", str(questions), "--teacher", f"openai:{MODEL}", "--base-url", base_url,
-            "--concurrency", str(concurrency), "--run", str(run)]
+    return [
+        sys.executable,
+        "-m",
+        "syllabus",
+        "generate",
+        "--project",
+        str(project),
+        "--nodes",
+        NODES,
+        "--questions",
+        str(questions),
+        "--teacher",
+        f"openai:{MODEL}",
+        "--base-url",
+        base_url,
+        "--concurrency",
+        str(concurrency),
+        "--run",
+        str(run),
+    ]
 
 
 def cached(run: Path) -> Counter:
@@ -74,14 +91,15 @@ def cached(run: Path) -> Counter:
 
 def rows_of(run: Path) -> list[tuple[str, int, str]]:
     with open(run / "dataset.jsonl", encoding="utf-8") as lines:
-        return [(r["taxonomy_path"], r["question_index"], r["content_hash"]) for r in map(json.loads, lines)
-                if r]
+        return [(r["taxonomy_path"], r["question_index"], r["content_hash"]) for r in map(json.loads, lines) if r]
 
 
 def finish(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, "COLUMNS": "200"})
     if done.returncode != 0:
-        raise RuntimeError(f"syllabus generate exited with {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+        raise RuntimeError(
+            f"syllabus generate exited with {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+        )
     return done
 
 
@@ -92,8 +110,9 @@ def one_seed(seed: int, server, reference: dict, args, work: Path) -> dict:
     start_index = len(server.requests())
     load_before = load_avg()
     started = time.perf_counter()
-    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env={**os.environ, "COLUMNS": "200"})
+    process = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "COLUMNS": "200"}
+    )
     server.arm(process.pid, kill_at)
     code = process.wait(timeout=args.timeout)
     killed_after_s = time.perf_counter() - started
@@ -144,10 +163,16 @@ def main() -> int:
         project, run = make_project(work / "project-reference"), work / "run-reference"
         started = time.perf_counter()
         finish(command(project, run, server.base_url, args.questions, args.concurrency), args.timeout)
-        reference = {"requests": len(server.requests()), "rows": rows_of(run),
-                     "wall_s": round(time.perf_counter() - started, 2), "answers_stored": sum(cached(run).values())}
-        print(f"reference: {reference['requests']} requests, {len(reference['rows'])} rows, "
-              f"{reference['wall_s']}s", flush=True)
+        reference = {
+            "requests": len(server.requests()),
+            "rows": rows_of(run),
+            "wall_s": round(time.perf_counter() - started, 2),
+            "answers_stored": sum(cached(run).values()),
+        }
+        print(
+            f"reference: {reference['requests']} requests, {len(reference['rows'])} rows, {reference['wall_s']}s",
+            flush=True,
+        )
         for seed in (int(s) for s in args.seeds.split(",")):
             result = one_seed(seed, server, reference, args, work)
             results.append(result)
@@ -157,8 +182,12 @@ def main() -> int:
         "benchmark": "requests re-sent by a rerun after kill -9 of syllabus generate",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {**host, "load_avg_at_end": load_avg()},
-        "settings": {"questions": args.questions, "concurrency": args.concurrency, "nodes": NODES,
-                     "server": "bench/instant_server.py --record (kills at the chosen request)"},
+        "settings": {
+            "questions": args.questions,
+            "concurrency": args.concurrency,
+            "nodes": NODES,
+            "server": "bench/instant_server.py --record (kills at the chosen request)",
+        },
         "reference": {k: v for k, v in reference.items() if k != "rows"} | {"rows": len(reference["rows"])},
         "runs": results,
         "re_sent_total": total,

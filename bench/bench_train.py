@@ -52,17 +52,35 @@ def make_dataset(path: Path, rows: int, words: int) -> None:
     line = " ".join(f"word{i % 97}" for i in range(words))
     with open(path, "w", encoding="utf-8") as handle:
         for i in range(rows):
-            handle.write(json.dumps({"prompt": [{"role": "user", "content": f"Question {i}: explain {line[:200]}"}],
-                                     "completion": [{"role": "assistant", "content": f"Answer {i}: {line}"}]}) + "\n")
+            handle.write(
+                json.dumps(
+                    {
+                        "prompt": [{"role": "user", "content": f"Question {i}: explain {line[:200]}"}],
+                        "completion": [{"role": "assistant", "content": f"Answer {i}: {line}"}],
+                    }
+                )
+                + "\n"
+            )
 
 
 def run_variant(work: Path, dataset: Path, lora: bool, args) -> dict:
     out = work / f"{'lora' if lora else 'full'}-{time.monotonic_ns()}"
-    spec = {"dataset": str(dataset), "out": str(out), "steps": args.steps, "batch_size": args.batch_size,
-            "max_length": args.max_length, "lora": lora}
+    spec = {
+        "dataset": str(dataset),
+        "out": str(out),
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "max_length": args.max_length,
+        "lora": lora,
+    }
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    done = subprocess.run([sys.executable, "-c", WORKER, json.dumps(spec)], capture_output=True, text=True,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=3600)
+    done = subprocess.run(
+        [sys.executable, "-c", WORKER, json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=3600,
+    )
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-3000:])
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -95,25 +113,44 @@ def main() -> int:
         for _ in range(args.repeats):
             for variant in ("lora", "full"):
                 runs[variant].append(run_variant(work, dataset, variant == "lora", args))
-                print(variant, {k: round(v, 2) if isinstance(v, float) else v for k, v in runs[variant][-1].items()},
-                      flush=True)
-    medians = {v: {k: statistics.median(r[k] for r in rs if r[k] is not None) if any(r[k] is not None for r in rs)
-                   else None for k in ("tokens_per_s", "s_per_step", "peak_rss_mb", "wall_s")}
-               for v, rs in runs.items()}
+                print(
+                    variant,
+                    {k: round(v, 2) if isinstance(v, float) else v for k, v in runs[variant][-1].items()},
+                    flush=True,
+                )
+    medians = {
+        v: {
+            k: statistics.median(r[k] for r in rs if r[k] is not None) if any(r[k] is not None for r in rs) else None
+            for k in ("tokens_per_s", "s_per_step", "peak_rss_mb", "wall_s")
+        }
+        for v, rs in runs.items()
+    }
     result = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
-                    "bf16": cpu_has_bf16(), "load_avg_1m_at_end": round(os.getloadavg()[0], 2)},
-        "settings": {"steps": args.steps, "batch_size": args.batch_size, "max_length": args.max_length,
-                     "repeats": args.repeats, "student": "SmolLM2-135M-Instruct (embedded)"},
+        "machine": {
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            "bf16": cpu_has_bf16(),
+            "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
+        },
+        "settings": {
+            "steps": args.steps,
+            "batch_size": args.batch_size,
+            "max_length": args.max_length,
+            "repeats": args.repeats,
+            "student": "SmolLM2-135M-Instruct (embedded)",
+        },
         "runs": runs,
         "medians": medians,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     for variant, mid in medians.items():
-        print(f"{variant:<5} {mid['tokens_per_s']:.0f} tokens/s, {mid['s_per_step']:.1f} s/step, "
-              f"peak RSS {mid['peak_rss_mb']} MB")
+        print(
+            f"{variant:<5} {mid['tokens_per_s']:.0f} tokens/s, {mid['s_per_step']:.1f} s/step, "
+            f"peak RSS {mid['peak_rss_mb']} MB"
+        )
     print(f"wrote {args.output}")
     return 0
 

@@ -29,8 +29,9 @@ def main() -> None:
 
     first = requests[0]
     with Pipeline(name="bench-distilabel", cache_dir=args.cache_dir) as pipeline:
-        load = LoadDataFromDicts(data=[{"instruction": r["messages"][-1]["content"]} for r in requests],
-                                 batch_size=args.concurrency)
+        load = LoadDataFromDicts(
+            data=[{"instruction": r["messages"][-1]["content"]} for r in requests], batch_size=args.concurrency
+        )
         generate = TextGeneration(
             llm=OpenAILLM(model=args.model, base_url=args.base_url, api_key="EMPTY", max_retries=0),
             input_batch_size=args.concurrency,
@@ -38,8 +39,17 @@ def main() -> None:
         load >> generate
     distiset = pipeline.run(
         use_cache=False,
-        parameters={generate.name: {"llm": {"generation_kwargs": {
-            "temperature": first["temperature"], "top_p": first["top_p"], "max_new_tokens": first["max_tokens"]}}}},
+        parameters={
+            generate.name: {
+                "llm": {
+                    "generation_kwargs": {
+                        "temperature": first["temperature"],
+                        "top_p": first["top_p"],
+                        "max_new_tokens": first["max_tokens"],
+                    }
+                }
+            }
+        },
     )
     rows = distiset["default"]["train"]
     generated = [g for g in rows["generation"] if g]

@@ -63,6 +63,7 @@ STAGE_MARKERS = (
 def request_hash(request: dict) -> str:
     """What decides a chat request's answer, hashed: messages (role, content), temperature, top_p,
     max_tokens. Takes an HTTP body or a cache `answers.request` alike (both carry these keys)."""
+
     def number(value, kind):
         return None if value is None else kind(value)
 
@@ -90,8 +91,10 @@ def reply_for(stage: str, user: str) -> str:
     if stage == "subjects":
         match = re.search(r"List (\d+) courses", user)
         count = max(1, min(int(match.group(1)) if match else 3, 50))
-        return "\n".join(f"Course {h[:8]} {i + 1} | undergraduate | topic {h[8:12]} {i}a, topic {h[8:12]} {i}b, "
-                         f"topic {h[8:12]} {i}c" for i in range(count))
+        return "\n".join(
+            f"Course {h[:8]} {i + 1} | undergraduate | topic {h[8:12]} {i}a, topic {h[8:12]} {i}b, topic {h[8:12]} {i}c"
+            for i in range(count)
+        )
     if stage == "syllabus":
         match = re.search(r"at most (\d+) sessions", user)
         count = max(1, min(int(match.group(1)) if match else 4, 30))
@@ -101,11 +104,15 @@ def reply_for(stage: str, user: str) -> str:
             lines.extend(f"- concept {h[6:10]} {s}.{c}" for c in range(1, 7))
         return "\n".join(lines)
     if stage == "question":
-        return (f"How does {h[:6]} relate to {h[6:12]} when {h[12:18]} is applied to {h[18:24]}, "
-                f"and why does {h[24:30]} follow?")
+        return (
+            f"How does {h[:6]} relate to {h[6:12]} when {h[12:18]} is applied to {h[18:24]}, "
+            f"and why does {h[24:30]} follow?"
+        )
     if stage == "answer":
-        return (f"Start from {h[:6]} and {h[6:12]}. Applying {h[12:18]} to {h[18:24]} step by step "
-                f"gives {h[24:30]}, so the final answer is {int(h[30:36], 16) % 997}.")
+        return (
+            f"Start from {h[:6]} and {h[6:12]}. Applying {h[12:18]} to {h[18:24]} step by step "
+            f"gives {h[24:30]}, so the final answer is {int(h[30:36], 16) % 997}."
+        )
     return f"Reply {h[:12]}: one short exam question about this topic, as asked."
 
 
@@ -147,9 +154,11 @@ class InstantServer:
                     body = await reader.readexactly(length) if length else b""
                 status, payload = self.route(method, target, body)
                 data = json.dumps(payload).encode()
-                writer.write(b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                             b"Connection: keep-alive\r\n\r\n%s"
-                             % (status, b"OK" if status == 200 else b"Error", len(data), data))
+                writer.write(
+                    b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                    b"Connection: keep-alive\r\n\r\n%s"
+                    % (status, b"OK" if status == 200 else b"Error", len(data), data)
+                )
                 await writer.drain()
                 if headers.get("connection", "").lower() == "close":
                     return
@@ -177,16 +186,24 @@ class InstantServer:
             return self.completion(body)
         if method == "GET" and path.endswith("/models"):
             self.models += 1
-            return 200, {"object": "list", "data": [{"id": self.model, "object": "model", "created": 0,
-                                                      "owned_by": "bench"}]}
+            return 200, {
+                "object": "list",
+                "data": [{"id": self.model, "object": "model", "created": 0, "owned_by": "bench"}],
+            }
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         if path == "/bench/stats":
             cpu = os.times()
-            return 200, {"chat": self.chat, "models": self.models, "stages": dict(self.stages),
-                         "cpu_s": round(cpu.user + cpu.system, 3), "killed": self.killed,
-                         "first_chat_time": self.first_chat, "last_chat_time": self.last_chat}
+            return 200, {
+                "chat": self.chat,
+                "models": self.models,
+                "stages": dict(self.stages),
+                "cpu_s": round(cpu.user + cpu.system, 3),
+                "killed": self.killed,
+                "first_chat_time": self.first_chat,
+                "last_chat_time": self.last_chat,
+            }
         if path == "/bench/requests":
-            return 200, self.requests[int(query.get("start", 0)):]
+            return 200, self.requests[int(query.get("start", 0)) :]
         if path == "/bench/reset":  # counts and times start again (recorded hashes are kept)
             self.chat, self.models, self.first_chat, self.last_chat = 0, 0, None, None
             self.stages.clear()
@@ -220,12 +237,23 @@ class InstantServer:
         prompt_chars = sum(len(str(m.get("content") or "")) for m in messages)
         completion_tokens = len(text.split())
         return 200, {
-            "id": f"chatcmpl-{self.chat}", "object": "chat.completion", "created": int(time.time()),
+            "id": f"chatcmpl-{self.chat}",
+            "object": "chat.completion",
+            "created": int(time.time()),
             "model": request.get("model") or self.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": "stop", "logprobs": None}],
-            "usage": {"prompt_tokens": prompt_chars // 4 + 1, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_chars // 4 + 1 + completion_tokens},
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_chars // 4 + 1,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_chars // 4 + 1 + completion_tokens,
+            },
         }
 
 

@@ -50,8 +50,16 @@ def tree_rss(process: psutil.Process) -> tuple[float, int]:
     return total / 2**20, count
 
 
-def run_measured(command: list[str], *, timeout: float = 3600, interval: float = 0.1, env: dict | None = None,
-                 cwd: str | None = None, sample_every: float = 1.0, on_start=None) -> Measured:
+def run_measured(
+    command: list[str],
+    *,
+    timeout: float = 3600,
+    interval: float = 0.1,
+    env: dict | None = None,
+    cwd: str | None = None,
+    sample_every: float = 1.0,
+    on_start=None,
+) -> Measured:
     """Run `command`, poll its tree's RSS, return timings, memory and output (text)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -88,9 +96,16 @@ def run_measured(command: list[str], *, timeout: float = 3600, interval: float =
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         out.seek(0)
         err.seek(0)
-        return Measured(code, wall, round(peak, 1), peak_count, out.read().decode(errors="replace"),
-                        err.read().decode(errors="replace"), samples,
-                        round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2))
+        return Measured(
+            code,
+            wall,
+            round(peak, 1),
+            peak_count,
+            out.read().decode(errors="replace"),
+            err.read().decode(errors="replace"),
+            samples,
+            round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2),
+        )
 
 
 def children_max_rss_mib() -> float:
@@ -104,11 +119,17 @@ def load_avg() -> list[float]:
 
 def machine(*dists: str) -> dict:
     """The machine and versions; load averages (1, 5, 15 min) now: other work skews every figure."""
+
     def version(dist: str) -> str | None:
         try:
             return metadata.version(dist)
         except metadata.PackageNotFoundError:
             return None
 
-    return {"platform": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
-            "load_avg_at_start": load_avg(), "versions": {dist: version(dist) for dist in dists}}
+    return {
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "load_avg_at_start": load_avg(),
+        "versions": {dist: version(dist) for dist in dists},
+    }

@@ -20,8 +20,12 @@ async def main(base_url: str, model: str, requests: list[dict], concurrency: int
     async def one(request: dict) -> int:
         async with limit:
             response = await client.chat.completions.create(
-                model=model, messages=request["messages"], temperature=request["temperature"],
-                top_p=request["top_p"], max_tokens=request["max_tokens"])
+                model=model,
+                messages=request["messages"],
+                temperature=request["temperature"],
+                top_p=request["top_p"],
+                max_tokens=request["max_tokens"],
+            )
         return response.usage.completion_tokens
 
     try:

@@ -29,8 +29,10 @@ def main(names: list[str]) -> int:
         print(f"== {script.name}", flush=True)
         start = time.perf_counter()
         code = subprocess.run([sys.executable, str(script)], cwd=BENCH.parent).returncode
-        print(f"== {script.name}: {'ok' if code == 0 else f'FAILED (exit {code})'} in {time.perf_counter() - start:.0f}s",
-              flush=True)
+        print(
+            f"== {script.name}: {'ok' if code == 0 else f'FAILED (exit {code})'} in {time.perf_counter() - start:.0f}s",
+            flush=True,
+        )
         if code != 0:
             failed.append(script.name)
     if failed:

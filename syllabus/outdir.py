@@ -40,21 +40,28 @@ def claim(folder: Path, kind: str, *, legacy: Iterable[str] = (), option: str = 
     non-empty folder the tool did not make."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise UserError(f"{option} must be a folder, and this is a file", where=folder,
-                        hint=f"choose a new folder for {option}")
+        raise UserError(
+            f"{option} must be a folder, and this is a file", where=folder, hint=f"choose a new folder for {option}"
+        )
     if folder.is_dir():
         found = owner(folder)
         if found == kind:
             return folder
         if found is not None:
-            raise UserError(f"this folder holds a syllabus {found}, not a {kind}", where=folder,
-                            hint=f"give {option} a folder of its own")
+            raise UserError(
+                f"this folder holds a syllabus {found}, not a {kind}",
+                where=folder,
+                hint=f"give {option} a folder of its own",
+            )
         entries = [p.name for p in folder.iterdir()]
         if entries and not any((folder / name).exists() for name in legacy):
             shown = ", ".join(sorted(entries)[:5]) + (", ..." if len(entries) > 5 else "")
-            raise UserError(f"this folder was not made by syllabus and is not empty ({shown}); "
-                            f"writing the {kind} here could overwrite those files", where=folder,
-                            hint=f"give {option} a new or empty folder")
+            raise UserError(
+                f"this folder was not made by syllabus and is not empty ({shown}); "
+                f"writing the {kind} here could overwrite those files",
+                where=folder,
+                hint=f"give {option} a new or empty folder",
+            )
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / MARKER, json.dumps({"kind": kind}) + "\n")
     return folder

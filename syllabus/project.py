@@ -178,6 +178,7 @@ class GenerationConfig(_Strict):
         if any(weight < 0 for weight in value.values()) or not any(value.values()):
             raise ValueError(f"{info.field_name} weights must be >= 0 and not all 0")
         return value
+
     filters: FiltersConfig = Field(default_factory=FiltersConfig)
 
     @field_validator("concepts")
@@ -302,13 +303,19 @@ def init_project(folder: str | Path, *, force: bool = False) -> Path:
     target = folder / "taxonomy"
     for existing, pristine in ((folder / CONFIG_FILE, SCAFFOLD / CONFIG_FILE), (target, SCAFFOLD / "taxonomy")):
         if existing.exists() and not force and not _same_tree(existing, pristine):
-            raise UserError(f"{existing.name} already exists", where=folder,
-                            hint="choose another folder, or pass --force to overwrite")
+            raise UserError(
+                f"{existing.name} already exists",
+                where=folder,
+                hint="choose another folder, or pass --force to overwrite",
+            )
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file of that name, or a file on the way to it
-        raise UserError(f"cannot create the project folder: {exc.strerror or exc}", where=folder,
-                        hint="choose a path that is not taken by a file") from None
+        raise UserError(
+            f"cannot create the project folder: {exc.strerror or exc}",
+            where=folder,
+            hint="choose a path that is not taken by a file",
+        ) from None
     if force or not target.exists():  # --force replaces a taxonomy there, it does not merge into it
         staging = folder / ".taxonomy.tmp"
         shutil.rmtree(staging, ignore_errors=True)

@@ -52,10 +52,11 @@ def hold(folder: Path, *, what: str, option: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _holder(fd)
-            raise UserError(f"another {what} is using this folder ({holder}); two at once would send "
-                            "the same requests twice", where=folder,
-                            hint=f"wait until it ends (rerunning then resumes from the cache), or give "
-                                 f"{option} another folder") from None
+            raise UserError(
+                f"another {what} is using this folder ({holder}); two at once would send the same requests twice",
+                where=folder,
+                hint=f"wait until it ends (rerunning then resumes from the cache), or give {option} another folder",
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         yield
@@ -64,7 +65,7 @@ def hold(folder: Path, *, what: str, option: str) -> Iterator[None]:
 
 
 def _holder(fd: int) -> str:
-    """"pid N" as the holder wrote it, or a vaguer phrase when it has not written it yet."""
+    """ "pid N" as the holder wrote it, or a vaguer phrase when it has not written it yet."""
     try:
         text = os.pread(fd, 32, 0).decode("ascii").strip()
     except (OSError, UnicodeDecodeError):

@@ -25,8 +25,11 @@ def require_regular_file(path: Path, what: str = "file") -> Path:
     if stat.S_ISDIR(mode):
         raise UserError(f"expected a {what}, found a folder", where=path)
     if not stat.S_ISREG(mode):
-        raise UserError(f"expected a {what}, found a special file (FIFO, socket or device)", where=path,
-                        hint="give the path of a regular file")
+        raise UserError(
+            f"expected a {what}, found a special file (FIFO, socket or device)",
+            where=path,
+            hint="give the path of a regular file",
+        )
     return path
 
 
@@ -48,9 +51,12 @@ def read_bytes(path: Path, *, limit: int, what: str = "file") -> bytes:
 
 
 def _too_large(path: Path, size: int, limit: int) -> UserError:
-    return UserError(f"{path.name} is {size / 2**20:.1f} MiB, more than the limit of {limit / 2**20:g} MiB",
-                     where=path, hint="it should be a short hand-written file: keep documents and large "
-                                      "question sets out of it, and check the path")
+    return UserError(
+        f"{path.name} is {size / 2**20:.1f} MiB, more than the limit of {limit / 2**20:g} MiB",
+        where=path,
+        hint="it should be a short hand-written file: keep documents and large "
+        "question sets out of it, and check the path",
+    )
 
 
 def read_text(path: Path, *, limit: int, what: str = "file") -> str:

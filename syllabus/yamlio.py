@@ -41,8 +41,7 @@ class _NoAliasComposer(Composer):
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.parser.check_event(AliasEvent):
             event = self.parser.peek_event()
-            raise ComposerError(None, None, f"YAML alias *{event.anchor} (aliases are not accepted)",
-                                event.start_mark)
+            raise ComposerError(None, None, f"YAML alias *{event.anchor} (aliases are not accepted)", event.start_mark)
         return super().compose_node(parent, index)
 
 
@@ -68,21 +67,33 @@ def _parse(yaml: YAML, text: str, source: str | Path) -> Any:
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = exc.problem or exc.context or "invalid YAML"
         if isinstance(exc, MaxDepthExceededError):
-            raise UserError(f"YAML nested more than {MAX_DEPTH} levels deep", where=f"{source}{line}",
-                            hint="a hand-written file needs a few levels; check the brackets") from None
+            raise UserError(
+                f"YAML nested more than {MAX_DEPTH} levels deep",
+                where=f"{source}{line}",
+                hint="a hand-written file needs a few levels; check the brackets",
+            ) from None
         if isinstance(exc, ComposerError) and "alias" in problem:
-            raise UserError(f"YAML refused: {problem}", where=f"{source}{line}",
-                            hint="write the value out where the alias is (anchors and aliases, &name and "
-                                 "*name, are refused in every file syllabus reads)") from None
-        raise UserError(f"YAML syntax error: {problem}", where=f"{source}{line}",
-                        hint="check indentation and quoting on that line (values with ':' or '#' need quotes)") from None
+            raise UserError(
+                f"YAML refused: {problem}",
+                where=f"{source}{line}",
+                hint="write the value out where the alias is (anchors and aliases, &name and "
+                "*name, are refused in every file syllabus reads)",
+            ) from None
+        raise UserError(
+            f"YAML syntax error: {problem}",
+            where=f"{source}{line}",
+            hint="check indentation and quoting on that line (values with ':' or '#' need quotes)",
+        ) from None
     except YAMLError as exc:
         raise UserError(f"YAML error: {exc}", where=source) from None
     except RecursionError:
         raise UserError("YAML nested too deeply to read", where=source) from None
     except (TypeError, ValueError) as exc:  # what ruamel lets through: a list as a key, a 5000-digit number
-        raise UserError(f"YAML value that cannot be read: {str(exc).split(';')[0]}", where=source,
-                        hint="keys must be plain text, and numbers of a sensible size") from None
+        raise UserError(
+            f"YAML value that cannot be read: {str(exc).split(';')[0]}",
+            where=source,
+            hint="keys must be plain text, and numbers of a sensible size",
+        ) from None
 
 
 def loads(text: str, *, source: str | Path = "<string>") -> Any:

@@ -114,9 +114,26 @@ def _serve_gguf(gguf_path: Path, folder: Path, *extra: str):
     log = folder / "server.log"
     handle = open(log, "wb")  # noqa: SIM115 (the server writes to it until the fixture ends)
     process = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path), "--model_alias", "smollm2",
-         "--host", "127.0.0.1", "--port", str(port), "--n_threads", "2", "--n_ctx", "2048", *extra],
-        stdout=handle, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(gguf_path),
+            "--model_alias",
+            "smollm2",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_threads",
+            "2",
+            "--n_ctx",
+            "2048",
+            *extra,
+        ],
+        stdout=handle,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}/v1"
     deadline = time.time() + 120
@@ -165,7 +182,11 @@ def cli_env(env: dict | None = None) -> dict:
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 900):
     """Run `python -m syllabus ARGS` as a user would; returns the CompletedProcess."""
     return subprocess.run(
-        [sys.executable, "-m", "syllabus", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "syllabus", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env=cli_env(env),
     )
 
@@ -176,8 +197,7 @@ def embedded_run(tmp_path_factory, embedded_dir):
     folder = tmp_path_factory.mktemp("embedded") / "proj"
     init_project(folder)
     tune_project(folder)
-    result = run_cli("generate", "--project", str(folder), "--nodes", "mathematics/linear-algebra",
-                     "--questions", "4")
+    result = run_cli("generate", "--project", str(folder), "--nodes", "mathematics/linear-algebra", "--questions", "4")
     assert result.returncode == 0, result.stdout + result.stderr
     return folder
 

@@ -55,8 +55,22 @@ STAGE_MARKERS = (
     ("writes homework questions", "question"),
 )
 
-FAULT_KINDS = ("429", "500", "hang", "cut", "malformed", "bad-shape", "empty", "null", "die",
-               "reply", "huge", "gzip", "trickle", "endless")
+FAULT_KINDS = (
+    "429",
+    "500",
+    "hang",
+    "cut",
+    "malformed",
+    "bad-shape",
+    "empty",
+    "null",
+    "die",
+    "reply",
+    "huge",
+    "gzip",
+    "trickle",
+    "endless",
+)
 
 
 def stage_of(body: Any) -> str:
@@ -75,15 +89,45 @@ def last_user(body: Any) -> str:
         return ""
 
 
-WORDS = ("basis", "kernel", "image", "rank", "trace", "norm", "orthogonal", "projection", "subspace", "scalar",
-         "column", "row", "pivot", "inverse", "transpose", "symmetric", "eigenvector", "spectrum", "determinant",
-         "span", "dimension", "isomorphism", "matrix", "vector", "field", "dual", "bilinear", "quadratic",
-         "unitary", "similar", "nilpotent", "cofactor")
+WORDS = (
+    "basis",
+    "kernel",
+    "image",
+    "rank",
+    "trace",
+    "norm",
+    "orthogonal",
+    "projection",
+    "subspace",
+    "scalar",
+    "column",
+    "row",
+    "pivot",
+    "inverse",
+    "transpose",
+    "symmetric",
+    "eigenvector",
+    "spectrum",
+    "determinant",
+    "span",
+    "dimension",
+    "isomorphism",
+    "matrix",
+    "vector",
+    "field",
+    "dual",
+    "bilinear",
+    "quadratic",
+    "unitary",
+    "similar",
+    "nilpotent",
+    "cofactor",
+)
 
 
 def _words(h: str, count: int) -> str:
     """`count` words picked by the hex digest `h`: replies differ in many words, not just one."""
-    return " ".join(WORDS[int(h[2 * i: 2 * i + 2], 16) % len(WORDS)] for i in range(count))
+    return " ".join(WORDS[int(h[2 * i : 2 * i + 2], 16) % len(WORDS)] for i in range(count))
 
 
 def healthy_reply(body: Any) -> str:
@@ -91,17 +135,23 @@ def healthy_reply(body: Any) -> str:
     h = hashlib.sha256(last_user(body).encode("utf-8")).hexdigest()
     stage = stage_of(body)
     if stage == "subjects":
-        return (f"Vector Spaces {h[:4]} | undergraduate | vectors, bases, dimension\n"
-                f"Matrix Methods {h[4:8]} | graduate | decompositions, least squares")
+        return (
+            f"Vector Spaces {h[:4]} | undergraduate | vectors, bases, dimension\n"
+            f"Matrix Methods {h[4:8]} | graduate | decompositions, least squares"
+        )
     if stage == "syllabus":
-        return (f"Session 1: Vectors {h[:4]}\n- vector addition\n- linear combinations\n- span\n"
-                f"Session 2: Matrices {h[4:8]}\n- matrix products\n- determinants\n"
-                f"Session 3: Eigenvalues {h[8:12]}\n- characteristic polynomial\n- diagonalisation")
+        return (
+            f"Session 1: Vectors {h[:4]}\n- vector addition\n- linear combinations\n- span\n"
+            f"Session 2: Matrices {h[4:8]}\n- matrix products\n- determinants\n"
+            f"Session 3: Eigenvalues {h[8:12]}\n- characteristic polynomial\n- diagonalisation"
+        )
     if stage == "question":
         return f"Homework {h[:8]}: relate {_words(h, 4)} to {_words(h[8:], 4)} in a worked example. Why does it hold?"
     if stage == "answer":
-        return (f"Start from {_words(h, 3)} and then use {_words(h[6:], 3)}; combine {_words(h[12:], 3)} "
-                f"step by step.\n\nThe final answer is {h[:12]}.")
+        return (
+            f"Start from {_words(h, 3)} and then use {_words(h[6:], 3)}; combine {_words(h[12:], 3)} "
+            f"step by step.\n\nThe final answer is {h[:12]}."
+        )
     return "Hello"
 
 
@@ -208,8 +258,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.fixture._untrack(self.connection)
 
     # --- answers ---------------------------------------------------------------
-    def _send(self, status: int, payload: bytes, content_type: str = "application/json",
-              headers: dict[str, str] | None = None, cut: bool = False) -> None:
+    def _send(
+        self,
+        status: int,
+        payload: bytes,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+        cut: bool = False,
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
@@ -262,8 +318,17 @@ class _Handler(BaseHTTPRequestHandler):
     def _error(self, status: int, message: str, **kwargs: Any) -> None:
         # Echo the Authorization header, as some proxies do: the client must redact it.
         auth = self.headers.get("Authorization", "")
-        self._json(status, {"error": {"message": f"{message} (request authorization: {auth})",
-                                      "type": "server_error", "code": str(status)}}, **kwargs)
+        self._json(
+            status,
+            {
+                "error": {
+                    "message": f"{message} (request authorization: {auth})",
+                    "type": "server_error",
+                    "code": str(status),
+                }
+            },
+            **kwargs,
+        )
 
     # --- endpoints -------------------------------------------------------------
     def _gone(self) -> bool:
@@ -284,11 +349,19 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, b"<!doctype html><html><body>Welcome</body></html>", content_type="text/html")
         elif self.path.rstrip("/") == "/v1/models" and broken == "huge":  # 4 MiB of model names
             entry = b'{"id": "%s", "object": "model"}, ' % (b"m" * 1000)
-            self._stream(iter([b'{"object": "list", "data": [', *([entry] * 4096), b'{"id": "fault-model"}]}']),
-                         {}, None)
+            self._stream(
+                iter([b'{"object": "list", "data": [', *([entry] * 4096), b'{"id": "fault-model"}]}']), {}, None
+            )
         elif self.path.rstrip("/") == "/v1/models":
-            self._json(200, {"object": "list", "data": [
-                {"id": self.server.fixture.model, "object": "model", "created": 0, "owned_by": "fault-server"}]})
+            self._json(
+                200,
+                {
+                    "object": "list",
+                    "data": [
+                        {"id": self.server.fixture.model, "object": "model", "created": 0, "owned_by": "fault-server"}
+                    ],
+                },
+            )
         else:
             self._error(404, f"no route {self.path}")
 
@@ -328,8 +401,12 @@ class _Handler(BaseHTTPRequestHandler):
         elif kind == "malformed":
             self._send(200, b'{"id": "chatcmpl-broken", "object": "chat.completion", "choices": [{"index": 0, "mess')
         elif kind == "bad-shape":
-            self._json(200, fault.payload if fault.payload is not None else
-                       {"id": "chatcmpl-odd", "object": "chat.completion", "choices": [{"index": 0}]})
+            self._json(
+                200,
+                fault.payload
+                if fault.payload is not None
+                else {"id": "chatcmpl-odd", "object": "chat.completion", "choices": [{"index": 0}]},
+            )
         elif kind == "empty":
             self._json(200, fixture.completion(body, text=""))
         elif kind == "null":
@@ -349,10 +426,14 @@ class _Handler(BaseHTTPRequestHandler):
         elif kind == "trickle":
             data = json.dumps(fixture.completion(body)).encode()
             step = max(fault.chunk, 1)
-            self._stream((data[i:i + step] for i in range(0, len(data), step)), {}, len(data), fault.interval)
+            self._stream((data[i : i + step] for i in range(0, len(data), step)), {}, len(data), fault.interval)
         elif kind == "endless":
-            self._stream(_endless(b'{"id": "chatcmpl-endless", "choices": [{"message": {"content": "', fault.chunk),
-                         {}, None, fault.interval)
+            self._stream(
+                _endless(b'{"id": "chatcmpl-endless", "choices": [{"message": {"content": "', fault.chunk),
+                {},
+                None,
+                fault.interval,
+            )
         else:
             self._json(200, fixture.completion(body))
 
@@ -426,8 +507,9 @@ class FaultServer:
         httpd.fixture = self
         self.port = httpd.server_address[1]
         self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"fault-server-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name=f"fault-server-{self.port}", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -504,9 +586,18 @@ class FaultServer:
                 in_stage = self._stage_bodies.setdefault(stage, {})
                 stage_distinct = in_stage.setdefault(canonical, len(in_stage) + 1)
                 attempt = self._attempts[canonical] = self._attempts.get(canonical, 0) + 1
-            record = Received(n=n, time=time.monotonic(), method=method, path=path, body=body, stage=stage,
-                              distinct=distinct, stage_distinct=stage_distinct, attempt=attempt,
-                              authorization=headers.get("Authorization", ""))
+            record = Received(
+                n=n,
+                time=time.monotonic(),
+                method=method,
+                path=path,
+                body=body,
+                stage=stage,
+                distinct=distinct,
+                stage_distinct=stage_distinct,
+                attempt=attempt,
+                authorization=headers.get("Authorization", ""),
+            )
             fault = None
             if path == CHAT_PATH:
                 fault = next((f for f in self._faults if f.applies(record)), None)
@@ -554,10 +645,19 @@ class FaultServer:
             "object": "chat.completion",
             "created": 1700000000,
             "model": self.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                         "logprobs": None, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": prompt_chars // 4 + 1, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_chars // 4 + 1 + completion_tokens},
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_chars // 4 + 1,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_chars // 4 + 1 + completion_tokens,
+            },
         }
 
 

@@ -147,8 +147,11 @@ def rows_file(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-ROW = {"prompt": [{"role": "user", "content": "What is 2 + 2?"}],
-       "completion": [{"role": "assistant", "content": "4"}], "taxonomy_path": "mathematics/arithmetic"}
+ROW = {
+    "prompt": [{"role": "user", "content": "What is 2 + 2?"}],
+    "completion": [{"role": "assistant", "content": "4"}],
+    "taxonomy_path": "mathematics/arithmetic",
+}
 PROBE = {"question": "What is 2 + 2?", "answer": "4", "node": "mathematics/arithmetic"}
 
 
@@ -206,6 +209,7 @@ NODE_TYPES = {
     "schema-version-text": ("schema_version: one", "schema_version must be a whole number"),
 }
 for _key, (_line, _message) in NODE_TYPES.items():
+
     @case(f"node-type-{_key}")
     def _(tmp, line=_line, message=_message):
         proj, file = write_node(tmp, f"kind: discipline\nname: Ethics\ndescription: Moral philosophy\n{line}\n")
@@ -290,19 +294,29 @@ CONFIG_TYPES = {
     "questions-many": ("generation:\n  questions: many\n", 2, "generation.questions"),
     "concepts-5": ("generation:\n  concepts: 5\n", 2, "generation.concepts"),
     "concepts-reversed": ("generation:\n  concepts: [5, 1]\n", 2, "concepts must be [min, max]"),
-    "temperature-hot": ("generation:\n  stages:\n    answer:\n      temperature: hot\n", 4,
-                        "generation.stages.answer.temperature"),
+    "temperature-hot": (
+        "generation:\n  stages:\n    answer:\n      temperature: hot\n",
+        4,
+        "generation.stages.answer.temperature",
+    ),
     "unknown-stage": ("generation:\n  stages:\n    quiz: {max_tokens: 5}\n", 2, "unknown stage 'quiz'"),
     "concurrency-0": ("teacher:\n  concurrency: 0\n", 2, "teacher.concurrency"),
     "unknown-top-key": ("schema_version: 1\ncolour: blue\n", 2, "'colour': Extra inputs are not permitted"),
-    "unknown-nested-key": ("generation:\n  filters:\n    minhash:\n      colour: blue\n", 4,
-                           "generation.filters.minhash.colour"),
-    "threshold-out-of-range": ("generation:\n  filters:\n    minhash:\n      threshold: 1.5\n", 4,
-                               "generation.filters.minhash.threshold"),
+    "unknown-nested-key": (
+        "generation:\n  filters:\n    minhash:\n      colour: blue\n",
+        4,
+        "generation.filters.minhash.colour",
+    ),
+    "threshold-out-of-range": (
+        "generation:\n  filters:\n    minhash:\n      threshold: 1.5\n",
+        4,
+        "generation.filters.minhash.threshold",
+    ),
     "bloom-unknown": ("generation:\n  bloom: {memorise: 1}\n", 2, "unknown bloom entry 'memorise'"),
     "schema-too-new": ("schema_version: 99\n", 1, "newer than this syllabus understands"),
 }
 for _key, (_text, _line, _message) in CONFIG_TYPES.items():
+
     @case(f"syllabus-yaml-{_key}")
     def _(tmp, text=_text, line=_line, message=_message):
         proj, file = write_config(tmp, text)
@@ -342,15 +356,29 @@ def _(tmp):
 @case("option-set-weight-lots")
 def _(tmp):
     proj = project(tmp)
-    return Expect(["taxonomy", "set", "mathematics/probability", "weight", "lots", "--project", proj],
-                  ["mathematics/probability", "weight must be a number, got 'lots'"])
+    return Expect(
+        ["taxonomy", "set", "mathematics/probability", "weight", "lots", "--project", proj],
+        ["mathematics/probability", "weight must be a number, got 'lots'"],
+    )
 
 
 @case("option-generate-concurrency-negative", isolated=True)
 def _(tmp):
     proj = project(tmp)
-    return Expect(["generate", "--concurrency", "-1", "--teacher", "openai:m", "--base-url", "http://127.0.0.1:9/v1",
-                   "--project", proj], ["--concurrency must be at least 1, got -1"])
+    return Expect(
+        [
+            "generate",
+            "--concurrency",
+            "-1",
+            "--teacher",
+            "openai:m",
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--project",
+            proj,
+        ],
+        ["--concurrency must be at least 1, got -1"],
+    )
 
 
 @case("option-generate-order")
@@ -368,8 +396,10 @@ def _(tmp):
 @case("option-generate-nodes-no-match")
 def _(tmp):
     proj = project(tmp)
-    return Expect(["generate", "--dry-run", "--nodes", "astrology/*", "--project", proj],
-                  ["--nodes pattern 'astrology/*' matches no node"])
+    return Expect(
+        ["generate", "--dry-run", "--nodes", "astrology/*", "--project", proj],
+        ["--nodes pattern 'astrology/*' matches no node"],
+    )
 
 
 @case("option-teacher-unknown")
@@ -398,7 +428,7 @@ def _(tmp):
 
 # --- very large nodes: refused at once, with the limit named --------------------------------
 def big_description(tmp):
-    return write_node(tmp, "kind: discipline\nname: Ethics\ndescription: \"" + "moral philosophy " * 300_000 + "\"\n")
+    return write_node(tmp, 'kind: discipline\nname: Ethics\ndescription: "' + "moral philosophy " * 300_000 + '"\n')
 
 
 def many_seeds(tmp):
@@ -408,6 +438,7 @@ def many_seeds(tmp):
 
 for _key, _make in (("5mb-description", big_description), ("100k-seeds", many_seeds)):
     for _command in (["taxonomy", "validate"], ["generate", "--dry-run"]):
+
         @case(f"node-{_key}-{_command[0]}", isolated=_command[0] == "generate")
         def _(tmp, make=_make, command=_command):
             proj, file = make(tmp)
@@ -431,11 +462,14 @@ NAMES = {
     "tab": (["add", "mathematics/tab\there", "--kind", "discipline"], "contains control characters"),
     "bidi-override": (["add", "mathematics/abc\u202etxt.exe", "--kind", "discipline"], "bidirectional override"),
     "too-long": (["add", "mathematics/" + "x" * 300, "--kind", "discipline"], "name is too long"),
-    "name-option-dotdot": (["add", "mathematics/x", "--name", "../evil", "--kind", "discipline"],
-                           "contains a path separator"),
+    "name-option-dotdot": (
+        ["add", "mathematics/x", "--name", "../evil", "--kind", "discipline"],
+        "contains a path separator",
+    ),
     "name-option-empty": (["add", "mathematics/x", "--name", "", "--kind", "discipline"], "name is empty"),
 }
 for _key, (_args, _message) in NAMES.items():
+
     @case(f"name-{_key}")
     def _(tmp, args=_args, message=_message):
         proj = project(tmp)
@@ -450,22 +484,28 @@ for _key, (_args, _message) in NAMES.items():
 @case("name-mv-outside")
 def _(tmp):
     proj = project(tmp)
-    return Expect(["taxonomy", "mv", "mathematics/probability", "../../x", "--project", proj],
-                  ["../../x", "a node path cannot contain '..'"])
+    return Expect(
+        ["taxonomy", "mv", "mathematics/probability", "../../x", "--project", proj],
+        ["../../x", "a node path cannot contain '..'"],
+    )
 
 
 @case("name-set-separator")
 def _(tmp):
     proj = project(tmp)
-    return Expect(["taxonomy", "set", "mathematics/probability", "name", "a/b", "--project", proj],
-                  ["mathematics/probability", "contains a path separator"])
+    return Expect(
+        ["taxonomy", "set", "mathematics/probability", "name", "a/b", "--project", proj],
+        ["mathematics/probability", "contains a path separator"],
+    )
 
 
 @case("name-show-missing-node")
 def _(tmp):
     proj = project(tmp)
-    return Expect(["taxonomy", "show", "mathematics/probabilty", "--project", proj],
-                  ["no node at 'mathematics/probabilty'", "did you mean 'mathematics/probability'"])
+    return Expect(
+        ["taxonomy", "show", "mathematics/probabilty", "--project", proj],
+        ["no node at 'mathematics/probabilty'", "did you mean 'mathematics/probability'"],
+    )
 
 
 # --- prompt templates: syntax errors and the sandbox ---------------------------------------
@@ -509,8 +549,11 @@ def _(tmp):
         finally:
             server.close()
 
-    return Expect(["generate", "--teacher", "openai:m", "--base-url", f"http://127.0.0.1:{port}/v1",
-                   "--project", proj], [f"{file}:5", "template syntax error"], no_connection)
+    return Expect(
+        ["generate", "--teacher", "openai:m", "--base-url", f"http://127.0.0.1:{port}/v1", "--project", proj],
+        [f"{file}:5", "template syntax error"],
+        no_connection,
+    )
 
 
 @case("template-not-utf8", isolated=True)
@@ -540,6 +583,7 @@ ESCAPES = {
     "self-context": "{{ self._TemplateReference__context }}",
 }
 for _key, _expression in ESCAPES.items():
+
     @case(f"template-sandbox-{_key}", isolated=_key == "lipsum-os-popen")
     def _(tmp, expression=_expression):
         proj, file = override(tmp, f"[[system]]\nYou write questions.\n[[user]]\n{expression}\n")
@@ -547,8 +591,11 @@ for _key, _expression in ESCAPES.items():
         def never_ran():
             assert not list(tmp.rglob("PWNED")), "the template ran code outside the sandbox"
 
-        return Expect(["generate", "--dry-run", "--nodes", "mathematics/probability", "--project", proj],
-                      [f"{file}:4", "template tried an unsafe operation"], never_ran)
+        return Expect(
+            ["generate", "--dry-run", "--nodes", "mathematics/probability", "--project", proj],
+            [f"{file}:4", "template tried an unsafe operation"],
+            never_ran,
+        )
 
 
 RESOURCE_BOMBS = {
@@ -559,11 +606,13 @@ RESOURCE_BOMBS = {
     "recursion": ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "RecursionError"),
 }
 for _key, (_expression, _message) in RESOURCE_BOMBS.items():
+
     @case(f"template-{_key}", isolated=True)
     def _(tmp, expression=_expression, message=_message):
         proj, file = override(tmp, f"[[system]]\nYou write questions.\n[[user]]\n{expression}\n")
-        return Expect(["generate", "--dry-run", "--nodes", "mathematics/probability", "--project", proj],
-                      [f"{file}:4", message])
+        return Expect(
+            ["generate", "--dry-run", "--nodes", "mathematics/probability", "--project", proj], [f"{file}:4", message]
+        )
 
 
 # --- settings that name missing files ------------------------------------------------------
@@ -576,8 +625,10 @@ def _(tmp):
 @case("missing-decontaminate-option")
 def _(tmp):
     proj = project(tmp)
-    return Expect(["generate", "--dry-run", "--decontaminate", tmp / "nowhere.jsonl", "--project", proj],
-                  [tmp / "nowhere.jsonl", "evaluation set not found"])
+    return Expect(
+        ["generate", "--dry-run", "--decontaminate", tmp / "nowhere.jsonl", "--project", proj],
+        [tmp / "nowhere.jsonl", "evaluation set not found"],
+    )
 
 
 @case("missing-taxonomy-dir")
@@ -599,8 +650,10 @@ def _(tmp):
 
 @case("missing-api-key-file", isolated=True)
 def _(tmp):
-    proj, _ = write_config(tmp, "teacher:\n  backend: openai\n  model: m\n  base_url: http://127.0.0.1:9/v1\n"
-                                "  api_key_file: missing-key.txt\n")
+    proj, _ = write_config(
+        tmp,
+        "teacher:\n  backend: openai\n  model: m\n  base_url: http://127.0.0.1:9/v1\n  api_key_file: missing-key.txt\n",
+    )
     return Expect(["generate", "--project", proj], ["missing-key.txt", "API key file does not exist"])
 
 
@@ -613,15 +666,18 @@ def _(tmp):
 
 @case("missing-train-dataset")
 def _(tmp):
-    return Expect(["train", "sft", tmp / "nowhere.jsonl", "--out", tmp / "out"],
-                  [tmp / "nowhere.jsonl", "dataset does not exist"])
+    return Expect(
+        ["train", "sft", tmp / "nowhere.jsonl", "--out", tmp / "out"], [tmp / "nowhere.jsonl", "dataset does not exist"]
+    )
 
 
 @case("missing-train-probes")
 def _(tmp):
     data = rows_file(tmp / "train.jsonl", [ROW])
-    return Expect(["train", "sft", data, "--probes", tmp / "nowhere.jsonl", "--out", tmp / "out"],
-                  [tmp / "nowhere.jsonl", "probe file does not exist"])
+    return Expect(
+        ["train", "sft", data, "--probes", tmp / "nowhere.jsonl", "--out", tmp / "out"],
+        [tmp / "nowhere.jsonl", "probe file does not exist"],
+    )
 
 
 @case("missing-eval-probes")
@@ -632,8 +688,7 @@ def _(tmp):
 @case("missing-eval-student")
 def _(tmp):
     probes = rows_file(tmp / "probes.jsonl", [PROBE])
-    return Expect(["eval", "--probes", probes, "--student", tmp / "no-model"],
-                  [tmp / "no-model", "has no config.json"])
+    return Expect(["eval", "--probes", probes, "--student", tmp / "no-model"], [tmp / "no-model", "has no config.json"])
 
 
 # --- decontamination sets: broken, binary ------------------------------------------------
@@ -665,23 +720,33 @@ def _(tmp):
 # --- datasets given to train, stats, mix and eval -------------------------------------------
 # name: (file content, None for binary; per command: (the file[:line] named, what is said))
 DATASETS = {
-    "missing-columns": ('{"foo": "bar"}\n', {
-        "train": ("data.jsonl", "dataset has none of the SFT formats (columns: foo)"),
-        "stats": ("data.jsonl", "no row has a question, an answer or a taxonomy_path (columns: foo)"),
-        "mix": ("recipe.yaml:3", "matches no row in the sources"),
-        "eval": ("data.jsonl:1", "probe has no question"),
-    }),
-    "broken-line": ('{"question": "q", "answer": "a", "prompt": "q", "completion": "a"}\n{"question": \n',
-                    dict.fromkeys(("train", "stats", "mix", "eval"), ("data.jsonl:2", "line 2 is not valid JSON"))),
-    "empty": ("", {
-        "train": ("data.jsonl", "dataset is empty"),
-        "stats": ("data.jsonl", "dataset is empty"),
-        "mix": ("recipe.yaml:1", "the sources hold no rows (data.jsonl)"),
-        "eval": ("data.jsonl", "probe file is empty"),
-    }),
+    "missing-columns": (
+        '{"foo": "bar"}\n',
+        {
+            "train": ("data.jsonl", "dataset has none of the SFT formats (columns: foo)"),
+            "stats": ("data.jsonl", "no row has a question, an answer or a taxonomy_path (columns: foo)"),
+            "mix": ("recipe.yaml:3", "matches no row in the sources"),
+            "eval": ("data.jsonl:1", "probe has no question"),
+        },
+    ),
+    "broken-line": (
+        '{"question": "q", "answer": "a", "prompt": "q", "completion": "a"}\n{"question": \n',
+        dict.fromkeys(("train", "stats", "mix", "eval"), ("data.jsonl:2", "line 2 is not valid JSON")),
+    ),
+    "empty": (
+        "",
+        {
+            "train": ("data.jsonl", "dataset is empty"),
+            "stats": ("data.jsonl", "dataset is empty"),
+            "mix": ("recipe.yaml:1", "the sources hold no rows (data.jsonl)"),
+            "eval": ("data.jsonl", "probe file is empty"),
+        },
+    ),
     "binary": (None, dict.fromkeys(("train", "stats", "mix", "eval"), ("data.jsonl", "file is not UTF-8 text"))),
-    "not-an-object": ("[1, 2]\n", dict.fromkeys(("train", "stats", "mix", "eval"),
-                                                ("data.jsonl:1", "line 1 is not a JSON object"))),
+    "not-an-object": (
+        "[1, 2]\n",
+        dict.fromkeys(("train", "stats", "mix", "eval"), ("data.jsonl:1", "line 1 is not a JSON object")),
+    ),
 }
 
 
@@ -699,6 +764,7 @@ def dataset_command(command: str, tmp: Path, data: Path) -> list:
 
 for _key, (_content, _says) in DATASETS.items():
     for _command, (_named, _message) in _says.items():
+
         @case(f"dataset-{_key}-{_command}", isolated=_key == "binary")
         def _(tmp, content=_content, command=_command, named=_named, message=_message):
             data = tmp / "data.jsonl"
@@ -712,7 +778,9 @@ for _key, (_content, _says) in DATASETS.items():
 @case("dataset-dpo-without-pairs")
 def _(tmp):
     data = rows_file(tmp / "data.jsonl", [ROW])
-    return Expect(["train", "dpo", data, "--out", tmp / "out"], ["data.jsonl", "lacks the DPO column(s) chosen, rejected"])
+    return Expect(
+        ["train", "dpo", data, "--out", tmp / "out"], ["data.jsonl", "lacks the DPO column(s) chosen, rejected"]
+    )
 
 
 @case("dataset-probes-split-missing-columns")
@@ -732,8 +800,10 @@ def _(tmp):
 def _(tmp):
     """Loads the embedded student (seconds): the check is on what TRL keeps after truncation."""
     data = rows_file(tmp / "data.jsonl", [ROW])
-    return Expect(["train", "sft", data, "--max-length", "16", "--max-steps", "1", "--out", tmp / "out"],
-                  ["data.jsonl", "no example is left to train on", "--max-length 16"])
+    return Expect(
+        ["train", "sft", data, "--max-length", "16", "--max-steps", "1", "--out", tmp / "out"],
+        ["data.jsonl", "no example is left to train on", "--max-length 16"],
+    )
 
 
 @case("dataset-train-utf8-bom")
@@ -746,7 +816,8 @@ def _(tmp):
 # --- YAML that is never expanded or read whole; subject files; links out (issue 10) -------------
 # 590 bytes, 8 levels of 9 aliases: expanded, 43 million items (validate took 13.6 s).
 BOMB = "a0: &a0 [x, x, x, x, x, x, x, x, x]\n" + "".join(
-    f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]\n" for i in range(1, 9))
+    f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]\n" for i in range(1, 9)
+)
 ALGEBRA = "mathematics/linear-algebra"
 SUBJECT = "name: Vector Spaces\nsessions:\n  - title: Bases\n    concepts: [span, basis]\n"
 
@@ -765,8 +836,9 @@ def outside_project(tmp: Path) -> Path:
     """A folder next to the project, standing for another repository a hostile taxonomy points into."""
     folder = tmp / "other-repo"
     folder.mkdir()
-    (folder / "ci.yaml").write_text(SUBJECT.replace("sessions:\n  - title: Bases\n    concepts: [span, basis]\n", ""),
-                                    encoding="utf-8")
+    (folder / "ci.yaml").write_text(
+        SUBJECT.replace("sessions:\n  - title: Bases\n    concepts: [span, basis]\n", ""), encoding="utf-8"
+    )
     return folder
 
 
@@ -850,6 +922,7 @@ SUBJECT_NAMES = {
     "separator": ("name: ../../evil", "subject name contains a path separator"),
 }
 for _key, (_line, _message) in SUBJECT_NAMES.items():
+
     @case(f"subject-name-{_key}")
     def _(tmp, line=_line, message=_message):
         proj, file = subject_file(tmp, SUBJECT.replace("name: Vector Spaces", line))
@@ -884,18 +957,24 @@ def _(tmp):
     shutil.copytree(proj / "taxonomy" / ALGEBRA, elsewhere)
     shutil.rmtree(proj / "taxonomy" / ALGEBRA)
     (proj / "taxonomy" / ALGEBRA).symlink_to(elsewhere, target_is_directory=True)
-    return Expect(["taxonomy", "validate", "--project", proj],
-                  [str(proj / "taxonomy" / ALGEBRA / "subjects"), "out of the taxonomy"])
+    return Expect(
+        ["taxonomy", "validate", "--project", proj],
+        [str(proj / "taxonomy" / ALGEBRA / "subjects"), "out of the taxonomy"],
+    )
 
 
 BOUNDS = {  # each once made a MemoryError or an absurd prompt; the setting and its line are named
     "max-subjects": ("generation:\n  max_subjects: 1000000000000\n", 2, "generation.max_subjects"),
     "max-sessions": ("generation:\n  max_sessions: 1000000000000\n", 2, "generation.max_sessions"),
     "concepts": ("generation:\n  concepts: [1, 1000000000000]\n", 2, "concepts must be [min, max]"),
-    "max-tokens": ("generation:\n  stages:\n    answer: {max_tokens: 1000000000000}\n", 3,
-                   "generation.stages.answer.max_tokens"),
+    "max-tokens": (
+        "generation:\n  stages:\n    answer: {max_tokens: 1000000000000}\n",
+        3,
+        "generation.stages.answer.max_tokens",
+    ),
 }
 for _key, (_text, _line, _message) in BOUNDS.items():
+
     @case(f"syllabus-yaml-bound-{_key}", isolated=True)
     def _(tmp, text=_text, line=_line, message=_message):
         proj, file = write_config(tmp, text)
@@ -922,11 +1001,25 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path, name, cli_here):
 # --- what is accepted, as the naming rules say ------------------------------------------------
 def test_arabic_and_hebrew_names_round_trip(tmp_path, cli_here):
     proj = project(tmp_path)
-    names = {"الرياضيات": "field", "الرياضيات/نظرية الأعداد": "discipline", "עברית": "field",
-             "עברית/דקדוק עברי": "discipline"}
+    names = {
+        "الرياضيات": "field",
+        "الرياضيات/نظرية الأعداد": "discipline",
+        "עברית": "field",
+        "עברית/דקדוק עברי": "discipline",
+    }
     for path, kind in names.items():
-        result = cli_here("taxonomy", "add", path, "--kind", kind, "-d", "A node named in a right-to-left script",
-                          "--project", proj, cwd=tmp_path)
+        result = cli_here(
+            "taxonomy",
+            "add",
+            path,
+            "--kind",
+            kind,
+            "-d",
+            "A node named in a right-to-left script",
+            "--project",
+            proj,
+            cwd=tmp_path,
+        )
         assert result.returncode == 0, result.output
     # The names are kept as written; the folders are their slugs (the hamza of أ is folded).
     taxonomy = proj / "taxonomy"

@@ -79,13 +79,16 @@ def test_slope_of_a_window():
     assert slope([0.4]) == 0.0
 
 
-@pytest.mark.parametrize("total, history, rule, needle", [
-    (2, {"a": [0.5], "b": [0.5], "c": [0.5]}, BudgetRule(), "cannot give each of the 3 nodes"),
-    (10, {}, BudgetRule(), "no taxonomy node"),
-    (10, {"a": [1.5]}, BudgetRule(), "must lie in [0, 1]"),
-    (10, {"a": [0.5]}, BudgetRule(exploration=1.5), "exploration"),
-    (10, {"a": [0.5]}, BudgetRule(window=1), "window"),
-])
+@pytest.mark.parametrize(
+    "total, history, rule, needle",
+    [
+        (2, {"a": [0.5], "b": [0.5], "c": [0.5]}, BudgetRule(), "cannot give each of the 3 nodes"),
+        (10, {}, BudgetRule(), "no taxonomy node"),
+        (10, {"a": [1.5]}, BudgetRule(), "must lie in [0, 1]"),
+        (10, {"a": [0.5]}, BudgetRule(exploration=1.5), "exploration"),
+        (10, {"a": [0.5]}, BudgetRule(window=1), "window"),
+    ],
+)
 def test_bad_input_is_a_clear_error(total, history, rule, needle):
     with pytest.raises(UserError, match=None) as info:
         allocate(total, history, rule)

@@ -26,18 +26,21 @@ def test_request_key_is_stable_for_equal_requests():
     assert len(key()) == 64
 
 
-@pytest.mark.parametrize("changes", [
-    {"backend_kind": "local"},
-    {"model": "gpt-y"},
-    {"template_version": "abc124"},
-    {"request": ChatRequest((*MESSAGES[:1], ("user", "Write one question about velocity!")))},
-    {"request": ChatRequest((("user", MESSAGES[0][1]), MESSAGES[1]))},  # same text, other role
-    {"request": ChatRequest(MESSAGES[1:])},
-    {"request": ChatRequest(MESSAGES, temperature=0.8)},
-    {"request": ChatRequest(MESSAGES, top_p=0.9)},
-    {"request": ChatRequest(MESSAGES, max_tokens=257)},
-    {"request": ChatRequest(MESSAGES, sample_index=1)},
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"backend_kind": "local"},
+        {"model": "gpt-y"},
+        {"template_version": "abc124"},
+        {"request": ChatRequest((*MESSAGES[:1], ("user", "Write one question about velocity!")))},
+        {"request": ChatRequest((("user", MESSAGES[0][1]), MESSAGES[1]))},  # same text, other role
+        {"request": ChatRequest(MESSAGES[1:])},
+        {"request": ChatRequest(MESSAGES, temperature=0.8)},
+        {"request": ChatRequest(MESSAGES, top_p=0.9)},
+        {"request": ChatRequest(MESSAGES, max_tokens=257)},
+        {"request": ChatRequest(MESSAGES, sample_index=1)},
+    ],
+)
 def test_request_key_changes_with_everything_that_determines_the_answer(changes):
     assert key(**changes) != key()
 
@@ -178,8 +181,12 @@ def test_a_new_teacher_on_the_same_cache_file_resumes_without_calling_the_backen
 
 def test_failed_request_is_recorded_and_returns_none(tmp_path):
     path = tmp_path / "cache.sqlite"
-    backend = FakeBackend({"bad": RequestFailed("timeout", "no reply in 120 s"),
-                           "worse": RequestFailed("context_length", "prompt too long")})
+    backend = FakeBackend(
+        {
+            "bad": RequestFailed("timeout", "no reply in 120 s"),
+            "worse": RequestFailed("context_length", "prompt too long"),
+        }
+    )
     teacher = CachedTeacher(backend, RequestCache(path))
 
     async def run():

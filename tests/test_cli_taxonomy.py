@@ -36,7 +36,9 @@ def test_init_refuses_to_overwrite_without_force(cli, tmp_path):
     assert cli("init", folder).code == 0
     config = folder / "syllabus.yaml"
     config.write_text(config.read_text().replace("questions: 24", "questions: 99"))
-    (folder / "taxonomy" / "mathematics" / "probability" / NODE).write_text("kind: discipline\nname: Mine\ndescription: Mine.\n")
+    (folder / "taxonomy" / "mathematics" / "probability" / NODE).write_text(
+        "kind: discipline\nname: Mine\ndescription: Mine.\n"
+    )
     before = all_files(folder)
 
     result = cli("init", folder)
@@ -114,11 +116,29 @@ def test_add_set_mv_through_the_cli(cli, project):
         assert result.code == 0, result.output
         return result
 
-    assert "added mathematics/number-theory (discipline)" in ok(
-        "add", "mathematics/Number Theory", "--kind", "discipline", "-d", "Primes.", "--level", "graduate", "--weight", "2"
-    ).out
+    assert (
+        "added mathematics/number-theory (discipline)"
+        in ok(
+            "add",
+            "mathematics/Number Theory",
+            "--kind",
+            "discipline",
+            "-d",
+            "Primes.",
+            "--level",
+            "graduate",
+            "--weight",
+            "2",
+        ).out
+    )
     node = load(project / "taxonomy").find("mathematics/number-theory")
-    assert (node.name, node.kind, node.description, node.level, node.weight) == ("Number Theory", "discipline", "Primes.", "graduate", 2.0)
+    assert (node.name, node.kind, node.description, node.level, node.weight) == (
+        "Number Theory",
+        "discipline",
+        "Primes.",
+        "graduate",
+        2.0,
+    )
 
     ok("set", "mathematics/number-theory", "description", "Primes and congruences.")
     ok("set", "mathematics/number-theory", "level", "none")
@@ -126,9 +146,10 @@ def test_add_set_mv_through_the_cli(cli, project):
     node = load(project / "taxonomy").find("mathematics/number-theory")
     assert (node.description, node.level, node.weight) == ("Primes and congruences.", None, 0.25)
 
-    assert "moved mathematics/number-theory -> natural-sciences/number-theory" in ok(
-        "mv", "mathematics/number-theory", "natural-sciences"
-    ).out
+    assert (
+        "moved mathematics/number-theory -> natural-sciences/number-theory"
+        in ok("mv", "mathematics/number-theory", "natural-sciences").out
+    )
     ok("set", "natural-sciences/number-theory", "name", "Arithmetic")
     ok("add", "natural-sciences/Formal Sciences", "--kind", "subfield", "-d", "Logic and numbers.")
     ok("mv", "natural-sciences/arithmetic", "natural-sciences/formal-sciences")
@@ -181,7 +202,10 @@ def test_rm_yes_skips_the_question(cli, project, flag):
 
 
 def test_rm_discipline_with_generated_subjects_asks(cli, project):
-    write(project / "taxonomy" / "mathematics" / "probability" / "subjects" / "probability-i.yaml", "name: Probability I\n")
+    write(
+        project / "taxonomy" / "mathematics" / "probability" / "subjects" / "probability-i.yaml",
+        "name: Probability I\n",
+    )
     result = cli("taxonomy", "rm", "mathematics/probability", "--project", project, input="n\n")
     assert result.code == 1
     assert "its generated subjects" in result.out
@@ -243,8 +267,14 @@ def test_bad_names_never_touch_anything(cli, project, args):
         (["taxonomy", "add", "mathematics/topology", "--kind", "course", "-d", "x"], "unknown kind 'course'"),
         (["taxonomy", "add", "mathematics/topology", "--kind", "discipline", "-d", " "], "description is empty"),
         (["taxonomy", "add", "Mathematics", "--kind", "field", "-d", "x"], "already exists"),
-        (["taxonomy", "add", "mathematics/probability/dice", "--kind", "discipline", "-d", "x"], "cannot sit below discipline"),
-        (["taxonomy", "add", "mathematics/topology", "--kind", "discipline", "-d", "x", "--weight", "-1"], "weight must be a number >= 0"),
+        (
+            ["taxonomy", "add", "mathematics/probability/dice", "--kind", "discipline", "-d", "x"],
+            "cannot sit below discipline",
+        ),
+        (
+            ["taxonomy", "add", "mathematics/topology", "--kind", "discipline", "-d", "x", "--weight", "-1"],
+            "weight must be a number >= 0",
+        ),
         (["taxonomy", "set", "mathematics", "colour", "red"], "unknown field 'colour'"),
         (["taxonomy", "set", "mathematics/probability", "weight", "lots"], "weight must be a number"),
         (["taxonomy", "mv", "mathematics", "mathematics/probability"], "into itself"),
@@ -304,7 +334,6 @@ def test_the_installed_entry_point_exits_2_without_traceback(project, tmp_path):
     added = run_subprocess("taxonomy", "add", "../x", "--kind", "field", "-d", "x", cwd=tmp_path / "proj")
     assert added.returncode == 2 and "Traceback" not in added.stdout + added.stderr
     assert not (tmp_path / "x").exists()
-
 
 
 def test_help_is_quick_and_lists_commands(cli):

@@ -35,8 +35,20 @@ NODE = "mathematics/linear-algebra"
 
 
 def generate(project: Path, server, questions: int):
-    return run_cli("generate", "--project", str(project), "--teacher", f"openai:{MODEL}", "--base-url",
-                   server.base_url, "--nodes", NODE, "--questions", str(questions), timeout=300)
+    return run_cli(
+        "generate",
+        "--project",
+        str(project),
+        "--teacher",
+        f"openai:{MODEL}",
+        "--base-url",
+        server.base_url,
+        "--nodes",
+        NODE,
+        "--questions",
+        str(questions),
+        timeout=300,
+    )
 
 
 def ok(result) -> None:
@@ -62,10 +74,16 @@ def bodies(records) -> list[str]:
 
 def reply(text: str) -> dict:
     """A whole chat.completion whose message is `text` (the fault server sends it as it is)."""
-    return {"id": "chatcmpl-subjects", "object": "chat.completion", "created": 0, "model": MODEL,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop",
-                         "logprobs": None}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20}}
+    return {
+        "id": "chatcmpl-subjects",
+        "object": "chat.completion",
+        "created": 0,
+        "model": MODEL,
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", "logprobs": None}
+        ],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
+    }
 
 
 # --- 1. the order of the subjects -------------------------------------------------------------
@@ -85,7 +103,7 @@ def test_subject_order_holds_across_reruns_and_a_grown_question_count(fault_serv
     assert rows_of(project) == first
 
     ok(generate(project, server, 12))
-    new = server.chat[len(sent):]
+    new = server.chat[len(sent) :]
     assert sorted(r.stage for r in new) == ["answer"] * 6 + ["question"] * 6  # only the 6 new questions
     assert not set(bodies(new)) & set(bodies(sent))
     grown = rows_of(project)
@@ -101,7 +119,8 @@ def test_deleted_subject_stays_deleted_and_a_hand_added_one_comes_after(fault_se
     # Named to sort first, but added by hand: it takes the place after the recorded subjects.
     (folder_of(project) / "aaa-hand-course.yaml").write_text(
         "name: Hand Course\nsessions:\n  - title: Written by a person\n    concepts: [rank, nullity]\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     assert [s.name for s in subjects_of(project)] == [matrix.name, "Hand Course"]
 
     ok(generate(project, server, 4))
@@ -111,15 +130,17 @@ def test_deleted_subject_stays_deleted_and_a_hand_added_one_comes_after(fault_se
 
 # --- 2 and 21. names from the teacher -----------------------------------------------------------
 LONG = "数" * 100  # 100 characters (the parser's cap), 300 bytes of UTF-8
-SUBJECTS_REPLY = "\n".join([
-    f"{LONG} | undergraduate | 数论, 代数",
-    f"{LONG[:-1]}学 | graduate | 几何",  # the same 99 characters first: the file names must still differ
-    "yes | undergraduate | logic",  # a YAML 1.1 boolean, written unquoted it is read back as True
-    "null | graduate | nothing",
-    "\x1b[31mRed Course\x1b[0m | graduate | colour",  # terminal escape codes
-    "CON | graduate | devices",  # a reserved device name on Windows
-    "Trojan \u202eesruoC | graduate | disguise",  # a right-to-left override
-])
+SUBJECTS_REPLY = "\n".join(
+    [
+        f"{LONG} | undergraduate | 数论, 代数",
+        f"{LONG[:-1]}学 | graduate | 几何",  # the same 99 characters first: the file names must still differ
+        "yes | undergraduate | logic",  # a YAML 1.1 boolean, written unquoted it is read back as True
+        "null | graduate | nothing",
+        "\x1b[31mRed Course\x1b[0m | graduate | colour",  # terminal escape codes
+        "CON | graduate | devices",  # a reserved device name on Windows
+        "Trojan \u202eesruoC | graduate | disguise",  # a right-to-left override
+    ]
+)
 
 
 def test_teacher_subject_names_make_bounded_unique_files_and_unsafe_ones_are_counted(fault_server, make_project):
@@ -134,9 +155,11 @@ def test_teacher_subject_names_make_bounded_unique_files_and_unsafe_ones_are_cou
     for file in files:  # a YAML 1.1 reader reads every name back as the text it is
         assert isinstance(pyyaml.safe_load(file.read_text(encoding="utf-8"))["name"], str), file.read_text()
     unparsed = json.loads((project / "runs/default/summary.json").read_text())["stages"]["subjects"]["unparsed"]
-    assert unparsed == {"subject name contains control characters": 1,
-                        "subject name a reserved device name on Windows file systems": 1,
-                        "subject name contains bidirectional override characters": 1}
+    assert unparsed == {
+        "subject name contains control characters": 1,
+        "subject name a reserved device name on Windows file systems": 1,
+        "subject name contains bidirectional override characters": 1,
+    }
     rows, sent = rows_of(project), server.chat_count()
 
     ok(generate(project, server, 4))
@@ -178,10 +201,12 @@ def bomb_qna() -> str:
     """A knowledge file of under 2 KB that, with its aliases expanded, is 1,000 seeds: a 1.4 MiB node.yaml."""
     context = "Jupiter is the largest planet of the solar system. " * 20
     pair = f"{{question: '{'Which planet is the largest of all the planets? ' * 3}', answer: '{'Jupiter. ' * 30}'}}"
-    return ("version: 3\ndomain: astronomy\ncreated_by: someone\ndocument_outline: Planets.\n"
-            f"context: &c '{context}'\npair: &p {pair}\n"
-            f"example: &e {{context: *c, questions_and_answers: [{', '.join(['*p'] * 25)}]}}\n"
-            f"seed_examples: [{', '.join(['*e'] * 40)}]\n")
+    return (
+        "version: 3\ndomain: astronomy\ncreated_by: someone\ndocument_outline: Planets.\n"
+        f"context: &c '{context}'\npair: &p {pair}\n"
+        f"example: &e {{context: *c, questions_and_answers: [{', '.join(['*p'] * 25)}]}}\n"
+        f"seed_examples: [{', '.join(['*e'] * 40)}]\n"
+    )
 
 
 def test_instructlab_import_reports_aliases_and_special_files_and_the_tree_stays_valid(make_project, tmp_path):
@@ -226,8 +251,11 @@ def test_subjects_written_meanwhile_by_another_run_are_taken_not_a_crash(make_pr
 
     project = make_project()
     node = Taxonomy.load(project / "taxonomy").find(NODE)
-    first = write_subjects(node, [Subject("Vector Spaces", "undergraduate", [], []),
-                                  Subject("Matrix Methods", "undergraduate", [], [])], generated_by="run-a")
+    first = write_subjects(
+        node,
+        [Subject("Vector Spaces", "undergraduate", [], []), Subject("Matrix Methods", "undergraduate", [], [])],
+        generated_by="run-a",
+    )
     second = write_subjects(node, [Subject("Eigenvalues", "graduate", [], [])], generated_by="run-b")
     assert [s.name for s in second] == [s.name for s in first] == ["Vector Spaces", "Matrix Methods"]
     assert sorted(p.name for p in folder_of(project).iterdir()) == ["matrix-methods.yaml", "vector-spaces.yaml"]

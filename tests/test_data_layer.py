@@ -30,20 +30,40 @@ def parts(text: str) -> list[dict]:
 
 
 # What a row says -------------------------------------------------------------------------
-@pytest.mark.parametrize("row, question, answer", [
-    ({"prompt": [SYSTEM, {"role": "user", "content": "Q?"}], "completion": [{"role": "assistant", "content": "A."}]},
-     "Q?", "A."),
-    ({"prompt": "Q?", "completion": "A."}, "Q?", "A."),  # TRL's standard (plain text) prompt-completion
-    ({"messages": [SYSTEM, {"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A."}]}, "Q?", "A."),
-    ({"messages": [{"role": "user", "content": parts("Q?")}, {"role": "assistant", "content": parts("A.")}]},
-     "Q?", "A."),  # OpenAI content parts
-    ({"prompt": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}, *parts("Q?")]}],
-      "completion": [{"role": "assistant", "content": "A."}]}, "Q?", "A."),  # a non-text part is skipped
-    ({"question": "Q?", "answer": 4}, "Q?", "4"),  # probe files, evaluation sets
-    ({"problem": "Q?", "solution": "x"}, "Q?", ""),
-    ({"prompt": None, "question": "Q?", "completion": None, "answer": "A."}, "Q?", "A."),  # a mix's None columns
-    ({"prompt": 7, "completion": {"odd": True}}, "7", ""),
-])
+@pytest.mark.parametrize(
+    "row, question, answer",
+    [
+        (
+            {
+                "prompt": [SYSTEM, {"role": "user", "content": "Q?"}],
+                "completion": [{"role": "assistant", "content": "A."}],
+            },
+            "Q?",
+            "A.",
+        ),
+        ({"prompt": "Q?", "completion": "A."}, "Q?", "A."),  # TRL's standard (plain text) prompt-completion
+        ({"messages": [SYSTEM, {"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A."}]}, "Q?", "A."),
+        (
+            {"messages": [{"role": "user", "content": parts("Q?")}, {"role": "assistant", "content": parts("A.")}]},
+            "Q?",
+            "A.",
+        ),  # OpenAI content parts
+        (
+            {
+                "prompt": [
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}, *parts("Q?")]}
+                ],
+                "completion": [{"role": "assistant", "content": "A."}],
+            },
+            "Q?",
+            "A.",
+        ),  # a non-text part is skipped
+        ({"question": "Q?", "answer": 4}, "Q?", "4"),  # probe files, evaluation sets
+        ({"problem": "Q?", "solution": "x"}, "Q?", ""),
+        ({"prompt": None, "question": "Q?", "completion": None, "answer": "A."}, "Q?", "A."),  # a mix's None columns
+        ({"prompt": 7, "completion": {"odd": True}}, "7", ""),
+    ],
+)
 def test_question_and_answer_of_every_row_format(row, question, answer):
     assert (question_of(row), answer_of(row)) == (question, answer)
 
@@ -72,8 +92,18 @@ def test_a_probe_differing_in_case_punctuation_and_unicode_is_caught_by_dedup_an
     # And through the command, before any model loads (--student names no model at all).
     data = write_jsonl(tmp_path / "train.jsonl", rows[:1])
     probes = write_jsonl(tmp_path / "probes.jsonl", [{"question": probe, "answer": "x"}])
-    result = run_cli("train", "sft", str(data), "--probes", str(probes), "--student", str(tmp_path / "none"),
-                     "--out", str(tmp_path / "out"), cwd=tmp_path)
+    result = run_cli(
+        "train",
+        "sft",
+        str(data),
+        "--probes",
+        str(probes),
+        "--student",
+        str(tmp_path / "none"),
+        "--out",
+        str(tmp_path / "out"),
+        cwd=tmp_path,
+    )
     assert result.returncode == 2, result.stdout + result.stderr
     assert "1 probe question(s) found in the training set" in result.stderr and "Traceback" not in result.stderr
 
@@ -127,14 +157,27 @@ def test_cli_stats_refuses_an_out_folder_it_did_not_make(tmp_path):
 
 # Rows TRL accepts, and odd ones (issue 10, defect 16) ---------------------------------------------
 def string_rows(node: str = ALG, n: int = 4) -> list[dict]:
-    return [{"prompt": f"Question {i} about {node}?", "completion": f"Answer {i}.", "taxonomy_path": node,
-             "question_index": i} for i in range(n)]
+    return [
+        {
+            "prompt": f"Question {i} about {node}?",
+            "completion": f"Answer {i}.",
+            "taxonomy_path": node,
+            "question_index": i,
+        }
+        for i in range(n)
+    ]
 
 
 def parts_rows(node: str = ETH, n: int = 4) -> list[dict]:
-    return [{"prompt": [SYSTEM, {"role": "user", "content": parts(f"Ethics question {i}?")}],
-             "completion": [{"role": "assistant", "content": parts(f"Ethics answer {i}.")}],
-             "taxonomy_path": node, "question_index": i} for i in range(n)]
+    return [
+        {
+            "prompt": [SYSTEM, {"role": "user", "content": parts(f"Ethics question {i}?")}],
+            "completion": [{"role": "assistant", "content": parts(f"Ethics answer {i}.")}],
+            "taxonomy_path": node,
+            "question_index": i,
+        }
+        for i in range(n)
+    ]
 
 
 @pytest.mark.parametrize("make", [string_rows, parts_rows], ids=["string-prompt-completion", "content-parts"])
@@ -149,8 +192,9 @@ def test_cli_probes_split_stats_and_mix_read_what_trl_accepts(tmp_path, make):
     train = load_from_disk(str(tmp_path / "train"))
     assert len(probes) == 3 and len(train) == 3
     questions = {question_of(r) for r in rows}
-    assert {p["question"] for p in probes} <= questions and all(p["answer"].startswith(("Answer", "Ethics answer"))
-                                                                for p in probes)
+    assert {p["question"] for p in probes} <= questions and all(
+        p["answer"].startswith(("Answer", "Ethics answer")) for p in probes
+    )
     assert not {p["question"] for p in probes} & {question_of(r) for r in train}
 
     stats = run_cli("stats", str(data), "--no-charts")
@@ -193,8 +237,12 @@ def test_truncated_parquet_is_a_clear_error_for_every_command(tmp_path):
     pq.write_table(pa.Table.from_pylist(string_rows(n=50)), file)
     file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
     (tmp_path / "recipe.yaml").write_text(f"sources: [data.parquet]\nnodes:\n  - {{match: '{ALG}', count: 1}}\n")
-    for args in (["stats", str(file), "--no-charts"], ["train", "sft", str(file), "--out", str(tmp_path / "o")],
-                 ["probes", "split", str(file)], ["mix", "recipe.yaml", "--dry-run"]):
+    for args in (
+        ["stats", str(file), "--no-charts"],
+        ["train", "sft", str(file), "--out", str(tmp_path / "o")],
+        ["probes", "split", str(file)],
+        ["mix", "recipe.yaml", "--dry-run"],
+    ):
         result = run_cli(*args, cwd=tmp_path)
         assert result.returncode == 2, (args, result.stdout + result.stderr)
         assert "cannot read as Parquet" in result.stderr and "data.parquet" in result.stderr, args
@@ -206,21 +254,36 @@ def test_cli_train_names_a_bad_row_anywhere_before_any_model_loads(tmp_path):
     checked first: --student names no model, so reaching the model would be another error."""
     good = {"prompt": [{"role": "user", "content": "Q?"}], "completion": [{"role": "assistant", "content": "A."}]}
     cases = {
-        "late-empty": ([good] * 1500 + [{**good, "completion": [{"role": "assistant", "content": 5}]}],
-                       ":1501", "line 1501: 'completion' has a message without role or text content"),
-        "mixed-formats": ([good, good, {"prompt": "Q?", "completion": "A."}],
-                          ":3", "line 3: 'prompt' is text here but messages in line 1"),
-        "image-part": ([good, {**good, "prompt": [{"role": "user", "content": [{"type": "image_url",
-                                                                                 "image_url": {"url": "x"}}]}]}],
-                       ":2", "line 2: 'prompt' has a content part of type 'image_url'"),
-        "mixed-column": ([{**good, "level": 1}, {**good, "level": "two"}],
-                         ":2", "line 2: column 'level' is text here but a number in line 1"),
+        "late-empty": (
+            [good] * 1500 + [{**good, "completion": [{"role": "assistant", "content": 5}]}],
+            ":1501",
+            "line 1501: 'completion' has a message without role or text content",
+        ),
+        "mixed-formats": (
+            [good, good, {"prompt": "Q?", "completion": "A."}],
+            ":3",
+            "line 3: 'prompt' is text here but messages in line 1",
+        ),
+        "image-part": (
+            [
+                good,
+                {**good, "prompt": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
+            ],
+            ":2",
+            "line 2: 'prompt' has a content part of type 'image_url'",
+        ),
+        "mixed-column": (
+            [{**good, "level": 1}, {**good, "level": "two"}],
+            ":2",
+            "line 2: column 'level' is text here but a number in line 1",
+        ),
     }
     for name, (rows, where, message) in cases.items():
         data = write_jsonl(tmp_path / f"{name}.jsonl", rows)
         start = time.monotonic()
-        result = run_cli("train", "sft", str(data), "--student", str(tmp_path / "no-model"),
-                         "--out", str(tmp_path / "out"))
+        result = run_cli(
+            "train", "sft", str(data), "--student", str(tmp_path / "no-model"), "--out", str(tmp_path / "out")
+        )
         assert result.returncode == 2, (name, result.stdout + result.stderr)
         err = result.stderr.replace("\n", " ")
         assert f"{data}{where}" in err and message in err, (name, err)
@@ -229,8 +292,9 @@ def test_cli_train_names_a_bad_row_anywhere_before_any_model_loads(tmp_path):
     # A saved dataset names the row by its index.
     from datasets import Dataset
 
-    Dataset.from_list([{"prompt": "Q?", "completion": "A."}] * 1200 + [{"prompt": "Q?", "completion": " "}]) \
-        .save_to_disk(str(tmp_path / "saved"))
+    Dataset.from_list(
+        [{"prompt": "Q?", "completion": "A."}] * 1200 + [{"prompt": "Q?", "completion": " "}]
+    ).save_to_disk(str(tmp_path / "saved"))
     result = run_cli("train", "sft", str(tmp_path / "saved"), "--student", str(tmp_path / "no-model"))
     assert result.returncode == 2 and "row 1200: 'completion' is empty" in result.stderr, result.stderr
 
@@ -239,19 +303,33 @@ def test_cli_train_names_a_bad_row_anywhere_before_any_model_loads(tmp_path):
 @pytest.mark.parametrize("make", [string_rows, parts_rows], ids=["string-prompt-completion", "content-parts"])
 def test_train_sft_takes_string_prompt_completion_and_content_parts(tmp_path, make):
     data = write_jsonl(tmp_path / "data.jsonl", make(n=4))
-    result = run_cli("train", "sft", str(data), "--out", str(tmp_path / "out"), "--max-steps", "1",
-                     "--batch-size", "2", "--max-length", "64")
+    result = run_cli(
+        "train",
+        "sft",
+        str(data),
+        "--out",
+        str(tmp_path / "out"),
+        "--max-steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--max-length",
+        "64",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["steps"] == 1
 
 
 # A damaged run folder (issue 10, defect 20) ---------------------------------------------------
-@pytest.mark.parametrize("summary", [
-    '{"nodes": 5, "stages": {"question": 3}, "filters": "all", "failed_requests": "many"}',
-    '{"nodes": [{"path": ["a"]}, "x"], "stages": [], "filters": {"counts": []}}',
-    '{"rows": 7, "generat',  # cut short
-    "[1, 2]",
-])
+@pytest.mark.parametrize(
+    "summary",
+    [
+        '{"nodes": 5, "stages": {"question": 3}, "filters": "all", "failed_requests": "many"}',
+        '{"nodes": [{"path": ["a"]}, "x"], "stages": [], "filters": {"counts": []}}',
+        '{"rows": 7, "generat',  # cut short
+        "[1, 2]",
+    ],
+)
 def test_cli_stats_reads_a_run_with_a_damaged_summary_and_dropped_file(tmp_path, summary):
     rows, dropped, _ = run_rows()
     run = make_run(tmp_path / "run", rows, [{**dropped[0], "filtered_by": ["exact_duplicate"]}, *dropped[1:]])
@@ -277,8 +355,7 @@ def test_cli_generate_refuses_a_fifo_or_a_plain_folder_as_eval_set(make_project,
     folder.mkdir()
     (folder / "questions.txt").write_text("What is 2 + 2?\n")
     for path, message in ((fifo, "special file (FIFO, socket or device)"), (folder, "folder holds no dataset")):
-        result = run_cli("generate", "--project", str(project), "--dry-run", "--decontaminate", str(path),
-                         timeout=60)
+        result = run_cli("generate", "--project", str(project), "--dry-run", "--decontaminate", str(path), timeout=60)
         assert result.returncode == 2, result.stdout + result.stderr
         assert message in result.stderr.replace("\n", " ") and str(path) in result.stderr.replace("\n", "")
         assert "Traceback" not in result.stderr

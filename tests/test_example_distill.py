@@ -31,15 +31,34 @@ DISCIPLINES = {
 SPLITS = {"exam", "dev", "test"}
 
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-          "November", "December"]
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
 # Each unit in the smallest unit of its quantity, so any pair of one quantity converts exactly.
 UNITS = {
-    "millimeters": ("length", 1), "centimeters": ("length", 10), "meters": ("length", 1000),
+    "millimeters": ("length", 1),
+    "centimeters": ("length", 10),
+    "meters": ("length", 1000),
     "kilometers": ("length", 1_000_000),
-    "grams": ("mass", 1), "kilograms": ("mass", 1000),
-    "milliliters": ("volume", 1), "liters": ("volume", 1000),
-    "seconds": ("time", 1), "minutes": ("time", 60), "hours": ("time", 3600), "days": ("time", 86400),
+    "grams": ("mass", 1),
+    "kilograms": ("mass", 1000),
+    "milliliters": ("volume", 1),
+    "liters": ("volume", 1000),
+    "seconds": ("time", 1),
+    "minutes": ("time", 60),
+    "hours": ("time", 3600),
+    "days": ("time", 86400),
     "weeks": ("time", 604800),
 }
 ARITHMETIC = re.compile(r"What is (\d+) (plus|minus|times|divided by) (\d+)\?")
@@ -148,5 +167,7 @@ def test_the_checker_recomputes_known_answers():
     assert expected_answer("physics/units", "How many minutes are in 3 hours?") == "180"
     assert expected_answer("reasoning/calendar", "If today is Tuesday, what day will it be in 3 days?") == "Friday"
     assert expected_answer("reasoning/calendar", "If today is Monday, what day was it 2 days ago?") == "Saturday"
-    assert expected_answer("reasoning/calendar", "If this month is November, what month will it be in 3 months?") \
+    assert (
+        expected_answer("reasoning/calendar", "If this month is November, what month will it be in 3 months?")
         == "February"
+    )

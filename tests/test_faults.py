@@ -36,13 +36,17 @@ NODE = "mathematics/linear-algebra"
 QUESTIONS = "8"
 KEY = "sk-PLANTED-faults-0123456789abcdef"
 SUBJECTS_REQUEST = ChatRequest.from_messages(
-    [{"role": "system", "content": "You are an expert curriculum designer."},
-     {"role": "user", "content": "List 2 courses that teach the discipline \"Linear Algebra\"."}],
-    temperature=0.0, max_tokens=60,
+    [
+        {"role": "system", "content": "You are an expert curriculum designer."},
+        {"role": "user", "content": 'List 2 courses that teach the discipline "Linear Algebra".'},
+    ],
+    temperature=0.0,
+    max_tokens=60,
 )
 
 
 # --- helpers -------------------------------------------------------------------------
+
 
 def fault_project(folder: Path, **teacher) -> Path:
     """An example project tuned for speed, with few retries and a short timeout."""
@@ -59,9 +63,21 @@ def fault_project(folder: Path, **teacher) -> Path:
 
 
 def generate(project: Path, server: FaultServer):
-    return run_cli("generate", "--project", str(project), "--teacher", f"openai:{MODEL}",
-                   "--base-url", server.base_url, "--nodes", NODE, "--questions", QUESTIONS,
-                   env={"OPENAI_API_KEY": KEY}, timeout=180)
+    return run_cli(
+        "generate",
+        "--project",
+        str(project),
+        "--teacher",
+        f"openai:{MODEL}",
+        "--base-url",
+        server.base_url,
+        "--nodes",
+        NODE,
+        "--questions",
+        QUESTIONS,
+        env={"OPENAI_API_KEY": KEY},
+        timeout=180,
+    )
 
 
 def rows_of(project: Path) -> list[dict]:
@@ -93,8 +109,11 @@ def canon(body) -> str:
 def log_of(server: FaultServer) -> str:
     """The server's record, one line a chat request: for assertion messages."""
     t0 = server.chat[0].time if server.chat else 0
-    return "\n".join(f"#{r.n} +{r.time - t0:.2f}s {r.stage} nth={r.stage_distinct} distinct={r.distinct} "
-                     f"try={r.attempt} fault={r.fault}" for r in server.chat)
+    return "\n".join(
+        f"#{r.n} +{r.time - t0:.2f}s {r.stage} nth={r.stage_distinct} distinct={r.distinct} "
+        f"try={r.attempt} fault={r.fault}"
+        for r in server.chat
+    )
 
 
 def assert_clean(result, project: Path) -> None:
@@ -107,13 +126,13 @@ def assert_clean(result, project: Path) -> None:
             assert KEY.encode() not in file.read_bytes(), file
 
 
-def complete(server: FaultServer, request: ChatRequest = SUBJECTS_REQUEST, *, timeout: float = 2,
-             max_retries: int = 2):
+def complete(server: FaultServer, request: ChatRequest = SUBJECTS_REQUEST, *, timeout: float = 2, max_retries: int = 2):
     """One request through the real OpenAI backend; returns the Completion or raises RequestFailed."""
 
     async def main():
-        backend = OpenAIBackend(model=MODEL, base_urls=[server.base_url], api_key=KEY,
-                                timeout=timeout, max_retries=max_retries)
+        backend = OpenAIBackend(
+            model=MODEL, base_urls=[server.base_url], api_key=KEY, timeout=timeout, max_retries=max_retries
+        )
         try:
             return await backend.complete(request)
         finally:
@@ -155,6 +174,7 @@ def reference(tmp_path_factory):
 
 # --- the backend, one fault at a time ---------------------------------------------------
 
+
 def test_429_waits_as_retry_after_says(fault_server):
     server = fault_server()
     server.set_faults(Fault("429", first=2, retry_after=1))
@@ -186,17 +206,21 @@ def test_hang_past_the_timeout_fails_with_reason_timeout(fault_server):
     assert server.chat_count() == 2
 
 
-@pytest.mark.parametrize("fault, reason, received", [
-    (Fault("cut"), "connection error", 2),  # retried by the client, then failed
-    (Fault("malformed"), "malformed response", 1),
-    (Fault("bad-shape"), "malformed response", 1),
-    (Fault("bad-shape", payload={"choices": "oops"}), "malformed response", 1),
-    (Fault("bad-shape", payload={"choices": [{"message": {"content": 5}}]}), "malformed response", 1),
-    (Fault("bad-shape", payload={"error": {"message": "overloaded"}}), "malformed response", 1),
-    (Fault("bad-shape", payload=[1, 2]), "malformed response", 1),
-    (Fault("empty"), "empty reply", 1),
-    (Fault("null"), "empty reply", 1),
-], ids=["cut", "malformed", "no-message", "choices-str", "content-int", "error-200", "list", "empty", "null"])
+@pytest.mark.parametrize(
+    "fault, reason, received",
+    [
+        (Fault("cut"), "connection error", 2),  # retried by the client, then failed
+        (Fault("malformed"), "malformed response", 1),
+        (Fault("bad-shape"), "malformed response", 1),
+        (Fault("bad-shape", payload={"choices": "oops"}), "malformed response", 1),
+        (Fault("bad-shape", payload={"choices": [{"message": {"content": 5}}]}), "malformed response", 1),
+        (Fault("bad-shape", payload={"error": {"message": "overloaded"}}), "malformed response", 1),
+        (Fault("bad-shape", payload=[1, 2]), "malformed response", 1),
+        (Fault("empty"), "empty reply", 1),
+        (Fault("null"), "empty reply", 1),
+    ],
+    ids=["cut", "malformed", "no-message", "choices-str", "content-int", "error-200", "list", "empty", "null"],
+)
 def test_broken_replies_fail_with_a_reason(fault_server, fault, reason, received):
     server = fault_server()
     server.set_faults(fault)
@@ -219,11 +243,14 @@ def test_refused_connections(fault_server):
     assert server.chat_count() == 1  # nothing reached the server while it was down
 
 
-@pytest.mark.parametrize("broken, message", [
-    ("malformed", "not an OpenAI model list"),
-    ("html", "not an OpenAI model list"),
-    ("500", "answered 500 to a model listing"),
-])
+@pytest.mark.parametrize(
+    "broken, message",
+    [
+        ("malformed", "not an OpenAI model list"),
+        ("html", "not an OpenAI model list"),
+        ("500", "answered 500 to a model listing"),
+    ],
+)
 def test_broken_model_listing_is_a_clear_error_at_the_start(fault_server, broken, message):
     server = fault_server()
     server.models_fault = broken
@@ -271,6 +298,7 @@ def test_empty_reply_is_not_cached_and_is_asked_again(fault_server, tmp_path):
 
 # --- whole runs through the CLI ---------------------------------------------------------
 
+
 def test_unreachable_server_stops_before_any_work(fault_server, tmp_path):
     server = fault_server()
     server.stop()
@@ -284,8 +312,15 @@ def test_unreachable_server_stops_before_any_work(fault_server, tmp_path):
 
 
 # What each fault becomes in the summary, and whether the client retries it.
-REASON = {"500": "HTTP 500", "hang": "timeout", "cut": "connection error", "malformed": "malformed response",
-          "bad-shape": "malformed response", "empty": "empty reply", "null": "empty reply"}
+REASON = {
+    "500": "HTTP 500",
+    "hang": "timeout",
+    "cut": "connection error",
+    "malformed": "malformed response",
+    "bad-shape": "malformed response",
+    "empty": "empty reply",
+    "null": "empty reply",
+}
 RETRIED = {"500", "hang", "cut"}
 
 
@@ -388,8 +423,9 @@ def test_requests_are_spread_across_several_base_urls(fault_server):
     first, second = fault_server(), fault_server()
 
     async def main():
-        backend = OpenAIBackend(model=MODEL, base_urls=[first.base_url, second.base_url], api_key=KEY,
-                                timeout=2, max_retries=0)
+        backend = OpenAIBackend(
+            model=MODEL, base_urls=[first.base_url, second.base_url], api_key=KEY, timeout=2, max_retries=0
+        )
         try:
             requests = [ChatRequest(SUBJECTS_REQUEST.messages, sample_index=i) for i in range(6)]
             return await asyncio.gather(*(backend.complete(r) for r in requests))
@@ -410,8 +446,20 @@ def test_key_from_a_key_file_reaches_the_server_and_no_file(fault_server, tmp_pa
     key_file.parent.mkdir()
     key_file.write_text(KEY + "\n")
     project = fault_project(tmp_path / "proj", max_retries=0, api_key_file=str(key_file), api_key_env="NO_SUCH_VAR")
-    result = run_cli("generate", "--project", str(project), "--teacher", f"openai:{MODEL}",
-                     "--base-url", server.base_url, "--nodes", NODE, "--questions", QUESTIONS, timeout=180)
+    result = run_cli(
+        "generate",
+        "--project",
+        str(project),
+        "--teacher",
+        f"openai:{MODEL}",
+        "--base-url",
+        server.base_url,
+        "--nodes",
+        NODE,
+        "--questions",
+        QUESTIONS,
+        timeout=180,
+    )
     assert result.returncode == 1, result.stdout + result.stderr  # the 500s failed for good
     assert server.chat and all(r.authorization == f"Bearer {KEY}" for r in server.chat)
     assert (project / "runs/default/summary.json").is_file()

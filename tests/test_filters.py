@@ -28,8 +28,10 @@ PROVENANCE = {
     "round": 0,
 }
 
-MATRIX = ("Let A be a three by three real matrix with three distinct real eigenvalues. "
-          "Prove that A is diagonalisable and find a basis of eigenvectors.")
+MATRIX = (
+    "Let A be a three by three real matrix with three distinct real eigenvalues. "
+    "Prove that A is diagonalisable and find a basis of eigenvectors."
+)
 
 
 def row(index: int, question: str, answer: str = "A worked answer with its reasoning.", finish: str = "stop") -> dict:
@@ -45,8 +47,12 @@ def row(index: int, question: str, answer: str = "A worked answer with its reaso
 
 def only(**changes) -> FiltersConfig:
     """Every filter off except the ones named (their settings as given)."""
-    config = {"checks": {"empty_answer": False, "restated_question": False, "truncated": False},
-              "exact": "off", "minhash": {"enabled": False}, "embedding": {"enabled": False}}
+    config = {
+        "checks": {"empty_answer": False, "restated_question": False, "truncated": False},
+        "exact": "off",
+        "minhash": {"enabled": False},
+        "embedding": {"enabled": False},
+    }
     config.update(changes)
     return FiltersConfig.model_validate(config)
 
@@ -100,8 +106,9 @@ NEAR_ROWS = [
     row(1, MATRIX + " Explain each step."),  # one extra sentence: Jaccard of 3-word shingles 0.89
     row(2, MATRIX.replace("three by three", "3 by 3")),  # a few words changed: Jaccard 0.64
     row(3, "Describe the causes of the French Revolution and how they built up over the eighteenth century."),
-    row(4, "Describe the causes of the French Revolution and how they built up over the eighteenth century "
-           "in France."),  # two words more: Jaccard 0.88
+    row(
+        4, "Describe the causes of the French Revolution and how they built up over the eighteenth century in France."
+    ),  # two words more: Jaccard 0.88
     row(5, "State and prove the rank-nullity theorem for a linear map between finite-dimensional spaces."),
 ]
 
@@ -138,21 +145,35 @@ CHECK_ROWS = [
     row(0, "What is a group?", "A set with an associative operation, an identity and inverses."),
     row(1, "What is a ring?", "   ...  "),
     row(2, "What is a field?", "What is a field?"),
-    row(3, "What is a module?", "A module over a ring R is an abelian group with a scalar action of R, and",
-        finish="length"),
-    row(4, "What is a vector space?", "What is a vector space? A vector space is a module over a field: an abelian "
-        "group with a scalar multiplication that distributes over addition in both arguments."),
+    row(
+        3,
+        "What is a module?",
+        "A module over a ring R is an abelian group with a scalar action of R, and",
+        finish="length",
+    ),
+    row(
+        4,
+        "What is a vector space?",
+        "What is a vector space? A vector space is a module over a field: an abelian "
+        "group with a scalar multiplication that distributes over addition in both arguments.",
+    ),
     row(5, "What is a lattice?", "", finish="length"),
     row(6, "Explain the term homomorphism.", "Explain the term homomorphism"),
 ]
 
 
 def test_checks_mark_empty_restated_and_truncated_answers():
-    kept, dropped, report = run_filters(CHECK_ROWS, FiltersConfig.model_validate(
-        {"exact": "off", "minhash": {"enabled": False}}))
+    kept, dropped, report = run_filters(
+        CHECK_ROWS, FiltersConfig.model_validate({"exact": "off", "minhash": {"enabled": False}})
+    )
     assert [r["question_index"] for r in kept] == [0, 4]  # a real answer that opens with the question stays
-    assert dropped_by(dropped) == {1: "empty_answer", 2: "restated_question", 3: "truncated",
-                                   5: "empty_answer", 6: "restated_question"}
+    assert dropped_by(dropped) == {
+        1: "empty_answer",
+        2: "restated_question",
+        3: "truncated",
+        5: "empty_answer",
+        6: "restated_question",
+    }
     assert report.counts == {"empty_answer": 2, "restated_question": 2, "truncated": 1}
 
 
@@ -169,8 +190,10 @@ def test_restatement_similarity():
 
 
 # Decontamination -----------------------------------------------------------------------
-EVAL_LONG = ("A train leaves the station at nine in the morning travelling at sixty miles per hour towards "
-             "a city that is three hundred miles away")  # 25 words
+EVAL_LONG = (
+    "A train leaves the station at nine in the morning travelling at sixty miles per hour towards "
+    "a city that is three hundred miles away"
+)  # 25 words
 EVAL_MID = "Find all real solutions of the equation x squared minus five x plus six"  # 14 words
 EVAL_MEDIUM = "Compute the determinant of the matrix with rows one two and three four"  # 13 words
 EVAL_SHORT = "Name the largest planet in the solar system"  # 8 words: short (< 13)
@@ -184,11 +207,14 @@ def write_jsonl(path, records):
 
 @pytest.fixture
 def eval_files(tmp_path):
-    first = write_jsonl(tmp_path / "first.jsonl", [
-        {"question": EVAL_LONG, "answer": "5 hours"},
-        {"question": EVAL_TINY, "answer": "Paris"},
-        {"question": EVAL_SHORT, "answer": "Jupiter"},
-    ])
+    first = write_jsonl(
+        tmp_path / "first.jsonl",
+        [
+            {"question": EVAL_LONG, "answer": "5 hours"},
+            {"question": EVAL_TINY, "answer": "Paris"},
+            {"question": EVAL_SHORT, "answer": "Jupiter"},
+        ],
+    )
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -199,8 +225,11 @@ def eval_files(tmp_path):
 
 DECON_ROWS = [
     # 13 consecutive words of EVAL_LONG inside a longer question: contaminated by first
-    row(0, "Consider this: a train leaves the station at nine in the morning travelling at sixty miles per hour. "
-           "How far has it gone by noon?"),
+    row(
+        0,
+        "Consider this: a train leaves the station at nine in the morning travelling at sixty miles per hour. "
+        "How far has it gone by noon?",
+    ),
     # 12 consecutive words only: kept
     row(1, "Suppose a train leaves the station at nine in the morning travelling at great speed."),
     # tiny eval question contained whole: contaminated by first
@@ -208,8 +237,11 @@ DECON_ROWS = [
     # tiny eval question only in part: kept
     row(3, "Name the capital city of France and describe its history."),
     # a long question with an 8-word run of the short eval question: contaminated by first
-    row(4, "For our astronomy unit, name the largest planet in the solar system and give two facts about its "
-           "moons and rings."),
+    row(
+        4,
+        "For our astronomy unit, name the largest planet in the solar system and give two facts about its "
+        "moons and rings.",
+    ),
     # a short question (9 words) sharing 8 words with the mid-length eval question: contaminated by second
     row(5, "Please find all real solutions of the equation x squared."),
     # an unrelated long question: kept
@@ -225,8 +257,13 @@ def test_decontamination_marks_overlaps_and_reports_per_eval_set(eval_files):
     assert sets[0].column == "question" and sets[1].column == "problem"
     kept, dropped, report = run_filters(DECON_ROWS, only(), eval_sets=sets)
     assert [r["question_index"] for r in kept] == [1, 3, 6]
-    assert dropped_by(dropped) == {0: "contaminated", 2: "contaminated", 4: "contaminated",
-                                   5: "contaminated", 7: "contaminated"}
+    assert dropped_by(dropped) == {
+        0: "contaminated",
+        2: "contaminated",
+        4: "contaminated",
+        5: "contaminated",
+        7: "contaminated",
+    }
     assert report.counts == {"contaminated": 5}
     assert report.per_eval_set == {"first.jsonl": 3, "second.parquet": 2}
     details = {r["question_index"]: r["filter_detail"] for r in dropped}
@@ -267,8 +304,10 @@ def test_eval_sets_in_every_format_and_column(tmp_path):
     (tmp_path / "arr.json").write_text(json.dumps([{"question": EVAL_LONG}]))
     loaded = {p: load_eval_set(tmp_path / p) for p in ("dd", "ds", "p.jsonl", "arr.json")}
     assert {p: (s.column, s.questions) for p, s in loaded.items()} == {
-        "dd": ("prompt", [EVAL_TINY]), "ds": ("input", [EVAL_SHORT]),
-        "p.jsonl": ("problem", [EVAL_MID]), "arr.json": ("question", [EVAL_LONG]),
+        "dd": ("prompt", [EVAL_TINY]),
+        "ds": ("input", [EVAL_SHORT]),
+        "p.jsonl": ("problem", [EVAL_MID]),
+        "arr.json": ("question", [EVAL_LONG]),
     }
 
 
@@ -276,8 +315,11 @@ def test_eval_sets_in_every_format_and_column(tmp_path):
     "name, content, message",
     [
         ("missing.jsonl", None, "evaluation set not found"),
-        ("cols.jsonl", '{"text": "a", "label": 1}\n', "no question column (looked for question, prompt, input, "
-                                                        "problem); its columns: text, label"),
+        (
+            "cols.jsonl",
+            '{"text": "a", "label": 1}\n',
+            "no question column (looked for question, prompt, input, problem); its columns: text, label",
+        ),
         ("bad.jsonl", '{"question": "a"}\nnot json\n', "not a JSON line"),
         ("empty.jsonl", '{"question": ""}\n', "has no questions"),
         ("evals.csv", "question\nwhat\n", "unsupported evaluation set format '.csv'"),
@@ -321,10 +363,22 @@ def test_a_row_is_dropped_once_by_the_first_filter_and_provenance_survives(eval_
     ]
     kept, dropped, report = run_filters(rows, FiltersConfig(), eval_sets=[load_eval_set(first, "first")])
     assert [r["question_index"] for r in kept] == [0, 7]
-    assert dropped_by(dropped) == {1: "truncated", 2: "exact_duplicate", 3: "near_duplicate_minhash",
-                                   4: "contaminated", 5: "contaminated", 6: "restated_question"}
-    assert report.counts == {"empty_answer": 0, "restated_question": 1, "truncated": 1, "contaminated": 2,
-                             "exact_duplicate": 1, "near_duplicate_minhash": 1}
+    assert dropped_by(dropped) == {
+        1: "truncated",
+        2: "exact_duplicate",
+        3: "near_duplicate_minhash",
+        4: "contaminated",
+        5: "contaminated",
+        6: "restated_question",
+    }
+    assert report.counts == {
+        "empty_answer": 0,
+        "restated_question": 1,
+        "truncated": 1,
+        "contaminated": 2,
+        "exact_duplicate": 1,
+        "near_duplicate_minhash": 1,
+    }
     assert report.rows_in == 8 and report.kept == 2 and report.dropped == 6
     assert set(report.seconds) == {"checks", "decontaminate", "exact", "minhash"}
     for out in kept + dropped:

@@ -140,8 +140,13 @@ def fixed_rows(monkeypatch):
         rows = made["rows"]
         for made_row in rows:
             emit(0, made_row["question_index"], made_row)
-        return GenerationResult(generated=len(rows), nodes=[NodeOutcome(NODE, len(rows), len(rows))], stats={},
-                                failed_requests=0, templates={"question": "v1", "answer": "v1"})
+        return GenerationResult(
+            generated=len(rows),
+            nodes=[NodeOutcome(NODE, len(rows), len(rows))],
+            stats={},
+            failed_requests=0,
+            templates={"question": "v1", "answer": "v1"},
+        )
 
     monkeypatch.setattr(run_module, "make_backend", lambda *a, **k: FakeBackend())
     monkeypatch.setattr(GlanGenerator, "generate", fake_generate)
@@ -167,15 +172,26 @@ def test_generate_writes_kept_rows_dropped_rows_and_counts(project, tmp_path, fi
     dropped = [json.loads(line) for line in (run / "dropped.jsonl").read_text().splitlines()]
     assert [r["question_index"] for r in kept] == [0, 6]
     assert {r["question_index"]: r["filtered_by"] for r in dropped} == {
-        1: "exact_duplicate", 2: "near_duplicate_minhash", 3: "contaminated", 4: "restated_question", 5: "truncated"}
+        1: "exact_duplicate",
+        2: "near_duplicate_minhash",
+        3: "contaminated",
+        4: "restated_question",
+        5: "truncated",
+    }
     for out in kept + dropped:  # provenance survives, unchanged
         assert {k: out[k] for k in PROVENANCE} == PROVENANCE
         assert out["content_hash"] == f"hash{out['question_index']:04d}"
     assert len(load_from_disk(str(run / "dataset"))) == 2
     summary = json.loads((run / "summary.json").read_text())
     assert summary["rows"] == 2 and summary["generated"] == 7 and summary["dropped"] == 5
-    assert summary["filters"]["counts"] == {"empty_answer": 0, "restated_question": 1, "truncated": 1,
-                                            "contaminated": 1, "exact_duplicate": 1, "near_duplicate_minhash": 1}
+    assert summary["filters"]["counts"] == {
+        "empty_answer": 0,
+        "restated_question": 1,
+        "truncated": 1,
+        "contaminated": 1,
+        "exact_duplicate": 1,
+        "near_duplicate_minhash": 1,
+    }
     assert summary["filters"]["per_eval_set"] == {str(evals): 1}
     assert summary["nodes"][0]["kept"] == 2
     card = (run / "README.md").read_text()
@@ -201,6 +217,7 @@ def test_filters_that_drop_everything_say_so_and_exit_1(project, fixed_rows):
     assert result.exit_code == 1
     summary = json.loads((project / "runs/default/summary.json").read_text())
     assert summary["rows"] == 0
-    assert summary["empty_reason"] == ("the filters dropped all 2 row(s): 1 restated_question, 1 truncated "
-                                       "(see dropped.jsonl)")
+    assert summary["empty_reason"] == (
+        "the filters dropped all 2 row(s): 1 restated_question, 1 truncated (see dropped.jsonl)"
+    )
     assert not (project / "runs/default/dataset").exists()

@@ -17,14 +17,16 @@ def unit(*values):
 
 
 def test_greedy_pass_keeps_the_first_and_compares_with_kept_rows_only():
-    vectors = np.stack([
-        unit(1, 0, 0),
-        unit(1, 0.05, 0),  # ~0.999 to row 0: marked
-        unit(0, 1, 0),
-        unit(0.6, 0.8, 0),  # 0.8 to row 2 and 0.6 to row 0: kept at 0.9
-        unit(0, 0, 1),
-        unit(0.05, 0, 1),  # near row 4
-    ])
+    vectors = np.stack(
+        [
+            unit(1, 0, 0),
+            unit(1, 0.05, 0),  # ~0.999 to row 0: marked
+            unit(0, 1, 0),
+            unit(0.6, 0.8, 0),  # 0.8 to row 2 and 0.6 to row 0: kept at 0.9
+            unit(0, 0, 1),
+            unit(0.05, 0, 1),  # near row 4
+        ]
+    )
     marks = embedding.greedy_marks(vectors, 0.9)
     assert sorted(marks) == [1, 5]
     assert marks[1][0] == 0 and marks[1][1] > 0.99 and marks[5][0] == 4
@@ -62,8 +64,11 @@ def test_embedding_filter_with_the_packaged_model():
     kept, dropped, report = run_filters(rows, only(embedding={"enabled": True, "threshold": 0.9}))
     assert os.environ["HF_HUB_OFFLINE"] == "1"
     assert [r["question_index"] for r in kept] == [0, 2, 4, 5]
-    assert dropped_by(dropped) == {1: "near_duplicate_embedding", 3: "near_duplicate_embedding",
-                                   6: "near_duplicate_embedding"}
+    assert dropped_by(dropped) == {
+        1: "near_duplicate_embedding",
+        3: "near_duplicate_embedding",
+        6: "near_duplicate_embedding",
+    }
     details = {r["question_index"]: r["filter_detail"] for r in dropped}
     assert details[1].startswith("near duplicate of mathematics/algebra#0 (cosine 0.9")
     assert details[3].startswith("near duplicate of mathematics/algebra#2 (cosine 0.9")
@@ -89,7 +94,7 @@ def test_greedy_index_carries_kept_rows_across_calls():
     index = embedding.GreedyIndex(0.99, dim=16)
     pieces = {}
     for start in range(0, len(vectors), 3):
-        for local, (kept_id, sim) in index.add(vectors[start:start + 3], ids=range(start, start + 3)).items():
+        for local, (kept_id, sim) in index.add(vectors[start : start + 3], ids=range(start, start + 3)).items():
             pieces[start + local] = (kept_id, sim)
     assert {i: j for i, (j, _) in pieces.items()} == {i: j for i, (j, _) in whole.items()} == {6: 4, 7: 1}
     assert index.size == 6

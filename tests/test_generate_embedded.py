@@ -16,8 +16,20 @@ from syllabus.yamlio import dump, load
 pytestmark = pytest.mark.slow
 
 NODE = "mathematics/linear-algebra"
-PROVENANCE = ("taxonomy_path", "subject", "sessions", "key_concepts", "difficulty", "teacher", "templates",
-              "sampling", "seed", "round", "content_hash", "question_index")
+PROVENANCE = (
+    "taxonomy_path",
+    "subject",
+    "sessions",
+    "key_concepts",
+    "difficulty",
+    "teacher",
+    "templates",
+    "sampling",
+    "seed",
+    "round",
+    "content_hash",
+    "question_index",
+)
 
 
 def rows_of(project):
@@ -104,8 +116,16 @@ def test_sft_trains_on_the_generated_dataset_unchanged(embedded_run, embedded_di
     dataset = load_from_disk(str(embedded_run / "runs/default/dataset"))
     model = AutoModelForCausalLM.from_pretrained(embedded_dir)
     tokenizer = AutoTokenizer.from_pretrained(embedded_dir)
-    config = SFTConfig(output_dir=str(tmp_path / "sft"), max_steps=2, per_device_train_batch_size=2, max_length=96,
-                       report_to=[], save_strategy="no", use_cpu=True, logging_steps=1)
+    config = SFTConfig(
+        output_dir=str(tmp_path / "sft"),
+        max_steps=2,
+        per_device_train_batch_size=2,
+        max_length=96,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        logging_steps=1,
+    )
     trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
     output = trainer.train()
     assert output.global_step == 2
@@ -127,8 +147,9 @@ def test_broken_subject_file_is_named_by_validate_and_generate(embedded_run, tmp
 
 def test_easy_to_hard_order_sorts_rows_by_bloom_level(embedded_run, tmp_path):
     project = shutil.copytree(embedded_run, tmp_path / "ordered")
-    result = run_cli("generate", "--project", str(project), "--nodes", NODE, "--questions", "4",
-                     "--order", "easy_to_hard")
+    result = run_cli(
+        "generate", "--project", str(project), "--nodes", NODE, "--questions", "4", "--order", "easy_to_hard"
+    )
     assert result.returncode == 0, result.stderr
     ranks = [BLOOM_LEVELS.index(row["bloom_level"]) for row in rows_of(project)]
     assert ranks == sorted(ranks) and len(ranks) >= 2

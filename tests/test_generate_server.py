@@ -40,7 +40,9 @@ def cached_answers(project) -> int:
 
 def test_full_generation_against_the_server(llama_server, make_project):
     project = make_project()
-    result = run_cli("generate", "--project", str(project), "--nodes", NODE, "--questions", "3", *teacher_args(llama_server))
+    result = run_cli(
+        "generate", "--project", str(project), "--nodes", NODE, "--questions", "3", *teacher_args(llama_server)
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     rows = rows_of(project)
     assert rows and all(row["teacher"] == "smollm2" and row["teacher_backend"] == "openai" for row in rows)
@@ -56,9 +58,21 @@ def test_kill_then_resume_sends_only_missing_requests(llama_server, make_project
     assert result.returncode == 0, result.stdout + result.stderr
 
     process = subprocess.Popen(
-        [sys.executable, "-m", "syllabus", "generate", "--project", str(killed), "--nodes", NODE,
-         "--concurrency", "1", *teacher_args(llama_server)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "syllabus",
+            "generate",
+            "--project",
+            str(killed),
+            "--nodes",
+            NODE,
+            "--concurrency",
+            "1",
+            *teacher_args(llama_server),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 300
     while cached_answers(killed) < 4 and process.poll() is None and time.time() < deadline:
@@ -86,10 +100,13 @@ def test_requests_overlap_under_concurrency(llama_server):
     from syllabus.backends.openai_backend import OpenAIBackend
 
     async def peak(concurrency: int) -> int:
-        backend = OpenAIBackend(model="smollm2", base_urls=[llama_server.base_url], api_key=None,
-                                concurrency=concurrency)
-        requests = [ChatRequest.from_messages([{"role": "user", "content": f"Count to {i + 3}."}],
-                                              max_tokens=12, temperature=0) for i in range(6)]
+        backend = OpenAIBackend(
+            model="smollm2", base_urls=[llama_server.base_url], api_key=None, concurrency=concurrency
+        )
+        requests = [
+            ChatRequest.from_messages([{"role": "user", "content": f"Count to {i + 3}."}], max_tokens=12, temperature=0)
+            for i in range(6)
+        ]
         try:
             replies = await asyncio.gather(*(backend.complete(r) for r in requests))
         finally:
@@ -105,8 +122,15 @@ def test_unreachable_server_fails_before_any_work(make_project, tmp_path):
     from conftest import free_port
 
     project = make_project()
-    result = run_cli("generate", "--project", str(project), "--teacher", "openai:x",
-                     "--base-url", f"http://127.0.0.1:{free_port()}/v1")
+    result = run_cli(
+        "generate",
+        "--project",
+        str(project),
+        "--teacher",
+        "openai:x",
+        "--base-url",
+        f"http://127.0.0.1:{free_port()}/v1",
+    )
     assert result.returncode == 2
     assert "cannot reach the teacher server" in result.stderr and "Traceback" not in result.stderr
     assert not (project / "runs/default/dataset").exists()
@@ -115,15 +139,18 @@ def test_unreachable_server_fails_before_any_work(make_project, tmp_path):
 
 def test_unknown_model_is_named_before_any_work(llama_server, make_project):
     project = make_project()
-    result = run_cli("generate", "--project", str(project), "--teacher", "openai:no-such-model",
-                     "--base-url", llama_server.base_url)
+    result = run_cli(
+        "generate", "--project", str(project), "--teacher", "openai:no-such-model", "--base-url", llama_server.base_url
+    )
     assert result.returncode == 2
     assert "does not offer model 'no-such-model'" in result.stderr and "smollm2" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_teacher_check_reports_features(llama_server, tmp_path):
-    result = run_cli("teacher", "check", "--teacher", "openai:smollm2", "--base-url", llama_server.base_url, cwd=tmp_path)
+    result = run_cli(
+        "teacher", "check", "--teacher", "openai:smollm2", "--base-url", llama_server.base_url, cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     assert "latency_s" in result.stdout and "logprobs" in result.stdout and "json_mode" in result.stdout
 
@@ -131,8 +158,17 @@ def test_teacher_check_reports_features(llama_server, tmp_path):
 @pytest.mark.parametrize("key", ["sk-test-PLANTED-abcdef123456"])
 def test_api_key_never_reaches_run_files(llama_server, make_project, key):
     project = make_project()
-    result = run_cli("generate", "--project", str(project), "--nodes", NODE, "--questions", "1",
-                     *teacher_args(llama_server), env={"OPENAI_API_KEY": key})
+    result = run_cli(
+        "generate",
+        "--project",
+        str(project),
+        "--nodes",
+        NODE,
+        "--questions",
+        "1",
+        *teacher_args(llama_server),
+        env={"OPENAI_API_KEY": key},
+    )
     assert result.returncode == 0, result.stderr
     assert key not in result.stdout + result.stderr
     for file in project.rglob("*"):

@@ -52,6 +52,7 @@ MiB = 2**20
 
 # --- helpers -------------------------------------------------------------------------
 
+
 def backend_for(server: FaultServer, *, url: str | None = None, **settings) -> OpenAIBackend:
     options = {"timeout": 2, "max_retries": 0, **settings}
     return OpenAIBackend(model=MODEL, base_urls=[url or server.base_url], api_key=KEY, **options)
@@ -77,8 +78,21 @@ def failure(server: FaultServer, **settings) -> RequestFailed:
 
 
 def generate(project: Path, base_url: str, timeout: float = 240):
-    return run_cli("generate", "--project", str(project), "--teacher", f"openai:{MODEL}", "--base-url", base_url,
-                   "--nodes", NODE, "--questions", QUESTIONS, env={"OPENAI_API_KEY": KEY}, timeout=timeout)
+    return run_cli(
+        "generate",
+        "--project",
+        str(project),
+        "--teacher",
+        f"openai:{MODEL}",
+        "--base-url",
+        base_url,
+        "--nodes",
+        NODE,
+        "--questions",
+        QUESTIONS,
+        env={"OPENAI_API_KEY": KEY},
+        timeout=timeout,
+    )
 
 
 def generated_with(fault_server, tmp_path: Path, fault: Fault):
@@ -93,8 +107,16 @@ def generated_with(fault_server, tmp_path: Path, fault: Fault):
 
 
 def teacher_check(base_url: str):
-    return run_cli("teacher", "check", "--teacher", f"openai:{MODEL}", "--base-url", base_url,
-                   env={"OPENAI_API_KEY": KEY}, timeout=120)
+    return run_cli(
+        "teacher",
+        "check",
+        "--teacher",
+        f"openai:{MODEL}",
+        "--base-url",
+        base_url,
+        env={"OPENAI_API_KEY": KEY},
+        timeout=120,
+    )
 
 
 def token(record) -> str:
@@ -127,10 +149,13 @@ def leaks(secrets: list[str], result, project: Path) -> list[str]:
 
 def answers_in_cache(project: Path) -> list[tuple]:
     with sqlite3.connect(project / "runs/default/cache.sqlite") as conn:
-        return conn.execute("SELECT stage, text, finish_reason, prompt_tokens, completion_tokens FROM answers").fetchall()
+        return conn.execute(
+            "SELECT stage, text, finish_reason, prompt_tokens, completion_tokens FROM answers"
+        ).fetchall()
 
 
 # --- 4: a lone surrogate ------------------------------------------------------------------
+
 
 def test_lone_surrogate_in_a_reply_is_replaced_and_cached(fault_server, tmp_path):
     server = fault_server()
@@ -166,7 +191,11 @@ def test_lone_surrogate_in_an_error_body_is_recorded(fault_server, tmp_path):
 
 
 def test_lone_surrogate_does_not_end_a_run(fault_server, tmp_path):
-    _, project, _ = generated_with(fault_server, tmp_path, Fault("reply", stage="answer", text=lambda text, r: text.replace("Start", "Start \ud800", 1)))
+    _, project, _ = generated_with(
+        fault_server,
+        tmp_path,
+        Fault("reply", stage="answer", text=lambda text, r: text.replace("Start", "Start \ud800", 1)),
+    )
     rows = rows_of(project)
     assert len(rows) == int(QUESTIONS)
     assert all("Start \ufffd" in row["completion"][0]["content"] for row in rows)
@@ -178,9 +207,11 @@ def test_lone_surrogate_does_not_end_a_run(fault_server, tmp_path):
 HUGE_USAGE = {"prompt_tokens": 2**64 - 1, "completion_tokens": 2**64 - 1, "total_tokens": 2**65 - 2}
 
 
-@pytest.mark.parametrize("usage", [HUGE_USAGE, {"prompt_tokens": -5, "completion_tokens": True},
-                                   {"prompt_tokens": "12", "completion_tokens": 1.5}],
-                         ids=["2**64-1", "negative-bool", "str-float"])
+@pytest.mark.parametrize(
+    "usage",
+    [HUGE_USAGE, {"prompt_tokens": -5, "completion_tokens": True}, {"prompt_tokens": "12", "completion_tokens": 1.5}],
+    ids=["2**64-1", "negative-bool", "str-float"],
+)
 def test_implausible_usage_counts_are_unknown(fault_server, tmp_path, usage):
     server = fault_server()
     server.set_faults(Fault("reply", usage=usage))
@@ -203,11 +234,16 @@ def test_usage_count_of_2_64_does_not_end_a_run(fault_server, tmp_path):
 
 # --- 6: bodies too large ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("fault, received", [
-    (Fault("huge", size=100 * MiB), "announced"),  # Content-Length says so: nothing read
-    (Fault("huge", size=100 * MiB, chunked=True), "once decoded"),  # no length: counted as it comes
-    (Fault("gzip", size=200 * MiB), "once decoded"),  # ~200 KB on the wire, 200 MB inflated
-], ids=["content-length", "chunked", "gzip-bomb"])
+
+@pytest.mark.parametrize(
+    "fault, received",
+    [
+        (Fault("huge", size=100 * MiB), "announced"),  # Content-Length says so: nothing read
+        (Fault("huge", size=100 * MiB, chunked=True), "once decoded"),  # no length: counted as it comes
+        (Fault("gzip", size=200 * MiB), "once decoded"),  # ~200 KB on the wire, 200 MB inflated
+    ],
+    ids=["content-length", "chunked", "gzip-bomb"],
+)
 def test_too_large_body_fails_once_with_bounded_memory(fault_server, fault, received):
     server = fault_server()
     server.set_faults(fault)
@@ -250,8 +286,9 @@ def test_huge_model_listing_is_a_clear_error(fault_server):
 
 def test_too_large_replies_fail_with_a_reason_and_the_run_goes_on(fault_server, tmp_path):
     server = fault_server()
-    server.set_faults(Fault("huge", stage="answer", nth=1, size=4 * MiB),
-                      Fault("gzip", stage="answer", nth=2, size=64 * MiB))
+    server.set_faults(
+        Fault("huge", stage="answer", nth=1, size=4 * MiB), Fault("gzip", stage="answer", nth=2, size=64 * MiB)
+    )
     project = fault_project(tmp_path / "proj", max_response_bytes=256 * 2**10, max_retries=2)
     result = generate(project, server.base_url)
     assert result.returncode == 1, result.stdout + result.stderr  # requests failed: exit 1, with a summary
@@ -263,8 +300,14 @@ def test_too_large_replies_fail_with_a_reason_and_the_run_goes_on(fault_server, 
     assert sorted(tries.values()) == [1, 1]
 
 
-@pytest.mark.parametrize("value, bound", [(0, "greater than or equal to 65536"), (1000, "greater than or equal to 65536"),
-                                          (2**31, "less than or equal to 1073741824")])
+@pytest.mark.parametrize(
+    "value, bound",
+    [
+        (0, "greater than or equal to 65536"),
+        (1000, "greater than or equal to 65536"),
+        (2**31, "less than or equal to 1073741824"),
+    ],
+)
 def test_max_response_bytes_is_range_checked(tmp_path, value, bound):
     (tmp_path / "syllabus.yaml").write_text(f"teacher:\n  backend: openai\n  max_response_bytes: {value}\n")
     with pytest.raises(UserError) as error:
@@ -277,8 +320,10 @@ def test_max_response_bytes_reaches_the_client(fault_server, tmp_path):
     """The setting as written in syllabus.yaml bounds the backend that `generate` builds."""
     server = fault_server()
     server.set_faults(Fault("huge", size=200 * 2**10))
-    (tmp_path / "syllabus.yaml").write_text("teacher:\n  backend: openai\n  model: fault-model\n"
-                                            f"  base_url: {server.base_url}\n  max_response_bytes: 131072\n")
+    (tmp_path / "syllabus.yaml").write_text(
+        "teacher:\n  backend: openai\n  model: fault-model\n"
+        f"  base_url: {server.base_url}\n  max_response_bytes: 131072\n"
+    )
     project = Project.load(tmp_path)
     backend = make_backend(parse_teacher_spec(None, project.config.teacher), project.config.teacher)
 
@@ -294,8 +339,12 @@ def test_max_response_bytes_reaches_the_client(fault_server, tmp_path):
 
 # --- 7: a deadline per try ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("fault", [Fault("trickle", interval=0.2, chunk=1), Fault("endless", interval=0.05, chunk=16)],
-                         ids=["trickle", "endless-chunked"])
+
+@pytest.mark.parametrize(
+    "fault",
+    [Fault("trickle", interval=0.2, chunk=1), Fault("endless", interval=0.05, chunk=16)],
+    ids=["trickle", "endless-chunked"],
+)
 def test_slow_body_is_cut_at_the_deadline(fault_server, fault):
     """Each byte arrives well within the 1 s timeout, the body never in time: before, one try
     took as long as the server liked (a 300-byte body at 5 bytes a second is a minute)."""
@@ -316,6 +365,7 @@ def test_slow_reply_within_the_deadline_arrives(fault_server):
 
 
 # --- 8: the key reflected inside a normal reply -------------------------------------------------
+
 
 def test_reflected_key_is_scrubbed_from_the_reply(fault_server):
     server = fault_server()
@@ -345,6 +395,7 @@ def test_reflected_key_is_not_shown_by_teacher_check(fault_server, tmp_path):
 
 
 # --- 13: credentials inside --base-url -------------------------------------------------------
+
 
 def with_user_info(url: str) -> str:
     return url.replace("://", f"://user:{URL_KEY}@")

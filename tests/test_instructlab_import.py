@@ -173,7 +173,9 @@ def test_import_kinds_names_descriptions_and_seeds(project, source):
     # A v1 skill (no version key).
     passive = fresh.find("compositional-skills/linguistics/passive-voice")
     assert (passive.name, passive.description) == ("Passive Voice", "Turn a sentence into passive voice.")
-    assert [(s.question, s.answer) for s in passive.seeds] == [("The cat chased the mouse.", "The mouse was chased by the cat.")]
+    assert [(s.question, s.answer) for s in passive.seeds] == [
+        ("The cat chased the mouse.", "The mouse was chased by the cat.")
+    ]
 
     # The scaffold is untouched.
     assert fresh.exists("natural-sciences/physics/classical-mechanics")
@@ -186,7 +188,10 @@ def test_import_into_an_existing_field(project, source):
     assert validate_tree(root) == []
     assert fresh.find("humanities/compositional-skills").kind == "subfield"
     assert fresh.find("humanities/knowledge/science/astronomy/planets").kind == "discipline"
-    assert fresh.find("humanities/compositional-skills/writing/freeform/haiku").seeds[0].question == "Write a haiku about autumn."
+    assert (
+        fresh.find("humanities/compositional-skills/writing/freeform/haiku").seeds[0].question
+        == "Write a haiku about autumn."
+    )
     assert all(path.startswith("humanities/") for path in report.added)
     assert not fresh.exists("compositional-skills")
     assert len(report.skipped) == 2
@@ -256,7 +261,9 @@ def test_unusable_files_are_skipped_with_a_reason(project, tmp_path, text, reaso
     write(source / "skills" / "bad" / "qna.yaml", text)
     write(source / "skills" / "good" / "qna.yaml", SKILL_V1)
     report = import_instructlab(Taxonomy.load(project / "taxonomy"), source)
-    assert any(file == source / "skills" / "bad" / "qna.yaml" and r == reason for file, r in report.skipped), report.skipped
+    assert any(file == source / "skills" / "bad" / "qna.yaml" and r == reason for file, r in report.skipped), (
+        report.skipped
+    )
     fresh = load(project / "taxonomy")
     assert fresh.exists("skills/good") and not fresh.exists("skills/bad")
 
@@ -316,7 +323,10 @@ def test_cli_import_with_into(cli, project, source):
     assert result.code == 0, result.output
     assert "imported 12 node(s) with 9 seed(s)" in result.out
     assert f"skipped {source / 'compositional_skills/writing/broken_leaf/qna.yaml'}: broken YAML" in result.out
-    assert f"skipped {source / 'compositional_skills/writing/future_leaf/qna.yaml'}: unknown schema version 9" in result.out
+    assert (
+        f"skipped {source / 'compositional_skills/writing/future_leaf/qna.yaml'}: unknown schema version 9"
+        in result.out
+    )
     assert load(project / "taxonomy").find("natural-sciences/knowledge/science/astronomy/planets").kind == "discipline"
     assert cli("taxonomy", "validate", "--project", project).code == 0
 

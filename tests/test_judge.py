@@ -27,9 +27,11 @@ def test_builtin_examples_agree_with_the_rubric():
 
 def test_builtin_examples_show_both_sides_of_the_default_threshold():
     threshold = FiltersConfig().judge.threshold
-    replies = [m["content"] for m in Templates().render("judge", question="q", answer="a", discipline="d",
-                                                        subject="s", bloom_level="apply")
-               if m["role"] == "assistant"]
+    replies = [
+        m["content"]
+        for m in Templates().render("judge", question="q", answer="a", discipline="d", subject="s", bloom_level="apply")
+        if m["role"] == "assistant"
+    ]
     scores = [parse_judgement(reply).score for reply in replies]
     assert any(s >= threshold for s in scores) and any(s < threshold for s in scores)
     assert len(set(scores)) >= 3  # the examples teach the scale, not one answer
@@ -44,19 +46,23 @@ def override(tmp_path, source: str) -> Templates:
 RUBRIC = "[[system]]\nFlaws:\n- wrong: it is wrong.\n- vague: it is vague.\n"
 
 
-@pytest.mark.parametrize("example, problem", [
-    ("Flaws: wrong\nScore: 5", "example 1 scores 5 but lists 1 flaw(s): the rubric gives 4"),
-    ("Flaws: rude\nScore: 4", "example 1 names flaws not in the rubric: rude"),
-    ("Looks fine to me.", "example 1 does not parse"),
-])
+@pytest.mark.parametrize(
+    "example, problem",
+    [
+        ("Flaws: wrong\nScore: 5", "example 1 scores 5 but lists 1 flaw(s): the rubric gives 4"),
+        ("Flaws: rude\nScore: 4", "example 1 names flaws not in the rubric: rude"),
+        ("Looks fine to me.", "example 1 does not parse"),
+    ],
+)
 def test_an_override_whose_examples_break_its_rubric_is_caught(tmp_path, example, problem):
     templates = override(tmp_path, RUBRIC + f"[[user]]\nQ\n[[assistant]]\n{example}\n[[user]]\n{{{{ question }}}}\n")
     assert any(problem in p for p in check_rubric(templates)), check_rubric(templates)
 
 
 def test_an_override_that_keeps_to_its_rubric_passes(tmp_path):
-    templates = override(tmp_path, RUBRIC + "[[user]]\nQ\n[[assistant]]\nFlaws: wrong, vague\nScore: 3\n"
-                                             "[[user]]\n{{ question }}\n")
+    templates = override(
+        tmp_path, RUBRIC + "[[user]]\nQ\n[[assistant]]\nFlaws: wrong, vague\nScore: 3\n[[user]]\n{{ question }}\n"
+    )
     assert check_rubric(templates) == []
 
 
@@ -66,11 +72,13 @@ def test_generate_refuses_an_inconsistent_judge_before_any_request(tmp_path):
     config["generation"]["filters"]["judge"]["enabled"] = True
     dump(config, project / "syllabus.yaml")
     (project / "prompts").mkdir(exist_ok=True)
-    (project / "prompts/judge.j2").write_text(RUBRIC + "[[user]]\nQ\n[[assistant]]\nFlaws: none\nScore: 2\n"
-                                                       "[[user]]\n{{ question }}\n")
+    (project / "prompts/judge.j2").write_text(
+        RUBRIC + "[[user]]\nQ\n[[assistant]]\nFlaws: none\nScore: 2\n[[user]]\n{{ question }}\n"
+    )
     # An unreachable teacher: the rubric check must fail first, so nothing is ever sent.
-    result = run_cli("generate", "--project", str(project), "--teacher", "openai:x",
-                     "--base-url", "http://127.0.0.1:9/v1")
+    result = run_cli(
+        "generate", "--project", str(project), "--teacher", "openai:x", "--base-url", "http://127.0.0.1:9/v1"
+    )
     assert result.returncode == 2, result.stdout + result.stderr
     assert "judge.j2" in result.stderr and "example 1 scores 2 but lists 0 flaw(s)" in result.stderr
     assert "Traceback" not in result.stderr
@@ -87,13 +95,16 @@ def test_threshold_out_of_range_is_refused(tmp_path):
 
 
 # Parsing --------------------------------------------------------------------------------
-@pytest.mark.parametrize("text, expected", [
-    ("Flaws: incorrect, incomplete\nScore: 3", Judgement(3, ("incorrect", "incomplete"))),
-    ("**Flaws:** none\n**Score:** 5/5", Judgement(5, ())),
-    ("Flaws: Off topic.\nScore: 4 out of 5", Judgement(4, ("off_topic",))),
-    ("Hmm. Score: 2\nOn reflection:\nFlaws: unclear\nScore: 4", Judgement(4, ("unclear",))),  # the last one wins
-    ("Score: 1", Judgement(1, ())),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Flaws: incorrect, incomplete\nScore: 3", Judgement(3, ("incorrect", "incomplete"))),
+        ("**Flaws:** none\n**Score:** 5/5", Judgement(5, ())),
+        ("Flaws: Off topic.\nScore: 4 out of 5", Judgement(4, ("off_topic",))),
+        ("Hmm. Score: 2\nOn reflection:\nFlaws: unclear\nScore: 4", Judgement(4, ("unclear",))),  # the last one wins
+        ("Score: 1", Judgement(1, ())),
+    ],
+)
 def test_judgements_parse(text, expected):
     assert parse_judgement(text) == expected
 
@@ -122,20 +133,36 @@ def scorer(scores: dict[str, Judgement | None]):
 
 
 def judged_config(threshold: int = 3, **more) -> FiltersConfig:
-    base = {"checks": {"empty_answer": False, "restated_question": False, "truncated": False}, "exact": "off",
-            "minhash": {"enabled": False}, "judge": {"enabled": True, "threshold": threshold}}
+    base = {
+        "checks": {"empty_answer": False, "restated_question": False, "truncated": False},
+        "exact": "off",
+        "minhash": {"enabled": False},
+        "judge": {"enabled": True, "threshold": threshold},
+    }
     return FiltersConfig.model_validate({**base, **more})
 
 
 def test_rows_under_the_threshold_are_dropped_and_every_judged_row_keeps_its_score():
-    rows = [row(0, "What is 2 + 2?", "good"), row(1, "Name a prime.", "poor"), row(2, "What is pi?", "fine"),
-            row(3, "Define a group.", "silent")]
-    score = scorer({"good": Judgement(5, ()), "poor": Judgement(2, ("incorrect", "off_topic", "unclear")),
-                    "fine": Judgement(3, ("incomplete", "unclear")), "silent": None})
+    rows = [
+        row(0, "What is 2 + 2?", "good"),
+        row(1, "Name a prime.", "poor"),
+        row(2, "What is pi?", "fine"),
+        row(3, "Define a group.", "silent"),
+    ]
+    score = scorer(
+        {
+            "good": Judgement(5, ()),
+            "poor": Judgement(2, ("incorrect", "off_topic", "unclear")),
+            "fine": Judgement(3, ("incomplete", "unclear")),
+            "silent": None,
+        }
+    )
     kept, dropped, report = run_filters(rows, judged_config(3), judge=score)
     assert [r["question_index"] for r in kept] == [0, 2, 3]
     assert [(r["question_index"], r["filtered_by"]) for r in dropped] == [(1, "judge")]
-    assert "score 2 < 3" in dropped[0]["filter_detail"] and "incorrect, off_topic, unclear" in dropped[0]["filter_detail"]
+    assert (
+        "score 2 < 3" in dropped[0]["filter_detail"] and "incorrect, off_topic, unclear" in dropped[0]["filter_detail"]
+    )
     assert [r["judge_score"] for r in kept] == [5, 3, None] and dropped[0]["judge_score"] == 2
     assert report.counts["judge"] == 1 and report.unjudged == 1 and report.as_dict()["unjudged"] == 1
     for out in kept + dropped:
@@ -146,8 +173,9 @@ def test_rows_under_the_threshold_are_dropped_and_every_judged_row_keeps_its_sco
 def test_the_judge_only_sees_rows_the_cheaper_filters_kept():
     rows = [row(0, "What is a ring?", "a"), row(1, "What is a ring?", "a"), row(2, "Define a field.", "")]
     score = scorer({"a": Judgement(5, ())})
-    config = judged_config(3, exact="question", checks={"empty_answer": True, "restated_question": False,
-                                                        "truncated": False})
+    config = judged_config(
+        3, exact="question", checks={"empty_answer": True, "restated_question": False, "truncated": False}
+    )
     _, dropped, _ = run_filters(rows, config, judge=score)
     assert score.seen == [0]  # the duplicate and the empty answer never cost a judge request
     assert {r["question_index"]: r["filtered_by"] for r in dropped} == {1: "exact_duplicate", 2: "empty_answer"}
@@ -165,8 +193,17 @@ def test_judge_scores_every_surviving_row_through_the_cache(llama_server, make_p
     config = load(project / "syllabus.yaml")
     config["generation"]["filters"]["judge"] = {"enabled": True, "threshold": 4}
     dump(config, project / "syllabus.yaml")
-    args = ["generate", "--project", str(project), "--nodes", NODE, "--teacher", "openai:smollm2",
-            "--base-url", llama_server.base_url]
+    args = [
+        "generate",
+        "--project",
+        str(project),
+        "--nodes",
+        NODE,
+        "--teacher",
+        "openai:smollm2",
+        "--base-url",
+        llama_server.base_url,
+    ]
     first = run_cli(*args)
     assert first.returncode in (0, 1), first.stdout + first.stderr  # 1: the judge may drop every row
     run = project / "runs/default"
@@ -188,4 +225,5 @@ def test_judge_scores_every_surviving_row_through_the_cache(llama_server, make_p
     assert again.returncode == first.returncode
     assert llama_server.chat_requests() == before  # every judgement came from the cache
     assert json.loads((run / "summary.json").read_text())["filters"] == summary["filters"] | {
-        "seconds": json.loads((run / "summary.json").read_text())["filters"]["seconds"]}
+        "seconds": json.loads((run / "summary.json").read_text())["filters"]["seconds"]
+    }

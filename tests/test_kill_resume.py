@@ -88,8 +88,9 @@ def kill_at(args: list[str], point: Point, *, cwd: Path | None = None, limit: fl
     """Start `syllabus ARGS` and SIGKILL it at `point`; a command that ends first must have succeeded."""
     start = time.monotonic()
     with tempfile.TemporaryFile() as err:  # not a pipe: a chatty command must never block on a full one
-        process = subprocess.Popen([sys.executable, "-m", "syllabus", *args], cwd=cwd, env=cli_env(),
-                                   stdout=subprocess.DEVNULL, stderr=err)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "syllabus", *args], cwd=cwd, env=cli_env(), stdout=subprocess.DEVNULL, stderr=err
+        )
         try:
             while not point.reached() and process.poll() is None:
                 assert time.monotonic() - start < limit, f"{point.label}: not reached in {limit} s"
@@ -106,8 +107,9 @@ def kill_at(args: list[str], point: Point, *, cwd: Path | None = None, limit: fl
                 process.wait()
         killed = process.returncode == -signal.SIGKILL
         err.seek(0)
-        assert killed or process.returncode == 0, \
+        assert killed or process.returncode == 0, (
             f"ended with {process.returncode} before {point.label}:\n{err.read().decode(errors='replace')[-3000:]}"
+        )
     kill = Kill(point, killed, time.monotonic() - start)
     command = " ".join(a for a in args[:2] if not a.startswith(("/", "-")))
     print(f"{command}: {point.label}: {'killed' if killed else 'ended first'} at {kill.seconds:.2f} s")
@@ -165,8 +167,9 @@ def saved_rows(folder: Path) -> list[dict]:
 
 def tree_files(root: Path) -> dict[str, bytes]:
     """Every file of a tree but the hidden ones, by relative path."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and not hidden(p, root)}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and not hidden(p, root)
+    }
 
 
 def text_of(path: Path, root: Path) -> str:
@@ -185,16 +188,29 @@ GEN_QUESTIONS = 2
 
 
 def gen_args(project: Path, server) -> list[str]:
-    return ["generate", "--project", str(project), "--nodes", NODE, "--questions", str(GEN_QUESTIONS),
-            "--concurrency", "1", *teacher_args(server)]
+    return [
+        "generate",
+        "--project",
+        str(project),
+        "--nodes",
+        NODE,
+        "--questions",
+        str(GEN_QUESTIONS),
+        "--concurrency",
+        "1",
+        *teacher_args(server),
+    ]
 
 
 def stable_summary(project: Path) -> dict:
     """summary.json without what differs between a fresh run and a resumed one: cache hits, timings,
     and the subjects and syllabus stages, which a rerun reads from the files an earlier run wrote."""
     summary = json.loads((project / "runs/default/summary.json").read_text())
-    summary["stages"] = {name: {k: stage[k] for k in ("requested", "parsed", "kept", "failed", "unparsed")}
-                         for name, stage in summary["stages"].items() if name in ("question", "answer")}
+    summary["stages"] = {
+        name: {k: stage[k] for k in ("requested", "parsed", "kept", "failed", "unparsed")}
+        for name, stage in summary["stages"].items()
+        if name in ("question", "answer")
+    }
     summary["filters"].pop("seconds", None)
     return summary
 
@@ -230,8 +246,12 @@ def gen_reference(llama_server, tmp_path_factory) -> GenReference:
 def gen_reference_subjects(llama_server, tmp_path_factory) -> GenReference:
     """The same with several subjects: question k takes subject k mod n, in the order first recorded
     (issue 10: a rerun once read them in file-name order, and asked every question again)."""
-    ref = make_gen_reference(llama_server, tmp_path_factory.mktemp("kill-generate-subjects"), max_subjects=3,
-                             max_tokens={"subjects": 120, "syllabus": 120, "question": 48, "answer": 64})
+    ref = make_gen_reference(
+        llama_server,
+        tmp_path_factory.mktemp("kill-generate-subjects"),
+        max_subjects=3,
+        max_tokens={"subjects": 120, "syllabus": 120, "question": 48, "answer": 64},
+    )
     subjects = {row["subject"] for row in rows_of(ref.project)}
     assert len(subjects) >= 2, subjects  # the questions really are spread over several subjects
     return ref
@@ -279,7 +299,8 @@ def test_generation_killed_at_a_seeded_point_resumes_to_the_same_rows(llama_serv
 @pytest.mark.server
 @pytest.mark.parametrize("seed", SEEDS)
 def test_generation_with_several_subjects_killed_at_a_seeded_point_resumes_to_the_same_rows(
-        llama_server, gen_reference_subjects, seed):
+    llama_server, gen_reference_subjects, seed
+):
     kill_and_resume(llama_server, gen_reference_subjects, seed, label="-subjects")
 
 
@@ -287,17 +308,31 @@ def test_generation_with_several_subjects_killed_at_a_seeded_point_resumes_to_th
 def make_rows(count: int) -> list[dict]:
     """Generated rows over three nodes, each question different, short numeric answers."""
     nodes = [ALG, ETH, MECH]
-    return [make_row(nodes[i % 3], i, f"Question {i} of {nodes[i % 3]}: what is {i} plus {i + 1}?",
-                     f"Adding {i} and {i + 1} gives {2 * i + 1}.", bloom_level=("remember", "apply", "create")[i % 3])
-            for i in range(count)]
+    return [
+        make_row(
+            nodes[i % 3],
+            i,
+            f"Question {i} of {nodes[i % 3]}: what is {i} plus {i + 1}?",
+            f"Adding {i} and {i + 1} gives {2 * i + 1}.",
+            bloom_level=("remember", "apply", "create")[i % 3],
+        )
+        for i in range(count)
+    ]
 
 
 @pytest.fixture(scope="module")
 def source_run(tmp_path_factory) -> Path:
     """A run folder as `generate` leaves it (dataset/, dataset.jsonl, dropped.jsonl, summary.json)."""
     rows = make_rows(240)
-    summary = {"rows": len(rows), "generated": len(rows), "dropped": 0, "failed_requests": 0, "stages": {},
-               "filters": {"rows_in": len(rows), "kept": len(rows), "dropped": 0, "counts": {}}, "nodes": []}
+    summary = {
+        "rows": len(rows),
+        "generated": len(rows),
+        "dropped": 0,
+        "failed_requests": 0,
+        "stages": {},
+        "filters": {"rows_in": len(rows), "kept": len(rows), "dropped": 0, "counts": {}},
+        "nodes": [],
+    }
     return make_run(tmp_path_factory.mktemp("kill-source") / "run", rows, summary=summary)
 
 
@@ -413,11 +448,16 @@ def test_probes_split_killed_at_a_seeded_point(source_run, probes_reference, tmp
     expected, duration = probes_reference
     case = probes_case(source_run, tmp_path, "killed")
     run = case.root
-    point = choose("probes", seed, [
-        appears(run / "probes.jsonl"),
-        Point("train/ staged", staging(run, "train")),
-        appears(run / "train"),
-    ], duration)
+    point = choose(
+        "probes",
+        seed,
+        [
+            appears(run / "probes.jsonl"),
+            Point("train/ staged", staging(run, "train")),
+            appears(run / "train"),
+        ],
+        duration,
+    )
     kill = kill_then_rerun(case, point)
     assert case.outputs() == expected, kill
 
@@ -462,12 +502,17 @@ def test_mix_killed_at_a_seeded_point(source_run, mix_reference, tmp_path, seed)
     expected, duration = mix_reference
     case = mix_case(source_run, tmp_path, "killed")
     out = case.root
-    point = choose("mix", seed, [
-        Point("dataset/ staged", staging(out, "dataset")),
-        appears(out / "dataset"),
-        appears(out / "dataset.jsonl"),
-        appears(out / "mix.json"),
-    ], duration)
+    point = choose(
+        "mix",
+        seed,
+        [
+            Point("dataset/ staged", staging(out, "dataset")),
+            appears(out / "dataset"),
+            appears(out / "dataset.jsonl"),
+            appears(out / "mix.json"),
+        ],
+        duration,
+    )
     kill = kill_then_rerun(case, point)
     assert case.outputs() == expected, kill
 
@@ -496,8 +541,9 @@ def test_stats_killed_at_a_seeded_point(source_run, stats_reference, tmp_path, s
     case = stats_case(source_run, tmp_path, "killed")
     out = case.root / "stats"
     charts = sorted(expected[1])
-    point = choose("stats", seed, [appears(out), *(appears(out / name) for name in charts),
-                                   appears(out / "stats.json")], duration)
+    point = choose(
+        "stats", seed, [appears(out), *(appears(out / name) for name in charts), appears(out / "stats.json")], duration
+    )
     kill = kill_then_rerun(case, point)
     assert case.outputs() == expected, kill
 
@@ -510,12 +556,25 @@ def accept_case(base: Path, name: str) -> Case:
     project = init_project(base / name)
     review = project / "review" / "mathematics.yaml"
     review.parent.mkdir()
-    dump({"parent": "mathematics", "proposals": [
-        {"name": f"Topic {chr(65 + i)} of mathematics", "kind": "discipline",
-         "description": f"The {i}th proposed discipline, with its own description."}
-        for i in range(PROPOSALS)]}, review)
-    return Case(project, ["taxonomy", "accept", str(review), "--project", str(project)],
-                lambda: tree_files(project / "taxonomy"))
+    dump(
+        {
+            "parent": "mathematics",
+            "proposals": [
+                {
+                    "name": f"Topic {chr(65 + i)} of mathematics",
+                    "kind": "discipline",
+                    "description": f"The {i}th proposed discipline, with its own description.",
+                }
+                for i in range(PROPOSALS)
+            ],
+        },
+        review,
+    )
+    return Case(
+        project,
+        ["taxonomy", "accept", str(review), "--project", str(project)],
+        lambda: tree_files(project / "taxonomy"),
+    )
 
 
 def test_accept_consumes_its_review_file(tmp_path):
@@ -542,8 +601,9 @@ def test_taxonomy_accept_killed_at_a_seeded_point(accept_reference, tmp_path, se
     review = Path(case.args[2])
     folders = [case.root / "taxonomy" / "mathematics" / f"topic-{chr(97 + i)}-of-mathematics" for i in range(PROPOSALS)]
     assert not any(f.exists() for f in folders)
-    point = choose("accept", seed, [appears(folder, f"node {i + 1} added") for i, folder in enumerate(folders)],
-                   duration)
+    point = choose(
+        "accept", seed, [appears(folder, f"node {i + 1} added") for i, folder in enumerate(folders)], duration
+    )
     kill = kill_at(case.args, point)
     assert_nothing_half_written(case.root)
     assert_taxonomy_valid(case.root)  # each node appears whole or not at all
@@ -578,8 +638,11 @@ def import_case(base: Path, name: str) -> Case:
         leaf = source / "compositional_skills" / f"area_{i % 3}" / f"skill_{i}"
         leaf.mkdir(parents=True)
         (leaf / "qna.yaml").write_text(QNA.format(task=f"Skill number {i}.", i=i, double=2 * i, plus=i + 1))
-    return Case(project, ["taxonomy", "import-instructlab", str(source), "--project", str(project)],
-                lambda: tree_files(project / "taxonomy"))
+    return Case(
+        project,
+        ["taxonomy", "import-instructlab", str(source), "--project", str(project)],
+        lambda: tree_files(project / "taxonomy"),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -605,9 +668,15 @@ def eval_case(base: Path, name: str) -> Case:
     root.mkdir(parents=True)
     probes = root / "probes.jsonl"
     rows = [{"question": f"What is {i} plus {i + 1}?", "answer": str(2 * i + 1), "node": ALG} for i in (2, 7)]
-    rows += [{"question": "Which planet is the largest?", "options": ["Mercury", "Jupiter", "Mars"], "correct": 1,
-              "node": MECH},
-             {"question": "Name the capital of France.", "answer": "Paris", "node": ETH}]
+    rows += [
+        {
+            "question": "Which planet is the largest?",
+            "options": ["Mercury", "Jupiter", "Mars"],
+            "correct": 1,
+            "node": MECH,
+        },
+        {"question": "Name the capital of France.", "answer": "Paris", "node": ETH},
+    ]
     probes.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     out = root / "exam"
 
@@ -615,8 +684,12 @@ def eval_case(base: Path, name: str) -> Case:
         files = {name: text_of(out / name, root) for name in ("results.json", "answers.jsonl", "mistakes.jsonl")}
         return files, saved_rows(out / "pairs") if (out / "pairs").exists() else None
 
-    return Case(out, ["eval", "--probes", str(probes), "--out", str(out), "--max-tokens", "8", "--batch-size", "4"],
-                outputs, cwd=root)
+    return Case(
+        out,
+        ["eval", "--probes", str(probes), "--out", str(out), "--max-tokens", "8", "--batch-size", "4"],
+        outputs,
+        cwd=root,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -632,12 +705,17 @@ def test_eval_killed_at_a_seeded_point(eval_reference, tmp_path, seed):
     expected, duration = eval_reference
     case = eval_case(tmp_path, "killed")
     out = case.root
-    point = choose("eval", seed, [
-        appears(out / "results.json"),
-        appears(out / "answers.jsonl"),
-        appears(out / "mistakes.jsonl"),
-        Point("pairs/ staged", staging(out, "pairs")),
-        appears(out / "pairs"),
-    ], duration)
+    point = choose(
+        "eval",
+        seed,
+        [
+            appears(out / "results.json"),
+            appears(out / "answers.jsonl"),
+            appears(out / "mistakes.jsonl"),
+            Point("pairs/ staged", staging(out, "pairs")),
+            appears(out / "pairs"),
+        ],
+        duration,
+    )
     kill = kill_then_rerun(case, point)
     assert case.outputs() == expected, kill

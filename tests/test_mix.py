@@ -38,10 +38,27 @@ def rounds(tmp_path):
     """Round 0 (a run) and round 1 (a run with bloom_level, sharing one row with round 0)."""
     r0 = [make_row(ALG, i, f"Round zero algebra question {i}?") for i in range(6)]
     r0 += [make_row(ETH, i, f"Round zero ethics question {i}?", level="high school") for i in range(3)]
-    r1 = [make_row(ALG, i, f"Round one algebra question {i}?", round_index=1,
-                   bloom_level=("remember", "apply", "create")[i % 3]) for i in range(4)]
-    r1 += [make_row(LIN, i, f"Round one linear algebra question {i}?", round_index=1,
-                    bloom_level="analyse", difficulty="two-session") for i in range(5)]
+    r1 = [
+        make_row(
+            ALG,
+            i,
+            f"Round one algebra question {i}?",
+            round_index=1,
+            bloom_level=("remember", "apply", "create")[i % 3],
+        )
+        for i in range(4)
+    ]
+    r1 += [
+        make_row(
+            LIN,
+            i,
+            f"Round one linear algebra question {i}?",
+            round_index=1,
+            bloom_level="analyse",
+            difficulty="two-session",
+        )
+        for i in range(5)
+    ]
     r1.append(dict(r0[0]))  # the same row (same content_hash) in both rounds
     make_run(tmp_path / "runs" / "round0", r0)
     make_run(tmp_path / "runs" / "round1", r1)
@@ -50,43 +67,71 @@ def rounds(tmp_path):
 
 # The recipe ---------------------------------------------------------------------------
 def test_shares_become_rows_by_largest_remainder(tmp_path):
-    recipe, _ = load_recipe(write_recipe(tmp_path, """
+    recipe, _ = load_recipe(
+        write_recipe(
+            tmp_path,
+            """
 total: 10
 sources: [a.jsonl]
 nodes:
   - {match: a, share: 0.5}
   - {match: b, share: 0.25}
   - {match: c, share: 0.25}
-"""))
+""",
+        )
+    )
     assert requested(recipe) == {0: 5, 1: 3, 2: 2}
-    recipe, _ = load_recipe(write_recipe(tmp_path, """
+    recipe, _ = load_recipe(
+        write_recipe(
+            tmp_path,
+            """
 total: 9
 sources: [a.jsonl]
 nodes:
   - {match: a, count: 4}
   - {match: b, share: 0.3}
   - {match: c, share: 0.3}
-"""))
+""",
+        )
+    )
     assert requested(recipe) == {0: 4, 1: 3, 2: 2}  # shares: round(9 * 0.6) = 5 rows, 2.5 + 2.5 -> 3 + 2
 
 
-@pytest.mark.parametrize("body, message, line", [
-    ("total: 10\nsources: [a.jsonl]\nnodes:\n  - match: x\n    share: 1.5\n",
-     "'nodes[0].share': Input should be less than or equal to 1", 5),
-    ("total: 10\nsources: [a.jsonl]\nnodes:\n  - match: x\n    count: 1\n  - match: y\n    share: 0\n",
-     "'nodes[1].share': Input should be greater than 0", 7),
-    ("sources: [a.jsonl]\nnodes:\n  - match: x\n    count: 2\n    share: 0.5\n",
-     "give either count (rows) or share (a fraction of total), not both", 3),
-    ("sources: [a.jsonl]\nnodes:\n  - match: x\n", "not neither", 3),
-    ("sources: [a.jsonl]\nnodes:\n  - match: x\n    share: 0.5\n", "needs a total", 4),
-    ("total: 4\nsources: [a.jsonl]\nnodes:\n  - {match: x, count: 3}\n  - {match: y, count: 2}\n",
-     "asks for 5 rows", 1),
-    ("total: 4\nsources: [a.jsonl]\nnodes:\n  - {match: x, share: 0.7}\n  - {match: y, share: 0.6}\n",
-     "shares add up to 1.3", 3),
-    ("sources: [a.jsonl]\norder: random\nnodes:\n  - {match: x, count: 1}\n", "'order'", 2),
-    ("sources: []\nnodes:\n  - {match: x, count: 1}\n", "'sources'", 1),
-    ("sources: [a.jsonl]\nnodes:\n  - {match: x, count: 1}\nweights: 3\n", "'weights': Extra inputs", 4),
-])
+@pytest.mark.parametrize(
+    "body, message, line",
+    [
+        (
+            "total: 10\nsources: [a.jsonl]\nnodes:\n  - match: x\n    share: 1.5\n",
+            "'nodes[0].share': Input should be less than or equal to 1",
+            5,
+        ),
+        (
+            "total: 10\nsources: [a.jsonl]\nnodes:\n  - match: x\n    count: 1\n  - match: y\n    share: 0\n",
+            "'nodes[1].share': Input should be greater than 0",
+            7,
+        ),
+        (
+            "sources: [a.jsonl]\nnodes:\n  - match: x\n    count: 2\n    share: 0.5\n",
+            "give either count (rows) or share (a fraction of total), not both",
+            3,
+        ),
+        ("sources: [a.jsonl]\nnodes:\n  - match: x\n", "not neither", 3),
+        ("sources: [a.jsonl]\nnodes:\n  - match: x\n    share: 0.5\n", "needs a total", 4),
+        (
+            "total: 4\nsources: [a.jsonl]\nnodes:\n  - {match: x, count: 3}\n  - {match: y, count: 2}\n",
+            "asks for 5 rows",
+            1,
+        ),
+        (
+            "total: 4\nsources: [a.jsonl]\nnodes:\n  - {match: x, share: 0.7}\n  - {match: y, share: 0.6}\n",
+            "shares add up to 1.3",
+            3,
+        ),
+        ("sources: [a.jsonl]\norder: random\nnodes:\n  - {match: x, count: 1}\n", "'order'", 2),
+        ("sources: []\nnodes:\n  - {match: x, count: 1}\n", "'sources'", 1),
+        ("sources: [a.jsonl]\nnodes:\n  - {match: x, count: 1}\nweights: 3\n", "'weights': Extra inputs", 4),
+    ],
+)
 def test_bad_recipes_name_the_line(tmp_path, body, message, line):
     path = write_recipe(tmp_path, body)
     with pytest.raises(UserError) as caught:
@@ -105,13 +150,20 @@ def test_globs_match_the_node_and_its_ancestors():
 # Ordering -----------------------------------------------------------------------------
 def ordering_rows() -> list[dict]:
     rows = []
-    for i, (bloom, level, difficulty) in enumerate([
-        ("create", "undergraduate", "single-session"), ("remember", "graduate", "two-session"),
-        ("remember", "high school", "two-session"), ("remember", "high school", "single-session"),
-        ("apply", "undergraduate", "single-session"), ("analyse", "high school", "two-session"),
-        ("understand", "graduate", "single-session"), ("evaluate", "undergraduate", "two-session"),
-        ("remember", "undergraduate", "single-session"), ("apply", "undergraduate", "two-session"),
-    ]):
+    for i, (bloom, level, difficulty) in enumerate(
+        [
+            ("create", "undergraduate", "single-session"),
+            ("remember", "graduate", "two-session"),
+            ("remember", "high school", "two-session"),
+            ("remember", "high school", "single-session"),
+            ("apply", "undergraduate", "single-session"),
+            ("analyse", "high school", "two-session"),
+            ("understand", "graduate", "single-session"),
+            ("evaluate", "undergraduate", "two-session"),
+            ("remember", "undergraduate", "single-session"),
+            ("apply", "undergraduate", "two-session"),
+        ]
+    ):
         rows.append(make_row(ALG, i, f"Question {i}?", level=level, difficulty=difficulty, bloom_level=bloom))
     return rows
 
@@ -151,9 +203,19 @@ def test_interleaved_round_robins_subjects_in_rising_level():
     ordered = order_rows(rows, "interleaved", seed=3)
     assert [level_rank(r["level"]) for r in ordered] == sorted(level_rank(r["level"]) for r in ordered)
     subjects = [r["subject"] for r in ordered]
-    assert subjects == ["Ethics", "Morals", "Ethics", "Morals",
-                        "Algebra I", "Matrices", "Algebra I", "Matrices", "Algebra I",
-                        "Mechanics", "Mechanics"]
+    assert subjects == [
+        "Ethics",
+        "Morals",
+        "Ethics",
+        "Morals",
+        "Algebra I",
+        "Matrices",
+        "Algebra I",
+        "Matrices",
+        "Algebra I",
+        "Mechanics",
+        "Mechanics",
+    ]
 
 
 # Mixing -------------------------------------------------------------------------------
@@ -182,7 +244,13 @@ def test_mix_delivers_what_was_asked_and_says_why_a_node_is_short(rounds):
     assert (lin.requested, lin.available, lin.delivered, lin.why()) == (3, 5, 3, None)
     # mathematics/*: 10 algebra rows (6 + 4, the shared one once); the 5 linear-algebra rows
     # belong to the first entry, even the 2 it did not take
-    assert (maths.requested, maths.matching, maths.taken_earlier, maths.available, maths.delivered) == (10, 15, 5, 10, 10)
+    assert (maths.requested, maths.matching, maths.taken_earlier, maths.available, maths.delivered) == (
+        10,
+        15,
+        5,
+        10,
+        10,
+    )
     assert maths.nodes == {ALG: {"available": 10, "delivered": 10}}
     assert (hum.requested, hum.available, hum.delivered) == (5, 3, 3)
     assert hum.why() == "not enough rows in the sources: 3 available"
@@ -212,12 +280,15 @@ def test_mix_delivers_what_was_asked_and_says_why_a_node_is_short(rounds):
 
 
 def test_first_matching_entry_owns_a_row(rounds):
-    shadowed = write_recipe(rounds, """
+    shadowed = write_recipe(
+        rounds,
+        """
 sources: [runs/round1]
 nodes:
   - {match: "mathematics/*", count: 2}
   - {match: mathematics/linear-algebra, count: 2}
-""")
+""",
+    )
     with pytest.raises(UserError, match="belongs to an earlier entry") as caught:
         prepare(shadowed)
     assert caught.value.where == f"{shadowed}:4"
@@ -232,8 +303,10 @@ def test_bad_sources_and_outputs_fail_before_any_work(rounds):
     with pytest.raises(UserError, match="would overwrite the source"):
         prepare(into_source)
     with pytest.raises(UserError, match="would overwrite the source"):
-        prepare(write_recipe(rounds, "sources: [runs/round0/dataset]\nnodes:\n  - {match: '*', count: 1}\n"),
-                out=rounds / "runs" / "round0")
+        prepare(
+            write_recipe(rounds, "sources: [runs/round0/dataset]\nnodes:\n  - {match: '*', count: 1}\n"),
+            out=rounds / "runs" / "round0",
+        )
     write_jsonl(rounds / "chat.jsonl", [{"messages": [{"role": "user", "content": "hi"}], "taxonomy_path": ALG}])
     formats = write_recipe(rounds, "sources: [runs/round0, chat.jsonl]\nnodes:\n  - {match: '*', count: 1}\n")
     with pytest.raises(UserError, match="different formats"):
@@ -246,8 +319,13 @@ def test_cli_mix_prints_requested_against_delivered(rounds):
     write_recipe(rounds, RECIPE)
     result = run_cli("mix", "recipe.yaml", "--out", "mixes/r01", cwd=rounds)
     assert result.returncode == 0, result.stdout + result.stderr
-    for text in ("Mix: 16 of 18 rows requested (total 20)", "mathematics/* (share 0.5)",
-                 "not enough rows in the sources: 3 available", "wrote 16 rows", "1 duplicate row(s) skipped"):
+    for text in (
+        "Mix: 16 of 18 rows requested (total 20)",
+        "mathematics/* (share 0.5)",
+        "not enough rows in the sources: 3 available",
+        "wrote 16 rows",
+        "1 duplicate row(s) skipped",
+    ):
         assert text in result.stdout, text
     assert "1 entry is short" in result.stderr
     assert json.loads((rounds / "mixes" / "r01" / "mix.json").read_text())["delivered"] == 16
@@ -256,14 +334,26 @@ def test_cli_mix_prints_requested_against_delivered(rounds):
     assert "16 rows in" in stats.stdout and "runs/round0" in stats.stdout
 
 
-@pytest.mark.parametrize("body, message, line", [
-    ("total: 10\nsources: [runs/round0]\nnodes:\n  - match: humanities\n    share: 1.5\n",
-     "share': Input should be less than or equal to 1", 5),
-    ("sources:\n  - runs/round0\n  - runs/gone\nnodes:\n  - {match: humanities, count: 1}\n",
-     "source not found", 3),
-    ("sources: [runs/round0]\nnodes:\n  - {match: humanities, count: 1}\n  - {match: 'biology/*', count: 1}\n",
-     "node pattern 'biology/*' matches no row in the sources", 4),
-])
+@pytest.mark.parametrize(
+    "body, message, line",
+    [
+        (
+            "total: 10\nsources: [runs/round0]\nnodes:\n  - match: humanities\n    share: 1.5\n",
+            "share': Input should be less than or equal to 1",
+            5,
+        ),
+        (
+            "sources:\n  - runs/round0\n  - runs/gone\nnodes:\n  - {match: humanities, count: 1}\n",
+            "source not found",
+            3,
+        ),
+        (
+            "sources: [runs/round0]\nnodes:\n  - {match: humanities, count: 1}\n  - {match: 'biology/*', count: 1}\n",
+            "node pattern 'biology/*' matches no row in the sources",
+            4,
+        ),
+    ],
+)
 def test_cli_mix_bad_recipe_exits_2_before_any_work(rounds, body, message, line):
     write_recipe(rounds, body)
     result = run_cli("mix", "recipe.yaml", cwd=rounds)

@@ -33,6 +33,7 @@ LOCK = ".syllabus-lock"
 
 # --- helpers -------------------------------------------------------------------------
 
+
 def served(folder: Path) -> Path:
     """A project whose teacher waits long enough for answers the server holds back."""
     file = folder / "syllabus.yaml"
@@ -44,8 +45,20 @@ def served(folder: Path) -> Path:
 
 
 def generate_args(project: Path, server: FaultServer, *extra: str) -> list[str]:
-    return ["generate", "--project", str(project), "--teacher", f"openai:{MODEL}", "--base-url", server.base_url,
-            "--nodes", NODE, "--questions", QUESTIONS, *extra]
+    return [
+        "generate",
+        "--project",
+        str(project),
+        "--teacher",
+        f"openai:{MODEL}",
+        "--base-url",
+        server.base_url,
+        "--nodes",
+        NODE,
+        "--questions",
+        QUESTIONS,
+        *extra,
+    ]
 
 
 def generate(project: Path, server: FaultServer, *extra: str):
@@ -53,9 +66,13 @@ def generate(project: Path, server: FaultServer, *extra: str):
 
 
 def start_generate(project: Path, server: FaultServer, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "syllabus", *generate_args(project, server, *extra)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=cli_env({"OPENAI_API_KEY": "sk-test"}))
+    return subprocess.Popen(
+        [sys.executable, "-m", "syllabus", *generate_args(project, server, *extra)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env({"OPENAI_API_KEY": "sk-test"}),
+    )
 
 
 def wait_for(condition, what: str, limit: float = 60.0) -> None:
@@ -85,6 +102,7 @@ def assert_one_message(result, *needles: str) -> None:
 
 # --- 3: a folder the tool did not make is refused --------------------------------------
 
+
 def test_generate_refuses_a_run_folder_it_did_not_make(make_project, fault_server, tmp_path):
     project, server = make_project(), fault_server()
     theirs = tmp_path / "thesis"
@@ -112,6 +130,7 @@ def test_generate_takes_its_own_and_older_run_folders(make_project, fault_server
 
 
 # --- 10: one run at a time in a run folder ---------------------------------------------
+
 
 def test_a_second_run_in_the_same_folder_refuses_at_once_and_loses_nothing(make_project, fault_server):
     project, server = served(make_project()), fault_server()
@@ -153,8 +172,10 @@ def test_a_run_killed_with_sigkill_does_not_block_the_next(make_project, fault_s
     server.set_faults(Fault("hang", stage="answer", hang_s=60))
     first = start_generate(project, server)
     lock = project / "runs/default" / LOCK
-    wait_for(lambda: answers_held(server) and lock.exists() and lock.read_text().strip() == str(first.pid),
-             "the first run to hold the folder")
+    wait_for(
+        lambda: answers_held(server) and lock.exists() and lock.read_text().strip() == str(first.pid),
+        "the first run to hold the folder",
+    )
     os.kill(first.pid, signal.SIGKILL)
     first.communicate(timeout=30)
     server.heal()
@@ -169,6 +190,7 @@ def test_a_run_killed_with_sigkill_does_not_block_the_next(make_project, fault_s
 
 # --- 12: rewritten files keep their mode; new ones follow the umask ----------------------
 
+
 def mode_of(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
@@ -178,8 +200,9 @@ def test_an_edit_keeps_the_files_mode(make_project, mode):
     project = make_project()
     node_file = project / "taxonomy/mathematics/node.yaml"
     node_file.chmod(mode)
-    result = run_cli("taxonomy", "set", "mathematics", "description", "Numbers, shapes and proofs.",
-                     "--project", str(project))
+    result = run_cli(
+        "taxonomy", "set", "mathematics", "description", "Numbers, shapes and proofs.", "--project", str(project)
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Numbers, shapes and proofs." in node_file.read_text()
     assert oct(mode_of(node_file)) == oct(mode)
@@ -190,8 +213,17 @@ def test_a_new_file_gets_what_the_umask_gives(make_project, umask, expected):
     project = make_project()
     old = os.umask(umask)  # the CLI inherits it
     try:
-        result = run_cli("taxonomy", "add", "mathematics/Topology", "--kind", "discipline",
-                         "--description", "Open sets and continuity.", "--project", str(project))
+        result = run_cli(
+            "taxonomy",
+            "add",
+            "mathematics/Topology",
+            "--kind",
+            "discipline",
+            "--description",
+            "Open sets and continuity.",
+            "--project",
+            str(project),
+        )
     finally:
         os.umask(old)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -200,14 +232,14 @@ def test_a_new_file_gets_what_the_umask_gives(make_project, umask, expected):
 
 # --- 14: a folder name that is not UTF-8 fails validation, before any request -----------
 
+
 def test_a_folder_name_that_is_not_utf8_is_refused_before_any_request(make_project, fault_server):
     project, server = make_project(), fault_server()
     parent = project / "taxonomy/mathematics"
     bad = os.path.join(os.fsencode(parent), b"caf\xe9-theory")  # Latin-1, as an old archive may name it
     os.mkdir(bad)
     with open(os.path.join(bad, b"node.yaml"), "w", encoding="utf-8") as handle:
-        handle.write("schema_version: 1\nkind: discipline\nname: Cafe Theory\n"
-                     "description: Queues and waiting lines.\n")
+        handle.write("schema_version: 1\nkind: discipline\nname: Cafe Theory\ndescription: Queues and waiting lines.\n")
     checked = run_cli("taxonomy", "validate", "--project", str(project))
     assert_one_message(checked, r"caf\xe9-theory", "not valid UTF-8", str(parent))
     result = generate(project, server)
@@ -218,20 +250,31 @@ def test_a_folder_name_that_is_not_utf8_is_refused_before_any_request(make_proje
 
 # --- 15: a write the disk refuses is one message, exit 2, nothing half-written ----------
 
+
 def _namespaces_work() -> bool:
-    probe = subprocess.run(["unshare", "--mount", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
-                           capture_output=True) if shutil.which("unshare") else None
+    probe = (
+        subprocess.run(["unshare", "--mount", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"], capture_output=True)
+        if shutil.which("unshare")
+        else None
+    )
     return probe is not None and probe.returncode == 0
 
 
-needs_mounts = pytest.mark.skipif(not _namespaces_work(), reason="needs `unshare --mount` (root or CAP_SYS_ADMIN) "
-                                  "for a real read-only or full file system")
+needs_mounts = pytest.mark.skipif(
+    not _namespaces_work(),
+    reason="needs `unshare --mount` (root or CAP_SYS_ADMIN) for a real read-only or full file system",
+)
 
 
 def in_mount_namespace(script: str, env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
     """`script` (sh) in a private mount namespace: its mounts vanish with it, the host sees none."""
-    return subprocess.run(["unshare", "--mount", "sh", "-c", script], capture_output=True, text=True,
-                          timeout=timeout, env=cli_env({"SYLLABUS": f"{sys.executable} -m syllabus", **(env or {})}))
+    return subprocess.run(
+        ["unshare", "--mount", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=cli_env({"SYLLABUS": f"{sys.executable} -m syllabus", **(env or {})}),
+    )
 
 
 def read_only(folder: Path) -> str:
@@ -243,8 +286,10 @@ def test_a_read_only_taxonomy_is_one_clear_message(make_project):
     project = make_project()
     node_file = project / "taxonomy/mathematics/node.yaml"
     before = files_of(project / "taxonomy")
-    result = in_mount_namespace(read_only(project / "taxonomy") +
-                                f"$SYLLABUS taxonomy set mathematics description 'New words.' --project '{project}'")
+    result = in_mount_namespace(
+        read_only(project / "taxonomy")
+        + f"$SYLLABUS taxonomy set mathematics description 'New words.' --project '{project}'"
+    )
     assert_one_message(result, str(node_file), "Read-only file system", "remount it writable")
     assert files_of(project / "taxonomy") == before
 
@@ -269,11 +314,13 @@ def test_a_full_disk_is_one_clear_message_and_the_old_file_stays(make_project, t
     disk.mkdir()
     inside = disk / "proj"
     node = "taxonomy/mathematics/node.yaml"
-    script = (f"mount -t tmpfs -o size=4m tmpfs '{disk}' && cp -r '{project}' '{inside}' && "
-              f"(dd if=/dev/zero of='{disk}/filler' bs=64k 2>/dev/null || true) && "
-              f"$SYLLABUS taxonomy set mathematics description 'Numbers, shapes and proofs.' "
-              f"--project '{inside}'; echo \"rc=$?\"; "
-              f"cmp -s '{inside}/{node}' '{project}/{node}' && echo UNCHANGED; ls -a '{inside}/taxonomy/mathematics'")
+    script = (
+        f"mount -t tmpfs -o size=4m tmpfs '{disk}' && cp -r '{project}' '{inside}' && "
+        f"(dd if=/dev/zero of='{disk}/filler' bs=64k 2>/dev/null || true) && "
+        f"$SYLLABUS taxonomy set mathematics description 'Numbers, shapes and proofs.' "
+        f"--project '{inside}'; echo \"rc=$?\"; "
+        f"cmp -s '{inside}/{node}' '{project}/{node}' && echo UNCHANGED; ls -a '{inside}/taxonomy/mathematics'"
+    )
     result = in_mount_namespace(script)
     output = result.stdout + result.stderr
     assert "rc=2" in result.stdout and "Traceback" not in output, output
@@ -291,14 +338,20 @@ def test_a_disk_that_fills_mid_run_keeps_the_paid_answers(make_project, fault_se
     disk, ready, full = tmp_path / "disk", tmp_path / "ready", tmp_path / "full"
     disk.mkdir()
     args = " ".join(f"'{a}'" for a in generate_args(project, server, "--run", str(disk / "run")))
-    script = (f"mount -t tmpfs -o size=16m tmpfs '{disk}' && "
-              f"($SYLLABUS {args} > '{tmp_path}/first.log' 2>&1; echo $? > '{tmp_path}/first.rc') & "
-              f"while [ ! -e '{ready}' ]; do sleep 0.05; done; "
-              f"dd if=/dev/zero of='{disk}/filler' bs=4k 2>/dev/null; touch '{full}'; wait; "
-              f"rm '{disk}/filler'; $SYLLABUS {args}; echo \"rc=$?\"")
-    namespace = subprocess.Popen(["unshare", "--mount", "sh", "-c", script], stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True,
-                                 env=cli_env({"SYLLABUS": f"{sys.executable} -m syllabus", "OPENAI_API_KEY": "sk"}))
+    script = (
+        f"mount -t tmpfs -o size=16m tmpfs '{disk}' && "
+        f"($SYLLABUS {args} > '{tmp_path}/first.log' 2>&1; echo $? > '{tmp_path}/first.rc') & "
+        f"while [ ! -e '{ready}' ]; do sleep 0.05; done; "
+        f"dd if=/dev/zero of='{disk}/filler' bs=4k 2>/dev/null; touch '{full}'; wait; "
+        f"rm '{disk}/filler'; $SYLLABUS {args}; echo \"rc=$?\""
+    )
+    namespace = subprocess.Popen(
+        ["unshare", "--mount", "sh", "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env({"SYLLABUS": f"{sys.executable} -m syllabus", "OPENAI_API_KEY": "sk"}),
+    )
     try:
         wait_for(lambda: answers_held(server), "the run to wait on its answers")
         time.sleep(1.0)  # what was answered so far is stored (each answer is stored as it comes)
@@ -339,10 +392,16 @@ def test_taxonomy_show_escapes_control_characters_in_folder_names(make_project):
 
 
 def test_stats_escapes_control_characters_in_dataset_values(tmp_path):
-    row = {"prompt": [{"role": "user", "content": "What is a basis?"}],
-           "completion": [{"role": "assistant", "content": "A spanning independent set."}],
-           "taxonomy_path": f"mathematics/{ESC}[31mred{ESC}[0m\x9bnode", "subject": f"Linear{ESC}[8m hidden",
-           "level": "undergraduate", "difficulty": "single-session", "question_index": 0, "filtered_by": ""}
+    row = {
+        "prompt": [{"role": "user", "content": "What is a basis?"}],
+        "completion": [{"role": "assistant", "content": "A spanning independent set."}],
+        "taxonomy_path": f"mathematics/{ESC}[31mred{ESC}[0m\x9bnode",
+        "subject": f"Linear{ESC}[8m hidden",
+        "level": "undergraduate",
+        "difficulty": "single-session",
+        "question_index": 0,
+        "filtered_by": "",
+    }
     data = tmp_path / "data.jsonl"
     data.write_text(json.dumps(row) + "\n", encoding="utf-8")
     result = run_cli("stats", str(data), "--no-charts", "--out", str(tmp_path / "report"))

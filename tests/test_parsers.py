@@ -129,12 +129,15 @@ def test_syllabus_max_sessions_counts_only_sessions_with_concepts():
     assert [s.title for s in sessions] == ["Full"]
 
 
-@pytest.mark.parametrize("reply", [
-    "",
-    "Here is a syllabus:\n- kinematics\n- dynamics\n",  # concepts but no session header
-    "Session 1: Kinematics\nSession 2: Dynamics\n",  # headers without concepts
-    "Session 1: Kinematics\nthe displacement and velocity\n",  # concepts not written as list items
-])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "",
+        "Here is a syllabus:\n- kinematics\n- dynamics\n",  # concepts but no session header
+        "Session 1: Kinematics\nSession 2: Dynamics\n",  # headers without concepts
+        "Session 1: Kinematics\nthe displacement and velocity\n",  # concepts not written as list items
+    ],
+)
 def test_syllabus_nothing_usable_raises_with_reason(reply):
     with pytest.raises(ParseError, match="Session N: title"):
         parse_syllabus(reply, max_sessions=5)
@@ -144,8 +147,10 @@ def test_syllabus_nothing_usable_raises_with_reason(reply):
 
 
 def test_question_label_and_bold_removed():
-    assert parse_question("**Question:** What is the derivative of x^2 with respect to x?") == \
-        "What is the derivative of x^2 with respect to x?"
+    assert (
+        parse_question("**Question:** What is the derivative of x^2 with respect to x?")
+        == "What is the derivative of x^2 with respect to x?"
+    )
     assert parse_question("Question 3: Why is the sky blue on a clear day?") == "Why is the sky blue on a clear day?"
     assert parse_question("Homework question: Explain why ice floats on water.") == "Explain why ice floats on water."
 
@@ -176,14 +181,21 @@ def test_question_run_on_text_without_question_mark_keeps_first_paragraph():
         "Explain how a heat engine converts heat into work, and why no engine is fully efficient.\n\n"
         "This question covers the second law of thermodynamics.\n\nIt is a good homework question."
     )
-    assert parse_question(reply) == "Explain how a heat engine converts heat into work, and why no engine is fully efficient."
+    assert (
+        parse_question(reply)
+        == "Explain how a heat engine converts heat into work, and why no engine is fully efficient."
+    )
 
 
 def test_question_numbers_in_text_are_not_mistaken_for_labels():
-    assert parse_question("A 2.5 kg ball rolls down a 3 m ramp. What is its speed at the bottom?") == \
-        "A 2.5 kg ball rolls down a 3 m ramp. What is its speed at the bottom?"
-    assert parse_question("A.I. models learn from data. Why can they be biased?") == \
-        "A.I. models learn from data. Why can they be biased?"
+    assert (
+        parse_question("A 2.5 kg ball rolls down a 3 m ramp. What is its speed at the bottom?")
+        == "A 2.5 kg ball rolls down a 3 m ramp. What is its speed at the bottom?"
+    )
+    assert (
+        parse_question("A.I. models learn from data. Why can they be biased?")
+        == "A.I. models learn from data. Why can they be biased?"
+    )
     assert parse_question("Q. Why do planets orbit the Sun in ellipses?") == "Why do planets orbit the Sun in ellipses?"
 
 
@@ -191,16 +203,19 @@ def test_question_is_capped():
     assert len(parse_question("Why " + "very " * 2000 + "long?")) == 4000
 
 
-@pytest.mark.parametrize("reply, reason", [
-    ("", "empty question"),
-    ("Answer: 42", "empty question"),
-    ("Question:", "empty question"),
-    ("Q: Why so?", "question too short"),
-    ("What would you like me to write a question about?", "asked the user instead"),
-    ("I'd be happy to help! Could you please provide the topic of the course?", "asked the user instead"),
-    ("Please provide the key concepts you want the question to test.", "asked the user instead"),
-    ("As an AI language model, I cannot write homework questions.", "asked the user instead"),
-])
+@pytest.mark.parametrize(
+    "reply, reason",
+    [
+        ("", "empty question"),
+        ("Answer: 42", "empty question"),
+        ("Question:", "empty question"),
+        ("Q: Why so?", "question too short"),
+        ("What would you like me to write a question about?", "asked the user instead"),
+        ("I'd be happy to help! Could you please provide the topic of the course?", "asked the user instead"),
+        ("Please provide the key concepts you want the question to test.", "asked the user instead"),
+        ("As an AI language model, I cannot write homework questions.", "asked the user instead"),
+    ],
+)
 def test_question_parse_errors(reply, reason):
     with pytest.raises(ParseError, match=reason):
         parse_question(reply)

@@ -48,12 +48,17 @@ def test_empty_file_loads_with_defaults(tmp_path):
 
 
 def test_stage_defaults_stay_when_a_stage_sets_only_some_fields(tmp_path):
-    config = Project.load(project_with(tmp_path, """
+    config = Project.load(
+        project_with(
+            tmp_path,
+            """
         generation:
           stages:
             answer: {temperature: 0.1}
             question: {max_tokens: 50}
-        """)).config
+        """,
+        )
+    ).config
     stages = config.generation.stages
     assert set(stages) == {"subjects", "syllabus", "question", "answer", "judge"}
     assert (stages["answer"].temperature, stages["answer"].max_tokens) == (0.1, 256)
@@ -67,35 +72,44 @@ def test_base_url_may_be_one_or_many(tmp_path):
 
 
 def test_bad_value_names_file_and_line(tmp_path):
-    error = load_error(tmp_path, """
+    error = load_error(
+        tmp_path,
+        """
         schema_version: 1
         # the teacher
         taxonomy: taxonomy
         teacher: {concurrency: 0}
-        """)
+        """,
+    )
     assert where(error) == (str(tmp_path / CONFIG_FILE), 4)
     assert "teacher.concurrency" in error.message and "greater than or equal to 1" in error.message
     assert str(error).startswith(f"{tmp_path / CONFIG_FILE}:4: setting 'teacher.concurrency'")
 
 
 def test_bad_nested_value_on_its_own_line(tmp_path):
-    error = load_error(tmp_path, """
+    error = load_error(
+        tmp_path,
+        """
         teacher:
           backend: openai
           timeout: 30
           max_retries: 99
-        """)
+        """,
+    )
     assert where(error)[1] == 4
     assert "teacher.max_retries" in error.message
 
 
 def test_unknown_key_names_its_line(tmp_path):
-    error = load_error(tmp_path, """
+    error = load_error(
+        tmp_path,
+        """
         schema_version: 1
         teacher:
           backend: embedded
           concurrancy: 4
-        """)
+        """,
+    )
     assert where(error) == (str(tmp_path / CONFIG_FILE), 4)
     assert "teacher.concurrancy" in error.message and "Extra inputs are not permitted" in error.message
 
@@ -111,24 +125,30 @@ def test_bad_backend_literal(tmp_path):
 
 
 def test_unknown_stage_name(tmp_path):
-    error = load_error(tmp_path, """
+    error = load_error(
+        tmp_path,
+        """
         generation:
           questions: 10
           stages:
             question: {temperature: 0.5}
             answers: {temperature: 0.5}
-        """)
+        """,
+    )
     assert where(error)[1] == 3
     assert "generation.stages" in error.message and "unknown stage 'answers'" in error.message
 
 
 def test_bad_stage_sampling_value_names_its_line(tmp_path):
-    error = load_error(tmp_path, """
+    error = load_error(
+        tmp_path,
+        """
         generation:
           stages:
             subjects: {temperature: 1.0}
             answer: {temperature: 3}
-        """)
+        """,
+    )
     assert where(error)[1] == 4 and "generation.stages.answer.temperature" in error.message
 
 

@@ -19,25 +19,43 @@ STAGES = ("subjects", "syllabus", "question", "answer")
 def node(tmp_path) -> Node:
     folder = tmp_path / "taxonomy" / "natural-sciences" / "physics"
     folder.mkdir(parents=True)
-    return Node(path="natural-sciences/physics", folder=folder, kind="discipline", name="Physics",
-                description="  Matter, energy and their interactions.\n", level="undergraduate")
+    return Node(
+        path="natural-sciences/physics",
+        folder=folder,
+        kind="discipline",
+        name="Physics",
+        description="  Matter, energy and their interactions.\n",
+        level="undergraduate",
+    )
 
 
 @pytest.fixture
 def course() -> Subject:
-    return Subject("Classical Mechanics", "undergraduate", ["Newton's laws", "energy"], [
-        Session("Kinematics", ["velocity", "acceleration"]),
-        Session("Dynamics", ["force", "mass"]),
-        Session("Energy", ["work", "kinetic energy"]),
-    ])
+    return Subject(
+        "Classical Mechanics",
+        "undergraduate",
+        ["Newton's laws", "energy"],
+        [
+            Session("Kinematics", ["velocity", "acceleration"]),
+            Session("Dynamics", ["force", "mass"]),
+            Session("Energy", ["work", "kinetic energy"]),
+        ],
+    )
 
 
 def question_context(node, course, difficulty="single-session"):
     sessions = course.sessions[:1] if difficulty == "single-session" else [course.sessions[0], course.sessions[2]]
     return {
-        "discipline": node, "subject": course, "sessions": sessions, "concepts": ["velocity", "work"],
-        "learned": [], "syllabus": [s.title for s in course.sessions], "difficulty": difficulty, "seeds": node.seeds,
-        "bloom_level": "apply", "strategy": "step_by_step",
+        "discipline": node,
+        "subject": course,
+        "sessions": sessions,
+        "concepts": ["velocity", "work"],
+        "learned": [],
+        "syllabus": [s.title for s in course.sessions],
+        "difficulty": difficulty,
+        "seeds": node.seeds,
+        "bloom_level": "apply",
+        "strategy": "step_by_step",
     }
 
 
@@ -50,9 +68,13 @@ def contexts(node, course):
         "question": question,
         "answer": {**question, "question": "How fast is a ball moving 2 s after it is dropped from rest?"},
         "expand": {"node": node, "children": ["Mechanics"], "count": 4, "child_kind": "subfield"},
-        "judge": {"question": "How fast is a ball moving 2 s after it is dropped from rest?",
-                  "answer": "v = g t = 9.8 m/s² × 2 s ≈ 19.6 m/s.", "discipline": node.name,
-                  "subject": course.name, "bloom_level": "apply"},
+        "judge": {
+            "question": "How fast is a ball moving 2 s after it is dropped from rest?",
+            "answer": "v = g t = 9.8 m/s² × 2 s ≈ 19.6 m/s.",
+            "discipline": node.name,
+            "subject": course.name,
+            "bloom_level": "apply",
+        },
     }
 
 
@@ -82,8 +104,9 @@ def test_rendered_turns_carry_the_context(node, course):
     single = templates.render("question", **question_context(node, course))[-1]["content"]
     assert 'about "Kinematics"' in single and "tests: velocity, work" in single
     assert "Kinematics; Dynamics; Energy" in single and "already learned" not in single
-    two = templates.render("question", **{**question_context(node, course, "two-session"),
-                                          "learned": ["force", "mass"]})[-1]["content"]
+    two = templates.render(
+        "question", **{**question_context(node, course, "two-session"), "learned": ["force", "mass"]}
+    )[-1]["content"]
     assert 'connects "Kinematics" with "Energy"' in two and "already learned: force, mass" in two
 
     answer = templates.render("answer", **contexts(node, course)["answer"])
@@ -92,8 +115,10 @@ def test_rendered_turns_carry_the_context(node, course):
 
 
 def test_question_uses_the_nodes_seeds_as_examples(node, course):
-    node.seeds = [Seed("What is inertia?", "Resistance to change in motion."),
-                  Seed("Define momentum.", "p = mv", context="Momentum is mass times velocity.")]
+    node.seeds = [
+        Seed("What is inertia?", "Resistance to change in motion."),
+        Seed("Define momentum.", "p = mv", context="Momentum is mass times velocity."),
+    ]
     messages = Templates().render("question", **question_context(node, course))
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant", "user"]
     assert messages[2]["content"] == "What is inertia?"
@@ -109,8 +134,10 @@ def test_override_replaces_builtin_and_changes_only_its_version(tmp_path, node, 
     project = Templates(overrides)
 
     messages = project.render("answer", **contexts(node, course)["answer"])
-    assert messages == [{"role": "system", "content": "Be brief."},
-                        {"role": "user", "content": "Q: How fast is a ball moving 2 s after it is dropped from rest?"}]
+    assert messages == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Q: How fast is a ball moving 2 s after it is dropped from rest?"},
+    ]
     assert project.get("answer").overridden and not builtin.get("answer").overridden
     assert project.get("answer").origin == overrides / "answer.j2"
     assert project.get("answer").version != builtin.get("answer").version
@@ -156,24 +183,28 @@ def test_syntax_error_unclosed_block_names_file(tmp_path):
         templates.render("answer", concepts=["a"])
 
 
-@pytest.mark.parametrize("source", [
-    "[[user]]\n{{ ''.__class__.__mro__[1].__subclasses__() }}",
-    "[[user]]\n{{ cycler.__init__.__globals__ }}",
-    "[[user]]\n{{ question.__class__ }}",
-    "[[user]]\n{{ lipsum.__globals__['os'].system('touch pwned') }}",
-    "[[user]]\n{{ discipline.folder.joinpath('pwned').write_text('x') }}",
-    "[[user]]\n{{ discipline.folder.parent.iterdir() | list }}",
-    "[[user]]\n{{ discipline.file.read_text() }}",
-    "[[user]]\n{{ concepts.append('injected') }}{{ concepts }}",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "[[user]]\n{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "[[user]]\n{{ cycler.__init__.__globals__ }}",
+        "[[user]]\n{{ question.__class__ }}",
+        "[[user]]\n{{ lipsum.__globals__['os'].system('touch pwned') }}",
+        "[[user]]\n{{ discipline.folder.joinpath('pwned').write_text('x') }}",
+        "[[user]]\n{{ discipline.folder.parent.iterdir() | list }}",
+        "[[user]]\n{{ discipline.file.read_text() }}",
+        "[[user]]\n{{ concepts.append('injected') }}{{ concepts }}",
+    ],
+)
 def test_sandbox_escapes_raise_user_error_and_never_run(tmp_path, monkeypatch, node, source):
     monkeypatch.chdir(tmp_path)
     (node.folder / "node.yaml").write_text("name: Physics\n", encoding="utf-8")
     concepts = ["velocity"]
     templates = override(tmp_path, source)
     with pytest.raises(UserError, match="unsafe") as info:
-        templates.render("answer", question="What is velocity, and how is it measured?", discipline=node,
-                         concepts=concepts)
+        templates.render(
+            "answer", question="What is velocity, and how is it measured?", discipline=node, concepts=concepts
+        )
     assert "answer.j2" in str(info.value)
     assert not (node.folder / "pwned").exists() and not (tmp_path / "pwned").exists()
     assert concepts == ["velocity"]
@@ -212,12 +243,15 @@ def test_jinja_comments_and_blank_lines_before_first_marker_are_fine(tmp_path):
     assert templates.render("answer", question="Why?") == [{"role": "user", "content": "Why?"}]
 
 
-@pytest.mark.parametrize("text, problem", [
-    ("[[system]]\nhi\n[[user]]\nq\n[[assistant]]\nan example\n", "must end with a \\[\\[user\\]\\] turn"),
-    ("", "must end with a \\[\\[user\\]\\] turn"),
-    ("[[system]]\n\n[[user]]\nq\n", "empty system turn"),
-    ("[[user]]\n   \n", "empty user turn"),
-])
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("[[system]]\nhi\n[[user]]\nq\n[[assistant]]\nan example\n", "must end with a \\[\\[user\\]\\] turn"),
+        ("", "must end with a \\[\\[user\\]\\] turn"),
+        ("[[system]]\n\n[[user]]\nq\n", "empty system turn"),
+        ("[[user]]\n   \n", "empty user turn"),
+    ],
+)
 def test_split_messages_problems(text, problem):
     with pytest.raises(UserError, match=problem):
         split_messages(text, "x.j2")
@@ -225,8 +259,7 @@ def test_split_messages_problems(text, problem):
 
 def test_split_messages_markers_only_on_their_own_line():
     messages = split_messages("[[system]]\nsay [[user]] inline\n[[user]]  \n  question  \n")
-    assert messages == [{"role": "system", "content": "say [[user]] inline"},
-                        {"role": "user", "content": "question"}]
+    assert messages == [{"role": "system", "content": "say [[user]] inline"}, {"role": "user", "content": "question"}]
 
 
 def test_builtin_dir_holds_the_stage_templates():
@@ -239,8 +272,10 @@ def test_question_template_targets_every_bloom_level(level, node, course):
     others = [lvl for lvl in BLOOM_LEVELS if lvl != level]
     last = messages[-1]["content"]
     assert "The question asks the student to" in last
-    rendered = {lvl: Templates().render("question", **{**question_context(node, course), "bloom_level": lvl})[-1]["content"]
-                for lvl in others}
+    rendered = {
+        lvl: Templates().render("question", **{**question_context(node, course), "bloom_level": lvl})[-1]["content"]
+        for lvl in others
+    }
     assert all(text != last for text in rendered.values())  # each level asks differently
 
 

@@ -35,8 +35,17 @@ def rows(folder: Path) -> list[dict]:
 def test_round_one_asks_new_questions_and_its_rerun_asks_nothing(llama_server, make_project):
     project = make_project(questions=3)
     run = project / "runs/default"
-    args = ["generate", "--project", str(project), "--nodes", NODE, "--teacher", "openai:smollm2",
-            "--base-url", llama_server.base_url]
+    args = [
+        "generate",
+        "--project",
+        str(project),
+        "--nodes",
+        NODE,
+        "--teacher",
+        "openai:smollm2",
+        "--base-url",
+        llama_server.base_url,
+    ]
     first = run_cli(*args)
     assert first.returncode == 0, first.stdout + first.stderr
     round0 = question_keys(run / "cache.sqlite")
@@ -79,10 +88,17 @@ SUBJECTS = [Subject("Mechanics", sessions=[Session(f"s{i}", [f"c{i}.{j}" for j i
 
 def drawn(index: int, round_index: int | None = None):
     extra = {} if round_index is None else {"round_index": round_index}
-    return (draw(SUBJECTS, index, seed=3, node_path="physics/mechanics", concepts=(1, 5), two_session_ratio=0.3,
-                 **extra),
-            draw_style(seed=3, node_path="physics/mechanics", index=index, bloom={"apply": 1, "create": 1},
-                       strategies={"direct": 1, "step_by_step": 1}, **extra))
+    return (
+        draw(SUBJECTS, index, seed=3, node_path="physics/mechanics", concepts=(1, 5), two_session_ratio=0.3, **extra),
+        draw_style(
+            seed=3,
+            node_path="physics/mechanics",
+            index=index,
+            bloom={"apply": 1, "create": 1},
+            strategies={"direct": 1, "step_by_step": 1},
+            **extra,
+        ),
+    )
 
 
 def test_round_zero_keeps_the_historical_seed_and_sample_index():
@@ -134,8 +150,10 @@ def test_relative_paths_start_where_the_caller_says_not_at_the_current_folder(pr
     job = run_module.prepare(project, run_module.GenerateOptions(run_dir=Path("mine")))
     assert job.out_dir == project.root / "mine" and job.command == "syllabus generate"
     elsewhere = tmp_path / "elsewhere"
-    job = run_module.prepare(project, run_module.GenerateOptions(run_dir=Path("mine"), relative_to=elsewhere,
-                                                                 command="syllabus generate --run mine"))
+    job = run_module.prepare(
+        project,
+        run_module.GenerateOptions(run_dir=Path("mine"), relative_to=elsewhere, command="syllabus generate --run mine"),
+    )
     assert job.out_dir == elsewhere / "mine" and job.command == "syllabus generate --run mine"
 
 
@@ -144,7 +162,8 @@ def test_the_layout_names_every_folder_of_a_run(tmp_path):
     assert run.cache == tmp_path / "runs/r/cache.sqlite" and run.state == tmp_path / "runs/r/state.json"
     k = run.round(3)
     assert (k.data, k.student, k.examination, k.pairs) == tuple(
-        tmp_path / "runs/r/rounds/3" / name for name in ("data", "student", "examination", "pairs"))
+        tmp_path / "runs/r/rounds/3" / name for name in ("data", "student", "examination", "pairs")
+    )
     assert run.data() == run.root and run.data(3) == k.data
     with pytest.raises(ValueError):
         run.round(-1)
@@ -160,8 +179,9 @@ def test_eval_writes_inside_the_project_by_default_not_the_current_folder(projec
     elsewhere.mkdir()
     probes = tmp_path / "probes.jsonl"
     probes.write_text(json.dumps({"question": "What is 2 + 2?", "answer": "4", "node": NODE}) + "\n")
-    result = run_cli("eval", "--probes", str(probes), "--max-tokens", "8", "--project", str(project.root),
-                     cwd=elsewhere)
+    result = run_cli(
+        "eval", "--probes", str(probes), "--max-tokens", "8", "--project", str(project.root), cwd=elsewhere
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (project.root / "exams/embedded/results.json").is_file()
     assert not (elsewhere / "exams").exists()

@@ -10,18 +10,21 @@ from syllabus.taxonomy.curriculum import Session, Subject
 # --- allocate ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("total, weights, expected", [
-    (10, {"a": 1, "b": 1}, {"a": 5, "b": 5}),
-    (10, {"a": 1, "b": 1, "c": 1}, {"a": 4, "b": 3, "c": 3}),  # tie on remainders: by key
-    (7, {"a": 0.5, "b": 0.3, "c": 0.2}, {"a": 4, "b": 2, "c": 1}),  # 3.5, 2.1, 1.4
-    (10, {"z": 0.35, "y": 0.45, "x": 0.2}, {"z": 3, "y": 5, "x": 2}),  # 3.5, 4.5, 2: tie .5/.5 goes by key
-    (3, {"big": 9, "small": 1}, {"big": 3, "small": 0}),
-    (1, {"a": 1, "b": 3}, {"a": 0, "b": 1}),
-    (5, {"a": 1, "zero": 0, "neg": -2}, {"a": 5, "zero": 0, "neg": 0}),
-    (0, {"a": 1, "b": 2}, {"a": 0, "b": 0}),
-    (4, {"a": 0, "b": 0}, {"a": 0, "b": 0}),
-    (4, {}, {}),
-])
+@pytest.mark.parametrize(
+    "total, weights, expected",
+    [
+        (10, {"a": 1, "b": 1}, {"a": 5, "b": 5}),
+        (10, {"a": 1, "b": 1, "c": 1}, {"a": 4, "b": 3, "c": 3}),  # tie on remainders: by key
+        (7, {"a": 0.5, "b": 0.3, "c": 0.2}, {"a": 4, "b": 2, "c": 1}),  # 3.5, 2.1, 1.4
+        (10, {"z": 0.35, "y": 0.45, "x": 0.2}, {"z": 3, "y": 5, "x": 2}),  # 3.5, 4.5, 2: tie .5/.5 goes by key
+        (3, {"big": 9, "small": 1}, {"big": 3, "small": 0}),
+        (1, {"a": 1, "b": 3}, {"a": 0, "b": 1}),
+        (5, {"a": 1, "zero": 0, "neg": -2}, {"a": 5, "zero": 0, "neg": 0}),
+        (0, {"a": 1, "b": 2}, {"a": 0, "b": 0}),
+        (4, {"a": 0, "b": 0}, {"a": 0, "b": 0}),
+        (4, {}, {}),
+    ],
+)
 def test_allocate_largest_remainder(total, weights, expected):
     assert allocate(total, weights) == expected
 
@@ -153,8 +156,9 @@ def test_style_draw_is_deterministic_and_follows_the_mix():
 
     bloom, strategies = {"apply": 3.0, "create": 1.0, "remember": 0.0}, {"direct": 1.0}
     draws = [draw_style(seed=1, node_path="a/b", index=i, bloom=bloom, strategies=strategies) for i in range(400)]
-    assert draws == [draw_style(seed=1, node_path="a/b", index=i, bloom=bloom, strategies=strategies)
-                     for i in range(400)]
+    assert draws == [
+        draw_style(seed=1, node_path="a/b", index=i, bloom=bloom, strategies=strategies) for i in range(400)
+    ]
     levels = [level for level, _ in draws]
     assert set(levels) == {"apply", "create"}  # weight 0 is never drawn
     assert 0.65 < levels.count("apply") / len(levels) < 0.85  # about 3:1

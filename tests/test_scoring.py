@@ -64,9 +64,11 @@ def test_batched_scores_equal_one_unpadded_forward_pass_each(embedded_dir):
 
     backend = LocalBackend(embedded_dir, batch_size=4, dtype="float32")
     model, tokenizer = backend.load()
-    jobs = [("What is the capital of France?", "The capital of France is Paris."),
-            ("Explain, in one long sentence with many words, what a vector space is.", "A set with addition."),
-            ("Hi", "Hello! How can I help you today?")]
+    jobs = [
+        ("What is the capital of France?", "The capital of France is Paris."),
+        ("Explain, in one long sentence with many words, what a vector space is.", "A set with addition."),
+        ("Hi", "Hello! How can I help you today?"),
+    ]
 
     async def batched():
         try:
@@ -82,7 +84,7 @@ def test_batched_scores_equal_one_unpadded_forward_pass_each(embedded_dir):
         target = tokenizer(continuation, add_special_tokens=False)["input_ids"]
         with torch.inference_mode():
             logits = model(input_ids=torch.tensor([prefix + target])).logits.float()
-        alone = torch.log_softmax(logits[0, len(prefix) - 1:-1], -1).gather(-1, torch.tensor(target)[:, None])
+        alone = torch.log_softmax(logits[0, len(prefix) - 1 : -1], -1).gather(-1, torch.tensor(target)[:, None])
         assert len(score.logprobs) == len(target) and not score.truncated
         assert score.logprobs == pytest.approx(alone.squeeze(-1).tolist(), abs=1e-4)
 
@@ -92,8 +94,10 @@ def test_examination_agrees_locally_and_through_the_llama_cpp_server(embedded_di
     local = summarise(asyncio.run(examined(LocalBackend(embedded_dir, dtype="float32"))))
     remote = summarise(asyncio.run(examined(served(llama_server, embedded_dir))))
     assert local["nodes"].keys() == remote["nodes"].keys() == {"geography", "arithmetic", "nonsense", "choice"}
-    gaps = {node: abs(local["nodes"][node]["mean_logprob"] - remote["nodes"][node]["mean_logprob"])
-            for node in local["nodes"]}
+    gaps = {
+        node: abs(local["nodes"][node]["mean_logprob"] - remote["nodes"][node]["mean_logprob"])
+        for node in local["nodes"]
+    }
     assert max(gaps.values()) <= NODE_TOLERANCE, gaps
     ranking = sorted(local["nodes"], key=lambda n: local["nodes"][n]["mean_logprob"])
     assert ranking == sorted(remote["nodes"], key=lambda n: remote["nodes"][n]["mean_logprob"])
@@ -105,10 +109,20 @@ def test_examination_agrees_locally_and_through_the_llama_cpp_server(embedded_di
 @pytest.mark.server
 def test_a_served_student_is_examined_from_the_command_line(llama_server, tmp_path):
     probes = tmp_path / "probes.jsonl"
-    probes.write_text("".join(json.dumps({"question": p.question, "answer": p.answer, "node": p.node}) + "\n"
-                              for p in PROBES[:4]))
-    args = ["eval", "--student", "openai:smollm2", "--base-url", llama_server.base_url, "--probes", str(probes),
-            "--max-tokens", "8"]
+    probes.write_text(
+        "".join(json.dumps({"question": p.question, "answer": p.answer, "node": p.node}) + "\n" for p in PROBES[:4])
+    )
+    args = [
+        "eval",
+        "--student",
+        "openai:smollm2",
+        "--base-url",
+        llama_server.base_url,
+        "--probes",
+        str(probes),
+        "--max-tokens",
+        "8",
+    ]
     refused = run_cli(*args, "--out", str(tmp_path / "refused"), cwd=tmp_path)
     assert refused.returncode == 2 and "--chat-template" in refused.stderr and "Traceback" not in refused.stderr
     assert not (tmp_path / "refused" / "results.json").exists()
@@ -134,8 +148,9 @@ def test_a_server_without_prompt_logprobs_says_it_cannot_score(llama_server_last
     assert "--logits_all True" in capabilities.notes["prompt_scoring"]
     with pytest.raises(Exception, match="cannot score prompts"):
         asyncio.run(examined(served(llama_server_last_logits, embedded_dir), PROBES[:1]))
-    result = run_cli("teacher", "check", "--teacher", "openai:smollm2", "--base-url",
-                     llama_server_last_logits.base_url, cwd=tmp_path)
+    result = run_cli(
+        "teacher", "check", "--teacher", "openai:smollm2", "--base-url", llama_server_last_logits.base_url, cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     row = next(line for line in result.stdout.splitlines() if "prompt_scoring" in line)
     assert "no" in row and "logits_all" in result.stdout
@@ -144,8 +159,11 @@ def test_a_server_without_prompt_logprobs_says_it_cannot_score(llama_server_last
 def test_teacher_check_reports_the_local_backends_capabilities(tmp_path):
     result = run_cli("teacher", "check", "--teacher", "embedded", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in result.stdout.splitlines()
-            if line.count("│") >= 3}
+    rows = {
+        line.split("│")[1].strip(): line.split("│")[2].strip()
+        for line in result.stdout.splitlines()
+        if line.count("│") >= 3
+    }
     assert rows["prompt_scoring"] == "yes" and rows["trainable"] == "yes" and rows["chat"] == "yes"
     assert rows["context_tokens"] == "8192"
 
@@ -155,14 +173,46 @@ def test_a_9000_word_probe_is_truncated_and_counted(embedded_dir, tmp_path):
 
     --max-context keeps the test to seconds; the cut is the same as at the model's own 8192 tokens.
     """
-    words = ["the", "matrix", "of", "a", "linear", "map", "changes", "with", "the", "basis", "chosen", "for", "its", "domain", "and", "codomain", "vector", "space"]
+    words = [
+        "the",
+        "matrix",
+        "of",
+        "a",
+        "linear",
+        "map",
+        "changes",
+        "with",
+        "the",
+        "basis",
+        "chosen",
+        "for",
+        "its",
+        "domain",
+        "and",
+        "codomain",
+        "vector",
+        "space",
+    ]
     question = " ".join(words[i % len(words)] for i in range(9000)) + " What is the rank of the 3 by 3 identity?"
     probes = tmp_path / "probes.jsonl"
-    probes.write_text(json.dumps({"question": question, "answer": "3", "node": "mathematics/linear-algebra"}) + "\n"
-                      + json.dumps({"question": "What is 2 + 2?", "answer": "4", "node": "mathematics/arithmetic"})
-                      + "\n")
-    result = run_cli("eval", "--probes", str(probes), "--out", str(tmp_path / "exam"), "--max-tokens", "8",
-                     "--max-context", "1024", cwd=tmp_path)
+    probes.write_text(
+        json.dumps({"question": question, "answer": "3", "node": "mathematics/linear-algebra"})
+        + "\n"
+        + json.dumps({"question": "What is 2 + 2?", "answer": "4", "node": "mathematics/arithmetic"})
+        + "\n"
+    )
+    result = run_cli(
+        "eval",
+        "--probes",
+        str(probes),
+        "--out",
+        str(tmp_path / "exam"),
+        "--max-tokens",
+        "8",
+        "--max-context",
+        "1024",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads((tmp_path / "exam" / "results.json").read_text())
     assert summary["overall"]["probes"] == 2 and summary["overall"]["truncated"] == 1

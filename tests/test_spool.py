@@ -42,10 +42,19 @@ def test_a_killed_runs_spool_is_removed_but_a_live_ones_is_kept(tmp_path):
         assert not orphan.exists() and live.exists()
 
 
-MIXED = [*EXACT_ROWS, *NEAR_ROWS, *DECON_ROWS, row(90, "What is a group?", ""), row(91, MATRIX),
-         row(92, "what is a GROUP", "same as row 1 again")]
-ALL_ON = {"checks": {"empty_answer": True, "restated_question": True, "truncated": True}, "exact": "question",
-          "minhash": {"enabled": True, "threshold": 0.8}}
+MIXED = [
+    *EXACT_ROWS,
+    *NEAR_ROWS,
+    *DECON_ROWS,
+    row(90, "What is a group?", ""),
+    row(91, MATRIX),
+    row(92, "what is a GROUP", "same as row 1 again"),
+]
+ALL_ON = {
+    "checks": {"empty_answer": True, "restated_question": True, "truncated": True},
+    "exact": "question",
+    "minhash": {"enabled": True, "threshold": 0.8},
+}
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 7])

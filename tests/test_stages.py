@@ -39,9 +39,15 @@ def parse_word(text: str) -> str:
 
 
 def toy_stage(samples: int = 3, parse=parse_word, name: str = "toy") -> Stage:
-    return Stage(name, "toy", StageSampling(temperature=0.0, max_tokens=8),
-                 variables=lambda thing: {"thing": thing}, parse=parse, samples=samples,
-                 combine=lambda words: sorted(set(words)))  # distinct colours of one item are its results
+    return Stage(
+        name,
+        "toy",
+        StageSampling(temperature=0.0, max_tokens=8),
+        variables=lambda thing: {"thing": thing},
+        parse=parse,
+        samples=samples,
+        combine=lambda words: sorted(set(words)),
+    )  # distinct colours of one item are its results
 
 
 def rejecting(text: str) -> str:
@@ -77,8 +83,9 @@ def run_stage(base_url: str, model: str, cache_file: Path, templates: Templates,
     """Each stage over `items` through a fresh teacher on `cache_file`: (outputs per stage, runner)."""
 
     async def main():
-        backend = OpenAIBackend(model=model, base_urls=[base_url], api_key=None, concurrency=2, max_retries=0,
-                                timeout=60)
+        backend = OpenAIBackend(
+            model=model, base_urls=[base_url], api_key=None, concurrency=2, max_retries=0, timeout=60
+        )
         cache = RequestCache(cache_file)
         runner = StageRunner(CachedTeacher(backend, cache), templates, bars)
         try:
@@ -103,22 +110,32 @@ def test_a_toy_stage_runs_with_three_samples_per_item_and_is_counted(llama_serve
     cache_file, items = tmp_path / "cache.sqlite", ["the sky", "grass"]
     before = llama_server.wait_idle(quiet=1.0)
     bars = Bars()
-    (outputs, strict), runner = run_stage(llama_server.base_url, "smollm2", cache_file, toy_templates,
-                                          [toy_stage(), toy_stage(parse=rejecting, name="strict")], items, bars)
+    (outputs, strict), runner = run_stage(
+        llama_server.base_url,
+        "smollm2",
+        cache_file,
+        toy_templates,
+        [toy_stage(), toy_stage(parse=rejecting, name="strict")],
+        items,
+        bars,
+    )
 
     # n = 3 is three requests per item (the server returns one choice even for n > 1), told apart by sample_index.
     assert llama_server.wait_idle(quiet=1.0) - before == 6  # the rejecting stage asked the same: from the cache
     requests = asked(cache_file, "toy")
     assert sorted(r["sample_index"] for r in requests) == [0, 0, 1, 1, 2, 2]
     assert {r["messages"][-1]["content"] for r in requests} == {
-        f"Name one colour that {thing} can be. Answer with one word." for thing in items}
+        f"Name one colour that {thing} can be. Answer with one word." for thing in items
+    }
 
     summary = runner.summary()
     assert list(summary) == ["toy", "strict"]
     toy = summary["toy"]
     assert (toy["requested"], toy["answered"], toy["from_cache"], toy["failed"]) == (6, 6, 0, {})
     assert toy["parsed"] + sum(toy["unparsed"].values()) == 6
-    assert toy["parsed"] == sum(len(o.values) for o in outputs) and all(len(o.replies) == len(o.values) for o in outputs)
+    assert toy["parsed"] == sum(len(o.values) for o in outputs) and all(
+        len(o.replies) == len(o.values) for o in outputs
+    )
     assert toy["kept"] == sum(len(o.results) for o in outputs)  # distinct colours per item
     assert all(o.results == sorted(set(o.values)) for o in outputs)
     assert toy["completion_tokens"] > 0
@@ -146,10 +163,17 @@ def test_failed_and_unparsed_samples_are_counted_by_reason(fault_server, toy_tem
     server.set_faults(Fault("500", first=2))  # the first two requests to arrive fail (no retries here)
     cache_file = tmp_path / "cache.sqlite"
     bars = Bars()
-    strict = Stage("strict", "toy", StageSampling(temperature=0.0, max_tokens=8),
-                   variables=lambda thing: {"thing": thing}, parse=rejecting, samples=3)
-    (outputs,), runner = run_stage(server.base_url, MODEL, cache_file, toy_templates, [strict],
-                                   ["the sea", "a leaf"], bars)
+    strict = Stage(
+        "strict",
+        "toy",
+        StageSampling(temperature=0.0, max_tokens=8),
+        variables=lambda thing: {"thing": thing},
+        parse=rejecting,
+        samples=3,
+    )
+    (outputs,), runner = run_stage(
+        server.base_url, MODEL, cache_file, toy_templates, [strict], ["the sea", "a leaf"], bars
+    )
     stats = runner.summary()["strict"]
     assert stats["requested"] == 6 and stats["failed"] == {"HTTP 500": 2}
     assert stats["answered"] == 4 and stats["unparsed"] == {"never good enough": 4}
@@ -164,8 +188,9 @@ def test_a_plan_prices_a_stage_from_its_definition(toy_templates):
     plan = Plan.of([stage])
     plan.add(stage, toy_templates, "the sky", 4)
     chars = sum(len(m["content"]) for m in toy_templates.render("toy", thing="the sky"))
-    assert plan.as_dict() == {"toy": {"requests": 12, "prompt_tokens": 12 * (chars // 4 + 8),
-                                      "max_completion_tokens": 12 * 8}}
+    assert plan.as_dict() == {
+        "toy": {"requests": 12, "prompt_tokens": 12 * (chars // 4 + 8), "max_completion_tokens": 12 * 8}
+    }
 
 
 def test_a_stage_needs_at_least_one_sample():

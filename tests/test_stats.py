@@ -21,9 +21,18 @@ from syllabus.outdir import MARKER, owner
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def make_row(node: str, index: int, question: str, answer: str = "A worked answer with its reasoning.", *,
-             level: str = "undergraduate", difficulty: str = "single-session", subject: str | None = None,
-             round_index: int = 0, **extra) -> dict:
+def make_row(
+    node: str,
+    index: int,
+    question: str,
+    answer: str = "A worked answer with its reasoning.",
+    *,
+    level: str = "undergraduate",
+    difficulty: str = "single-session",
+    subject: str | None = None,
+    round_index: int = 0,
+    **extra,
+) -> dict:
     """One row as GlanGenerator._row writes it (plus `filtered_by` as the filters leave it)."""
     return {
         "prompt": [{"role": "user", "content": question}],
@@ -76,13 +85,25 @@ def run_rows() -> tuple[list[dict], list[dict], dict]:
         make_row(ALG, 0, "What is a group?", "one two three four five six", bloom_level="remember"),
         make_row(ALG, 1, "what is a GROUP", "one two", bloom_level="apply"),  # normalised duplicate of 0
         make_row(ALG, 2, "What is a group?", "one two three", bloom_level="create"),  # exact duplicate of 0
-        make_row(ALG, 3, "Prove that every subgroup of a cyclic group is cyclic.", "a b c d e f g h i j",
-                 bloom_level="analyse", difficulty="two-session"),
+        make_row(
+            ALG,
+            3,
+            "Prove that every subgroup of a cyclic group is cyclic.",
+            "a b c d e f g h i j",
+            bloom_level="analyse",
+            difficulty="two-session",
+        ),
         make_row(ETH, 0, "Compare two theories of justice.", "one", level="high school", bloom_level="evaluate"),
-        make_row(ETH, 1, "Define utilitarianism.", "one two three four", level="high school",
-                 bloom_level="understand"),
-        make_row(MECH, 0, "State Newton's second law and give one example of its use in daily life.",
-                 "one two three four five", level="graduate", bloom_level="remember", difficulty="two-session"),
+        make_row(ETH, 1, "Define utilitarianism.", "one two three four", level="high school", bloom_level="understand"),
+        make_row(
+            MECH,
+            0,
+            "State Newton's second law and give one example of its use in daily life.",
+            "one two three four five",
+            level="graduate",
+            bloom_level="remember",
+            difficulty="two-session",
+        ),
     ]
     dropped = [
         {**make_row(ALG, 4, "What is a group?"), "filtered_by": "exact_duplicate", "filter_detail": f"{ALG}#0"},
@@ -90,15 +111,32 @@ def run_rows() -> tuple[list[dict], list[dict], dict]:
         {**make_row(ETH, 3, "Define utilitarianism!"), "filtered_by": "exact_duplicate", "filter_detail": f"{ETH}#1"},
     ]
     summary = {
-        "rows": 7, "generated": 10, "dropped": 3, "failed_requests": 1,
-        "stages": {"question": {"requested": 11, "from_cache": 4, "answered": 7, "parsed": 10, "kept": 10,
-                                "failed": {"timeout": 1}, "unparsed": {}}},
-        "filters": {"rows_in": 10, "kept": 7, "dropped": 3,
-                    "counts": {"empty_answer": 0, "restated_question": 0, "exact_duplicate": 2,
-                               "near_duplicate_minhash": 0}},
-        "nodes": [{"path": ALG, "requested": 6, "delivered": 5, "kept": 4, "note": ""},
-                  {"path": ETH, "requested": 4, "delivered": 4, "kept": 2, "note": ""},
-                  {"path": "mathematics/topology", "requested": 2, "delivered": 0, "kept": 0, "note": "no subjects"}],
+        "rows": 7,
+        "generated": 10,
+        "dropped": 3,
+        "failed_requests": 1,
+        "stages": {
+            "question": {
+                "requested": 11,
+                "from_cache": 4,
+                "answered": 7,
+                "parsed": 10,
+                "kept": 10,
+                "failed": {"timeout": 1},
+                "unparsed": {},
+            }
+        },
+        "filters": {
+            "rows_in": 10,
+            "kept": 7,
+            "dropped": 3,
+            "counts": {"empty_answer": 0, "restated_question": 0, "exact_duplicate": 2, "near_duplicate_minhash": 0},
+        },
+        "nodes": [
+            {"path": ALG, "requested": 6, "delivered": 5, "kept": 4, "note": ""},
+            {"path": ETH, "requested": 4, "delivered": 4, "kept": 2, "note": ""},
+            {"path": "mathematics/topology", "requested": 2, "delivered": 0, "kept": 0, "note": "no subjects"},
+        ],
     }
     # summary.json's counts say 0 empty answers: the dropped rows are what is counted, the
     # summary only adds the reasons that dropped nothing.
@@ -124,21 +162,33 @@ def png_ok(path: Path) -> tuple[int, int]:
 def test_distribution_min_median_p90_max():
     d = distribution(list(range(1, 11)))
     assert (d["min"], d["median"], d["p90"], d["max"], d["mean"], d["count"]) == (1, 5.5, 9, 10, 5.5, 10)
-    assert distribution([7]) == {"count": 1, "min": 7, "median": 7, "p90": 7, "max": 7, "mean": 7.0,
-                                 "histogram": {"7": 1}}
+    assert distribution([7]) == {
+        "count": 1,
+        "min": 7,
+        "median": 7,
+        "p90": 7,
+        "max": 7,
+        "mean": 7.0,
+        "histogram": {"7": 1},
+    }
     assert distribution([]) is None
     assert distribution([3, 1, 3, 20])["histogram"] == {"1": 1, "3": 2, "20": 1}
 
 
 def test_level_orders_and_histograms():
-    assert [bloom_rank(v) for v in ("Remember", "understanding", "apply", "analyze", "Analysing", "evaluate",
-                                    "create", 3)] == [0, 1, 2, 3, 3, 4, 5, 2]
+    assert [
+        bloom_rank(v) for v in ("Remember", "understanding", "apply", "analyze", "Analysing", "evaluate", "create", 3)
+    ] == [0, 1, 2, 3, 3, 4, 5, 2]
     assert bloom_rank("dance") > bloom_rank("create") and bloom_rank(None) > bloom_rank("dance")
     levels = ["elementary school", "middle school", "high school", "undergraduate", "graduate", "PhD"]
     assert [level_rank(v) for v in levels] == sorted(level_rank(v) for v in levels)
     assert level_rank("undergraduate level") < level_rank("graduate school")
     assert list(ordered_counts(["create", "remember", None, "apply", "remember"], "bloom_level")) == [
-        "remember", "apply", "create", "(none)"]
+        "remember",
+        "apply",
+        "create",
+        "(none)",
+    ]
     assert list(ordered_counts([10, 2, 1], "round")) == ["1", "2", "10"]
 
 
@@ -155,11 +205,20 @@ def test_run_stats_every_number(tmp_path):
     assert nodes["mathematics/topology"]["rows"] == 0 and nodes["mathematics/topology"]["note"] == "no subjects"
     assert result["stages"]["question"]["failed"] == {"timeout": 1} and result["failed_requests"] == 1
     # Every reason summary.json lists, zeros included, counted from dropped.jsonl's filtered_by.
-    assert result["filters"] == {"empty_answer": 1, "restated_question": 0, "exact_duplicate": 2,
-                                 "near_duplicate_minhash": 0}
+    assert result["filters"] == {
+        "empty_answer": 1,
+        "restated_question": 0,
+        "exact_duplicate": 2,
+        "near_duplicate_minhash": 0,
+    }
     # Duplicates: "What is a group?" x2 exact; + "what is a GROUP" normalised.
-    assert result["duplicates"]["dataset"] == {"rows_with_question": 7, "exact": 1, "exact_rate": round(1 / 7, 4),
-                                               "normalised": 2, "normalised_rate": round(2 / 7, 4)}
+    assert result["duplicates"]["dataset"] == {
+        "rows_with_question": 7,
+        "exact": 1,
+        "exact_rate": round(1 / 7, 4),
+        "normalised": 2,
+        "normalised_rate": round(2 / 7, 4),
+    }
     generated = result["duplicates"]["generated"]  # + a third exact copy and "Define utilitarianism!"
     assert (generated["rows_with_question"], generated["exact"], generated["normalised"]) == (10, 2, 4)
     q, a = result["lengths"]["question_words"], result["lengths"]["answer_words"]
@@ -167,8 +226,14 @@ def test_run_stats_every_number(tmp_path):
     assert (q["min"], q["median"], q["p90"], q["max"]) == (2, 4, 14, 14)
     # answer words: 6 2 3 10 1 4 5 -> sorted 1 2 3 4 5 6 10
     assert (a["min"], a["median"], a["p90"], a["max"], a["mean"]) == (1, 4, 10, 10, 4.43)
-    assert list(result["bloom_level"].items()) == [("remember", 2), ("understand", 1), ("apply", 1),
-                                                   ("analyse", 1), ("evaluate", 1), ("create", 1)]
+    assert list(result["bloom_level"].items()) == [
+        ("remember", 2),
+        ("understand", 1),
+        ("apply", 1),
+        ("analyse", 1),
+        ("evaluate", 1),
+        ("create", 1),
+    ]
     assert list(result["level"].items()) == [("high school", 2), ("undergraduate", 4), ("graduate", 1)]
     assert result["difficulty"] == {"single-session": 5, "two-session": 2}
     assert result["round"] == {"0": 7} and result["missing_columns"] == ["strategy", "mix_source"]
@@ -180,8 +245,15 @@ def test_run_stats_every_number(tmp_path):
     for name in ("nodes.png", "lengths.png", "bloom.png", "level.png", "difficulty.png"):
         width, height = png_ok(out / name)
         assert width > 100 and height > 100
-    assert sorted(p.name for p in out.iterdir()) == [MARKER, "bloom.png", "difficulty.png", "lengths.png",
-                                                     "level.png", "nodes.png", STATS_FILE]
+    assert sorted(p.name for p in out.iterdir()) == [
+        MARKER,
+        "bloom.png",
+        "difficulty.png",
+        "lengths.png",
+        "level.png",
+        "nodes.png",
+        STATS_FILE,
+    ]
     assert owner(out) == "stats"
 
 
@@ -270,8 +342,19 @@ def test_cli_stats_prints_tables_and_writes_files(tmp_path):
     result = run_cli("stats", str(run))
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    for text in ("7 rows in", "3 dropped of 10 generated", ALG, "exact_duplicate", "Duplicate questions",
-                 "Bloom level", "remember", "high school", "single-session", "stats.json", "bloom.png"):
+    for text in (
+        "7 rows in",
+        "3 dropped of 10 generated",
+        ALG,
+        "exact_duplicate",
+        "Duplicate questions",
+        "Bloom level",
+        "remember",
+        "high school",
+        "single-session",
+        "stats.json",
+        "bloom.png",
+    ):
         assert text in out, text
     assert json.loads((run / "stats" / STATS_FILE).read_text())["rows"] == 7
     png_ok(run / "stats" / "nodes.png")

@@ -30,8 +30,17 @@ def split_run(embedded_run):
 @pytest.fixture(scope="session")
 def sft_full(split_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("sft") / "full"
-    result = run_cli("train", "sft", str(split_run / "train"), "--out", str(out), "--full",
-                     "--probes", str(split_run / "probes.jsonl"), *QUICK)
+    result = run_cli(
+        "train",
+        "sft",
+        str(split_run / "train"),
+        "--out",
+        str(out),
+        "--full",
+        "--probes",
+        str(split_run / "probes.jsonl"),
+        *QUICK,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return out
 
@@ -48,8 +57,16 @@ def test_probes_are_held_out_of_the_training_split(split_run):
 
 
 def test_training_on_a_set_that_holds_probes_fails_loudly(split_run, tmp_path):
-    result = run_cli("train", "sft", str(split_run / "dataset"), "--out", str(tmp_path / "leak"),
-                     "--probes", str(split_run / "probes.jsonl"), *QUICK)
+    result = run_cli(
+        "train",
+        "sft",
+        str(split_run / "dataset"),
+        "--out",
+        str(tmp_path / "leak"),
+        "--probes",
+        str(split_run / "probes.jsonl"),
+        *QUICK,
+    )
     assert result.returncode == 2
     assert "probe question(s) found in the training set" in result.stderr and "Traceback" not in result.stderr
 
@@ -81,8 +98,17 @@ def test_sft_lora_merges_into_a_plain_model(split_run, tmp_path, embedded_dir):
 
 def test_examination_then_dpo_on_the_students_mistakes(sft_full, split_run, tmp_path):
     exam = tmp_path / "exam"
-    result = run_cli("eval", "--student", str(sft_full / "final"), "--probes", str(split_run / "probes.jsonl"),
-                     "--out", str(exam), "--max-tokens", "32")
+    result = run_cli(
+        "eval",
+        "--student",
+        str(sft_full / "final"),
+        "--probes",
+        str(split_run / "probes.jsonl"),
+        "--out",
+        str(exam),
+        "--max-tokens",
+        "32",
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads((exam / "results.json").read_text())
     assert summary["overall"]["probes"] == len(load_probes(split_run / "probes.jsonl"))
@@ -90,8 +116,9 @@ def test_examination_then_dpo_on_the_students_mistakes(sft_full, split_run, tmp_
     assert (exam / "pairs").is_dir()
     for lora in ("--full", "--lora"):
         out = tmp_path / f"dpo{lora}"
-        result = run_cli("train", "dpo", str(exam / "pairs"), "--student", str(sft_full / "final"),
-                         "--out", str(out), lora, *QUICK)
+        result = run_cli(
+            "train", "dpo", str(exam / "pairs"), "--student", str(sft_full / "final"), "--out", str(out), lora, *QUICK
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         assert json.loads((out / "metrics.json").read_text())["steps"] == 2
         assert (out / "final" / "config.json").is_file()
@@ -106,9 +133,10 @@ def test_reference_answer_scores_higher_than_a_wrong_one(embedded_dir):
 
     async def scores():
         try:
-            return await backend.score([{"role": "user", "content": "What is the capital of France?"}],
-                                       ["The capital of France is Paris.",
-                                        "The capital of France is a banana sandwich."])
+            return await backend.score(
+                [{"role": "user", "content": "What is the capital of France?"}],
+                ["The capital of France is Paris.", "The capital of France is a banana sandwich."],
+            )
         finally:
             await backend.aclose()
 
@@ -118,8 +146,24 @@ def test_reference_answer_scores_higher_than_a_wrong_one(embedded_dir):
 
 def test_killed_training_resumes_from_its_checkpoint(split_run, tmp_path):
     out = tmp_path / "resume"
-    command = [sys.executable, "-m", "syllabus", "train", "sft", str(split_run / "train"), "--out", str(out),
-               "--max-steps", "3", "--batch-size", "1", "--max-length", "96", "--save-steps", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "syllabus",
+        "train",
+        "sft",
+        str(split_run / "train"),
+        "--out",
+        str(out),
+        "--max-steps",
+        "3",
+        "--batch-size",
+        "1",
+        "--max-length",
+        "96",
+        "--save-steps",
+        "1",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
     while not (out / "checkpoints" / "checkpoint-1" / "trainer_state.json").is_file():
@@ -130,8 +174,21 @@ def test_killed_training_resumes_from_its_checkpoint(split_run, tmp_path):
         os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert not (out / "final").exists()
-    result = run_cli("train", "sft", str(split_run / "train"), "--out", str(out), "--max-steps", "3",
-                     "--batch-size", "1", "--max-length", "96", "--save-steps", "1")
+    result = run_cli(
+        "train",
+        "sft",
+        str(split_run / "train"),
+        "--out",
+        str(out),
+        "--max-steps",
+        "3",
+        "--batch-size",
+        "1",
+        "--max-length",
+        "96",
+        "--save-steps",
+        "1",
+    )
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 3 and metrics["resumed_from"] and "checkpoint-" in metrics["resumed_from"]

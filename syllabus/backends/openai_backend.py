@@ -58,8 +58,17 @@ def _post_options() -> dict[str, Any]:
 class OpenAIBackend:
     kind = "openai"
 
-    def __init__(self, *, model: str, base_urls: list[str], api_key: str | None, concurrency: int = 8,
-                 timeout: float = 120.0, max_retries: int = 4, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES):
+    def __init__(
+        self,
+        *,
+        model: str,
+        base_urls: list[str],
+        api_key: str | None,
+        concurrency: int = 8,
+        timeout: float = 120.0,
+        max_retries: int = 4,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ):
         from openai import AsyncOpenAI
 
         from .http_limits import bounded_client
@@ -71,8 +80,13 @@ class OpenAIBackend:
         self._redactor = Redactor([api_key if api_key != NO_KEY else None], self.base_urls)
         self._redactor.install_log_filter()
         self._clients = [
-            AsyncOpenAI(base_url=url, api_key=api_key or NO_KEY, timeout=timeout, max_retries=max_retries,
-                        http_client=bounded_client(timeout=timeout, max_bytes=max_response_bytes))
+            AsyncOpenAI(
+                base_url=url,
+                api_key=api_key or NO_KEY,
+                timeout=timeout,
+                max_retries=max_retries,
+                http_client=bounded_client(timeout=timeout, max_bytes=max_response_bytes),
+            )
             for url in self.base_urls
         ]
         self._next_client = itertools.cycle(self._clients)
@@ -99,28 +113,44 @@ class OpenAIBackend:
         info: dict[str, Any] = {"model": self.model, "backend": "openai", "servers": []}
         for url, client in zip(self.shown_urls, self._clients):
             try:
-                listed = [m.id async for m in client.with_options(max_retries=0, timeout=min(60.0, self.timeout)).models.list()]
+                listed = [
+                    m.id
+                    async for m in client.with_options(max_retries=0, timeout=min(60.0, self.timeout)).models.list()
+                ]
             except ReplyTooLarge as exc:
-                raise UserError(f"the server's answer to a model listing is too large ({self.redact(exc.detail)})",
-                                where=url, hint="raise teacher.max_response_bytes if the server is right") from None
+                raise UserError(
+                    f"the server's answer to a model listing is too large ({self.redact(exc.detail)})",
+                    where=url,
+                    hint="raise teacher.max_response_bytes if the server is right",
+                ) from None
             except openai.AuthenticationError:
-                raise UserError("the server rejected the API key", where=url,
-                                hint="set the key in the environment variable named by teacher.api_key_env") from None
+                raise UserError(
+                    "the server rejected the API key",
+                    where=url,
+                    hint="set the key in the environment variable named by teacher.api_key_env",
+                ) from None
             except openai.NotFoundError:
                 listed = []  # some servers have no /models; the first real request will tell
             except (openai.APIConnectionError, openai.APITimeoutError) as exc:
-                raise UserError(f"cannot reach the teacher server ({self.redact(type(exc).__name__)})", where=url,
-                                hint="is the server running, and is --base-url right (it usually ends in /v1)?") from None
+                raise UserError(
+                    f"cannot reach the teacher server ({self.redact(type(exc).__name__)})",
+                    where=url,
+                    hint="is the server running, and is --base-url right (it usually ends in /v1)?",
+                ) from None
             except openai.APIStatusError as exc:
                 raise UserError(f"the server answered {exc.status_code} to a model listing", where=url) from None
             except (ValueError, TypeError, AttributeError, openai.APIError):  # a body that is no model list
-                raise UserError("the server's answer to a model listing is not an OpenAI model list", where=url,
-                                hint="is --base-url an OpenAI-compatible API (it usually ends in /v1)?") from None
+                raise UserError(
+                    "the server's answer to a model listing is not an OpenAI model list",
+                    where=url,
+                    hint="is --base-url an OpenAI-compatible API (it usually ends in /v1)?",
+                ) from None
             listed = [name for name in listed if isinstance(name, str)]
             if listed and self.model not in listed:
                 shown = self.redact(", ".join(listed[:8]) + (" ..." if len(listed) > 8 else ""))
-                raise UserError(f"the server does not offer model '{self.model}'", where=url,
-                                hint=f"it offers: {shown}")
+                raise UserError(
+                    f"the server does not offer model '{self.model}'", where=url, hint=f"it offers: {shown}"
+                )
             info["servers"].append(url)
         return info
 
@@ -157,8 +187,13 @@ class OpenAIBackend:
 
         response = await self._post(
             "/chat/completions",
-            {"model": self.model, "messages": request.message_dicts(), "temperature": request.temperature,
-             "top_p": request.top_p, "max_tokens": request.max_tokens},
+            {
+                "model": self.model,
+                "messages": request.message_dicts(),
+                "temperature": request.temperature,
+                "top_p": request.top_p,
+                "max_tokens": request.max_tokens,
+            },
             ChatCompletion,
         )
         # The client does not validate the body's shape: check it here, so valid JSON that is
@@ -168,8 +203,12 @@ class OpenAIBackend:
         text = getattr(getattr(choice, "message", None), "content", _MISSING)
         if not (text is None or isinstance(text, str)):
             error = getattr(response, "error", None)  # some proxies send an error with status 200
-            raise RequestFailed("malformed response", self.redact(f"error in the body: {error}")[:200] if error
-                                else "not a chat completion (no choices[0].message.content)")
+            raise RequestFailed(
+                "malformed response",
+                self.redact(f"error in the body: {error}")[:200]
+                if error
+                else "not a chat completion (no choices[0].message.content)",
+            )
         text = self._from_server(text or "")  # the one point a reply enters: nothing after sees the key
         finish_reason = getattr(choice, "finish_reason", None)
         finish_reason = self._from_server(finish_reason) if isinstance(finish_reason, str) else None
@@ -205,8 +244,10 @@ class OpenAIBackend:
         try:
             response = await client.chat.completions.create(model=self.model, messages=messages, max_tokens=8)
         except Exception as exc:  # the server listed the model but cannot answer: say so plainly
-            raise UserError(f"the server failed a chat request: {self.redact(type(exc).__name__)}: "
-                            f"{self.redact(str(exc))[:200]}", where=self.shown_urls[0]) from None
+            raise UserError(
+                f"the server failed a chat request: {self.redact(type(exc).__name__)}: {self.redact(str(exc))[:200]}",
+                where=self.shown_urls[0],
+            ) from None
         report["latency_s"] = round(time.perf_counter() - start, 3)
         report["reply"] = self._from_server(response.choices[0].message.content or "").strip()
         report["served_model"] = self._from_server(str(response.model))
@@ -219,8 +260,10 @@ class OpenAIBackend:
 
         r = await probe(logprobs=True, top_logprobs=2)
         report["logprobs"] = bool(r and r.choices[0].logprobs and r.choices[0].logprobs.content)
-        r = await probe(response_format={"type": "json_object"},
-                        messages=[{"role": "user", "content": 'Reply with the JSON object {"ok": true}.'}])
+        r = await probe(
+            response_format={"type": "json_object"},
+            messages=[{"role": "user", "content": 'Reply with the JSON object {"ok": true}.'}],
+        )
         report["json_mode"] = r is not None
         r = await probe(n=2, temperature=1.0)
         report["n_gt_1"] = bool(r and len(r.choices) == 2)
@@ -256,23 +299,35 @@ class OpenAIBackend:
             scoring, why = await self._probe_scoring()
             if why:
                 notes["prompt_scoring"] = why
-            self._capabilities = Capabilities(chat=True, logprobs=features["logprobs"], prompt_scoring=scoring,
-                                              json_mode=features["json_mode"], n_gt_1=features["n_gt_1"],
-                                              trainable=False, notes=notes)
+            self._capabilities = Capabilities(
+                chat=True,
+                logprobs=features["logprobs"],
+                prompt_scoring=scoring,
+                json_mode=features["json_mode"],
+                n_gt_1=features["n_gt_1"],
+                trainable=False,
+                notes=notes,
+            )
         return self._capabilities
 
     async def _probe_scoring(self) -> tuple[bool, str]:
         try:
             entries = await self._echo_logprobs("The sky is blue.")
         except RequestFailed as exc:
-            return False, (f"the server does not return prompt log-probabilities (/v1/completions with echo and "
-                           f"logprobs: {exc}); vLLM does, llama.cpp's server when started with --logits_all True")
+            return False, (
+                f"the server does not return prompt log-probabilities (/v1/completions with echo and "
+                f"logprobs: {exc}); vLLM does, llama.cpp's server when started with --logits_all True"
+            )
         if sum(lp is not None for _, lp in entries) < 2:
-            return False, ("the server echoed the prompt without its log-probabilities; vLLM returns them, "
-                           "llama.cpp's server when started with --logits_all True")
+            return False, (
+                "the server echoed the prompt without its log-probabilities; vLLM returns them, "
+                "llama.cpp's server when started with --logits_all True"
+            )
         if self.chat_template_source is None:
-            return False, ("the server can score, but the chat must be rendered with the served model's chat "
-                           "template here: pass --chat-template FOLDER (its tokenizer) or 'embedded'")
+            return False, (
+                "the server can score, but the chat must be rendered with the served model's chat "
+                "template here: pass --chat-template FOLDER (its tokenizer) or 'embedded'"
+            )
         return True, ""
 
     def _template(self):
@@ -280,11 +335,13 @@ class OpenAIBackend:
             from transformers import AutoTokenizer
 
             try:
-                self._template_tokenizer = AutoTokenizer.from_pretrained(self.chat_template_source,
-                                                                         local_files_only=True)
+                self._template_tokenizer = AutoTokenizer.from_pretrained(
+                    self.chat_template_source, local_files_only=True
+                )
             except (OSError, ValueError) as exc:
-                raise UserError(f"cannot load the tokenizer: {str(exc).splitlines()[0]}",
-                                where=self.chat_template_source) from None
+                raise UserError(
+                    f"cannot load the tokenizer: {str(exc).splitlines()[0]}", where=self.chat_template_source
+                ) from None
             if self._template_tokenizer.chat_template is None:
                 raise UserError("the tokenizer has no chat template", where=self.chat_template_source)
         return self._template_tokenizer
@@ -303,8 +360,10 @@ class OpenAIBackend:
         tokens, values = getattr(logprobs, "tokens", None), getattr(logprobs, "token_logprobs", None)
         if not (isinstance(tokens, list) and isinstance(values, list) and len(tokens) == len(values)):
             raise RequestFailed("malformed response", "no logprobs.tokens / token_logprobs in the completion")
-        return [(t if isinstance(t, str) else "", float(v) if isinstance(v, (int, float)) else None)
-                for t, v in zip(tokens, values)]
+        return [
+            (t if isinstance(t, str) else "", float(v) if isinstance(v, (int, float)) else None)
+            for t, v in zip(tokens, values)
+        ]
 
     async def score(self, prompt: list[dict[str, str]], continuations: list[str]):
         """One echo request per continuation; its tokens are found at the end of the echoed prompt.
@@ -328,12 +387,17 @@ class OpenAIBackend:
             text = continuation or (tokenizer.eos_token or "")
             count = len(tokenizer(prefix + text, add_special_tokens=False)["input_ids"]) - prefix_count
             entries = await self._echo_logprobs(prefix + text)
-            spans = [entries[len(entries) - extra - count: len(entries) - extra] for extra in (0, 1)
-                     if 0 < count <= len(entries) - extra]
+            spans = [
+                entries[len(entries) - extra - count : len(entries) - extra]
+                for extra in (0, 1)
+                if 0 < count <= len(entries) - extra
+            ]
             if not spans:
                 raise RequestFailed("malformed response", "the server echoed fewer tokens than the continuation has")
-            span = max(spans, key=lambda s: difflib.SequenceMatcher(None, "".join(t for t, _ in s).strip(),
-                                                                    text.strip()).ratio())
+            span = max(
+                spans,
+                key=lambda s: difflib.SequenceMatcher(None, "".join(t for t, _ in s).strip(), text.strip()).ratio(),
+            )
             if any(lp is None for _, lp in span):
                 raise RequestFailed("malformed response", "a continuation token came back without a log-probability")
             return Score(tuple(lp for _, lp in span))

@@ -63,19 +63,32 @@ def model_folder(spec: ModelSpec, project_root: Path | None = None) -> Path:
 
         return embedded_model_dir()
     if spec.backend != "local":
-        raise UserError(f"'openai:{spec.model}' is served, not a folder on this machine",
-                        hint="training needs the weights: use 'embedded' or a model folder")
+        raise UserError(
+            f"'openai:{spec.model}' is served, not a folder on this machine",
+            hint="training needs the weights: use 'embedded' or a model folder",
+        )
     folder = Path(spec.model).expanduser()
     if not folder.is_absolute() and project_root is not None and (project_root / folder).is_dir():
         folder = project_root / folder
     if not (folder / "config.json").is_file():
-        raise UserError("model folder does not exist or has no config.json", where=folder,
-                        hint="use 'embedded', or a folder written by save_pretrained (e.g. OUT/final of a training run)")
+        raise UserError(
+            "model folder does not exist or has no config.json",
+            where=folder,
+            hint="use 'embedded', or a folder written by save_pretrained (e.g. OUT/final of a training run)",
+        )
     return folder
 
 
-def make_backend(spec: ModelSpec, config, *, base_urls: list[str] | None = None, concurrency: int | None = None,
-                 project_root: Path | None = None, chat_template: str | None = None, max_context: int | None = None):
+def make_backend(
+    spec: ModelSpec,
+    config,
+    *,
+    base_urls: list[str] | None = None,
+    concurrency: int | None = None,
+    project_root: Path | None = None,
+    chat_template: str | None = None,
+    max_context: int | None = None,
+):
     """A ready (not yet preflighted) backend for `spec`; `config` is the project's TeacherConfig
     (for a student too: the connection settings, key and timeouts of an OpenAI-compatible server).
 
@@ -83,8 +96,10 @@ def make_backend(spec: ModelSpec, config, *, base_urls: list[str] | None = None,
     renders prompts for scoring; `max_context` (local only) caps the model's context window.
     """
     if concurrency is not None and concurrency < 1:
-        raise UserError(f"--concurrency must be at least 1, got {concurrency}",
-                        hint="requests in flight (openai) or batch size (local); default: teacher.concurrency")
+        raise UserError(
+            f"--concurrency must be at least 1, got {concurrency}",
+            hint="requests in flight (openai) or batch size (local); default: teacher.concurrency",
+        )
     concurrency = concurrency or config.concurrency
     if spec.backend == "openai":
         from .openai_backend import OpenAIBackend, read_api_key

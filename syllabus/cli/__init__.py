@@ -64,9 +64,13 @@ def init(
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point: user errors become one clear message and exit status 2."""
     # Nothing may reach a model hub, and library progress bars would bury ours.
-    for variable, value in (("HF_HUB_OFFLINE", "1"), ("HF_DATASETS_OFFLINE", "1"),
-                            ("HF_DATASETS_DISABLE_PROGRESS_BARS", "1"), ("TRANSFORMERS_VERBOSITY", "error"),
-                            ("TOKENIZERS_PARALLELISM", "false")):
+    for variable, value in (
+        ("HF_HUB_OFFLINE", "1"),
+        ("HF_DATASETS_OFFLINE", "1"),
+        ("HF_DATASETS_DISABLE_PROGRESS_BARS", "1"),
+        ("TRANSFORMERS_VERBOSITY", "error"),
+        ("TOKENIZERS_PARALLELISM", "false"),
+    ):
         os.environ.setdefault(variable, value)
     try:
         app(args=argv, standalone_mode=True)
@@ -113,16 +117,18 @@ def storage_problem(exc: BaseException) -> UserError | None:
         if where is not None and exc.filename2 is not None:  # a rename: both ends
             where = f"{where} -> {_shown(exc.filename2)}"
         verb = "cannot open" if exc.errno in (errno.EACCES, errno.EPERM) else "cannot write"  # EACCES: reads too
-        return UserError(f"{verb}: {exc.strerror or os.strerror(exc.errno)}", where=where,
-                         hint=_STORAGE_HINTS[exc.errno])
+        return UserError(
+            f"{verb}: {exc.strerror or os.strerror(exc.errno)}", where=where, hint=_STORAGE_HINTS[exc.errno]
+        )
     sqlite3 = sys.modules.get("sqlite3")
     if sqlite3 is not None and isinstance(exc, sqlite3.OperationalError):
         code = getattr(exc, "sqlite_errorcode", None)
         known = _SQLITE_HINTS.get(code & 0xFF) if isinstance(code, int) else None
         if known is not None:
             reason, number = known  # sqlite does not say which file: the run's cache or scratch
-            return UserError(f"cannot write a database file: {exc}" if str(exc) else reason,
-                             hint=_STORAGE_HINTS[number])
+            return UserError(
+                f"cannot write a database file: {exc}" if str(exc) else reason, hint=_STORAGE_HINTS[number]
+            )
     return None
 
 

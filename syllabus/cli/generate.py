@@ -16,7 +16,9 @@ from .common import ProjectOption, console, err_console, open_project, open_proj
 
 TeacherOption = Annotated[
     Optional[str],
-    typer.Option("--teacher", "-t", help="'embedded', a local model folder, or 'openai:MODEL'. Default: syllabus.yaml."),
+    typer.Option(
+        "--teacher", "-t", help="'embedded', a local model folder, or 'openai:MODEL'. Default: syllabus.yaml."
+    ),
 ]
 BaseUrlOption = Annotated[
     Optional[list[str]],
@@ -45,25 +47,48 @@ class RichProgress:
 
 
 def generate(
-    nodes: Annotated[Optional[list[str]], typer.Option("--nodes", help="Glob over node paths, e.g. 'mathematics/*' (repeatable). Default: all.")] = None,
-    questions: Annotated[Optional[int], typer.Option("--questions", "-n", help="Questions in all, shared by node weight. Default: syllabus.yaml.")] = None,
-    run: Annotated[Optional[Path], typer.Option("--run", help="Run folder. Default: runs/default in the project.")] = None,
+    nodes: Annotated[
+        Optional[list[str]],
+        typer.Option("--nodes", help="Glob over node paths, e.g. 'mathematics/*' (repeatable). Default: all."),
+    ] = None,
+    questions: Annotated[
+        Optional[int],
+        typer.Option("--questions", "-n", help="Questions in all, shared by node weight. Default: syllabus.yaml."),
+    ] = None,
+    run: Annotated[
+        Optional[Path], typer.Option("--run", help="Run folder. Default: runs/default in the project.")
+    ] = None,
     teacher: TeacherOption = None,
     base_url: BaseUrlOption = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of the question sampler.")] = None,
-    concurrency: Annotated[Optional[int], typer.Option(help="Requests in flight (openai) or batch size (local).")] = None,
-    decontaminate: Annotated[Optional[list[Path]], typer.Option(
-        "--decontaminate", metavar="PATH",
-        help="Evaluation set (JSONL, Parquet or a datasets folder with a question/prompt/input/problem column): "
-             "drop rows whose question shares an n-gram with it (repeatable; adds to generation.filters.decontaminate).",
-    )] = None,
-    order: Annotated[Optional[str], typer.Option("--order", help="Dataset row order: taxonomy, easy_to_hard, interleaved or shuffled.")] = None,
-    round_index: Annotated[Optional[int], typer.Option(
-        "--round", min=0,
-        help="Round K of the run: new questions (round 0 asks what a plain run asks), written to RUN/rounds/K/data "
-             "and sharing RUN's request cache. Default: one generation in RUN itself.",
-    )] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print requests per stage and estimated tokens; call nothing.")] = False,
+    concurrency: Annotated[
+        Optional[int], typer.Option(help="Requests in flight (openai) or batch size (local).")
+    ] = None,
+    decontaminate: Annotated[
+        Optional[list[Path]],
+        typer.Option(
+            "--decontaminate",
+            metavar="PATH",
+            help="Evaluation set (JSONL, Parquet or a datasets folder with a question/prompt/input/problem column): "
+            "drop rows whose question shares an n-gram with it (repeatable; adds to generation.filters.decontaminate).",
+        ),
+    ] = None,
+    order: Annotated[
+        Optional[str],
+        typer.Option("--order", help="Dataset row order: taxonomy, easy_to_hard, interleaved or shuffled."),
+    ] = None,
+    round_index: Annotated[
+        Optional[int],
+        typer.Option(
+            "--round",
+            min=0,
+            help="Round K of the run: new questions (round 0 asks what a plain run asks), written to RUN/rounds/K/data "
+            "and sharing RUN's request cache. Default: one generation in RUN itself.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print requests per stage and estimated tokens; call nothing.")
+    ] = False,
     project: ProjectOption = None,
 ) -> None:
     """Generate a GLAN instruction dataset from the taxonomy.
@@ -87,11 +112,20 @@ def generate(
 
     proj = open_project(project)
     # The library reads neither the current folder nor sys.argv: relative paths and the command line come from here.
-    options = GenerateOptions(nodes=nodes, questions=questions, run_dir=run, teacher=teacher,
-                              base_urls=base_url, seed=seed, concurrency=concurrency, decontaminate=decontaminate,
-                              order=order, round=round_index, relative_to=Path.cwd(),
-                              command=" ".join(["syllabus", *map(shlex.quote, sys.argv[1:])]) if sys.argv
-                              else "syllabus generate")
+    options = GenerateOptions(
+        nodes=nodes,
+        questions=questions,
+        run_dir=run,
+        teacher=teacher,
+        base_urls=base_url,
+        seed=seed,
+        concurrency=concurrency,
+        decontaminate=decontaminate,
+        order=order,
+        round=round_index,
+        relative_to=Path.cwd(),
+        command=" ".join(["syllabus", *map(shlex.quote, sys.argv[1:])]) if sys.argv else "syllabus generate",
+    )
     if dry_run:
         _print_plan(proj, options)
         return
@@ -105,32 +139,46 @@ def generate(
     _print_summary(result)
     _print_filters(outcome)
     if outcome.kept:
-        console.print(f"[green]wrote {outcome.kept} rows[/] to {escape(str(outcome.outputs['dataset']))} "
-                      f"(+ {escape(outcome.outputs['jsonl'].name)}, README.md)"
-                      + (f"; {outcome.dropped} dropped to {escape(outcome.outputs['dropped'].name)}"
-                         if outcome.dropped else ""))
+        console.print(
+            f"[green]wrote {outcome.kept} rows[/] to {escape(str(outcome.outputs['dataset']))} "
+            f"(+ {escape(outcome.outputs['jsonl'].name)}, README.md)"
+            + (f"; {outcome.dropped} dropped to {escape(outcome.outputs['dropped'].name)}" if outcome.dropped else "")
+        )
     else:
         err_console.print(f"[bold red]no dataset written[/]: {escape(outcome.empty_reason() or '')}")
     if result.failed_requests:
-        err_console.print(f"[red]{result.failed_requests} request(s) failed[/]; rerun the same command to retry them "
-                          f"(reasons in {escape(str(outcome.outputs['summary']))})")
+        err_console.print(
+            f"[red]{result.failed_requests} request(s) failed[/]; rerun the same command to retry them "
+            f"(reasons in {escape(str(outcome.outputs['summary']))})"
+        )
     if result.failed_requests or not outcome.kept:
         raise typer.Exit(1)
 
 
 def _print_summary(result) -> None:
-    table = Table("stage", "requested", "from cache", "answered", "parsed", "failed", "kept", title="Generation summary")
+    table = Table(
+        "stage", "requested", "from cache", "answered", "parsed", "failed", "kept", title="Generation summary"
+    )
     for stage, stats in result.stats.items():
         s = stats.as_dict()
         failed = ", ".join(f"{n} {r}" for r, n in {**s["failed"], **s["unparsed"]}.items()) or "0"
-        table.add_row(stage, str(s["requested"]), str(s["from_cache"]), str(s["answered"]), str(s["parsed"]),
-                      escape(failed), str(s["kept"]))
+        table.add_row(
+            stage,
+            str(s["requested"]),
+            str(s["from_cache"]),
+            str(s["answered"]),
+            str(s["parsed"]),
+            escape(failed),
+            str(s["kept"]),
+        )
     console.print(table)
     short = [n for n in result.nodes if n.delivered < n.requested]
     if short:
         nodes = Table("node", "requested", "delivered", "why", title="Nodes short of their share")
         for n in short:
-            nodes.add_row(escape(n.path), str(n.requested), str(n.delivered), escape(n.note or "dropped by a stage above"))
+            nodes.add_row(
+                escape(n.path), str(n.requested), str(n.delivered), escape(n.note or "dropped by a stage above")
+            )
         console.print(nodes)
 
 
@@ -143,8 +191,10 @@ def _print_filters(outcome) -> None:
         table.add_row(reason, str(count))
     console.print(table)
     if report.unjudged:
-        err_console.print(f"[yellow]{report.unjudged} row(s) kept unjudged[/]: the judge's reply failed or did not "
-                          "parse (judge_score is null; rerun to retry failed requests)")
+        err_console.print(
+            f"[yellow]{report.unjudged} row(s) kept unjudged[/]: the judge's reply failed or did not "
+            "parse (judge_score is null; rerun to retry failed requests)"
+        )
     if report.per_eval_set:
         sets = Table("evaluation set", "rows overlapping", title="Decontamination")
         for name, count in report.per_eval_set.items():
@@ -156,15 +206,26 @@ def _print_plan(proj, options) -> None:
     from ..generators.run import dry_run
 
     plan = dry_run(proj, options)
-    table = Table("stage", "requests", "est. prompt tokens", "max completion tokens",
-                  title=f"Dry run: {len(plan['disciplines'])} discipline(s), teacher {escape(plan['teacher'])}")
+    table = Table(
+        "stage",
+        "requests",
+        "est. prompt tokens",
+        "max completion tokens",
+        title=f"Dry run: {len(plan['disciplines'])} discipline(s), teacher {escape(plan['teacher'])}",
+    )
     for stage, numbers in plan["stages"].items():
-        table.add_row(stage, str(numbers["requests"]), f"{numbers['prompt_tokens']:,}", f"{numbers['max_completion_tokens']:,}")
+        table.add_row(
+            stage, str(numbers["requests"]), f"{numbers['prompt_tokens']:,}", f"{numbers['max_completion_tokens']:,}"
+        )
     console.print(table)
-    console.print("[dim]Upper bounds: subjects not generated yet are counted at max_subjects each; nothing was sent.[/]")
+    console.print(
+        "[dim]Upper bounds: subjects not generated yet are counted at max_subjects each; nothing was sent.[/]"
+    )
     sets = ", ".join(f"{escape(name)} ({count} questions)" for name, count in plan["eval_sets"].items())
-    console.print(f"Filters after generation: {', '.join(plan['filters']) or 'none'}"
-                  + (f"; evaluation sets: {sets}" if sets else ""))
+    console.print(
+        f"Filters after generation: {', '.join(plan['filters']) or 'none'}"
+        + (f"; evaluation sets: {sets}" if sets else "")
+    )
 
 
 teacher_app = typer.Typer(help="Check the teacher model.", no_args_is_help=True)
@@ -188,8 +249,11 @@ def check(teacher: TeacherOption = None, base_url: BaseUrlOption = None, project
             info = await backend.preflight()
             start = time.perf_counter()
             try:
-                reply = await backend.complete(ChatRequest.from_messages(
-                    [{"role": "user", "content": "Say hello in one word."}], max_tokens=8, temperature=0))
+                reply = await backend.complete(
+                    ChatRequest.from_messages(
+                        [{"role": "user", "content": "Say hello in one word."}], max_tokens=8, temperature=0
+                    )
+                )
             except RequestFailed as exc:  # listed the model but cannot answer: say so plainly
                 raise UserError(f"the teacher failed a chat request: {exc}", where=spec.model or spec.backend) from None
             info.update(latency_s=round(time.perf_counter() - start, 3), reply=reply.text)

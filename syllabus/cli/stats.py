@@ -13,10 +13,15 @@ from .common import console, err_console
 
 
 def stats(
-    source: Annotated[Path, typer.Argument(help="Run folder, datasets folder (save_to_disk), JSONL or Parquet.",
-                                           show_default=False)],
-    out: Annotated[Optional[Path], typer.Option("--out", help="Folder for stats.json and the charts. "
-                                                "Default: RUN/stats, or NAME-stats beside a dataset.")] = None,
+    source: Annotated[
+        Path, typer.Argument(help="Run folder, datasets folder (save_to_disk), JSONL or Parquet.", show_default=False)
+    ],
+    out: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--out", help="Folder for stats.json and the charts. Default: RUN/stats, or NAME-stats beside a dataset."
+        ),
+    ] = None,
     charts: Annotated[bool, typer.Option("--charts/--no-charts", help="Draw the PNG charts.")] = True,
 ) -> None:
     """Counts per node, stage and filter; duplicates; lengths; Bloom, level and difficulty histograms.
@@ -35,8 +40,10 @@ def stats(
     print_stats(result)
     outputs = result["outputs"]
     pngs = [Path(v).name for k, v in outputs.items() if k.endswith("_chart")]
-    console.print(f"[green]wrote[/] {escape(outputs['json'])}"
-                  + (f" and {len(pngs)} chart(s): {escape(', '.join(pngs))}" if pngs else ""))
+    console.print(
+        f"[green]wrote[/] {escape(outputs['json'])}"
+        + (f" and {len(pngs)} chart(s): {escape(', '.join(pngs))}" if pngs else "")
+    )
 
 
 def _dist(d: Optional[dict[str, Any]]) -> list[str]:
@@ -51,8 +58,11 @@ def print_stats(result: dict[str, Any]) -> None:
     if dropped is not None:
         title += f"; {dropped} dropped of {result['generated']} generated"
     planned = any("requested" in n for n in result["nodes"])
-    columns = ["node", "rows"] + (["dropped"] if dropped is not None else []) + (["requested", "delivered", "note"]
-                                                                                 if planned else [])
+    columns = (
+        ["node", "rows"]
+        + (["dropped"] if dropped is not None else [])
+        + (["requested", "delivered", "note"] if planned else [])
+    )
     console.print(f"[bold]{title}[/]")
     table = Table(*columns, title="Rows per taxonomy node")
     for n in result["nodes"]:
@@ -64,11 +74,17 @@ def print_stats(result: dict[str, Any]) -> None:
         table.add_row(*cells)
     console.print(table)
     if result["stages"]:
-        stages = Table("stage", "requested", "from cache", "answered", "parsed", "failed", "kept", title="Stages (summary.json)")
+        stages = Table(
+            "stage", "requested", "from cache", "answered", "parsed", "failed", "kept", title="Stages (summary.json)"
+        )
         for stage, s in result["stages"].items():
             failed = ", ".join(f"{n} {r}" for r, n in {**s.get("failed", {}), **s.get("unparsed", {})}.items()) or "0"
-            stages.add_row(stage, *(str(s.get(k, "")) for k in ("requested", "from_cache", "answered", "parsed")),
-                           escape(failed), str(s.get("kept", "")))
+            stages.add_row(
+                stage,
+                *(str(s.get(k, "")) for k in ("requested", "from_cache", "answered", "parsed")),
+                escape(failed),
+                str(s.get("kept", "")),
+            )
         console.print(stages)
     if result["filters"] is not None:
         filters = Table("filter", "dropped", title="Dropped per filter")
@@ -79,16 +95,25 @@ def print_stats(result: dict[str, Any]) -> None:
         console.print(filters)
     quality = Table("measure", "rows", "exact", "normalised", title="Duplicate questions")
     for scope, d in result["duplicates"].items():
-        quality.add_row(scope, str(d["rows_with_question"]), f"{d['exact']} ({d['exact_rate']:.1%})",
-                        f"{d['normalised']} ({d['normalised_rate']:.1%})")
+        quality.add_row(
+            scope,
+            str(d["rows_with_question"]),
+            f"{d['exact']} ({d['exact_rate']:.1%})",
+            f"{d['normalised']} ({d['normalised_rate']:.1%})",
+        )
     console.print(quality)
     lengths = Table("words", "min", "median", "p90", "max", "mean", title="Lengths")
     lengths.add_row("question", *_dist(result["lengths"]["question_words"]))
     lengths.add_row("answer", *_dist(result["lengths"]["answer_words"]))
     console.print(lengths)
-    for column, label in (("bloom_level", "Bloom level"), ("level", "education level"),
-                          ("difficulty", "difficulty"), ("strategy", "answer strategy"), ("round", "round"),
-                          ("mix_source", "mix source")):
+    for column, label in (
+        ("bloom_level", "Bloom level"),
+        ("level", "education level"),
+        ("difficulty", "difficulty"),
+        ("strategy", "answer strategy"),
+        ("round", "round"),
+        ("mix_source", "mix source"),
+    ):
         counts = result.get(column)
         if counts:
             hist = Table(label, "rows", title=label.capitalize())

@@ -41,9 +41,7 @@ def _label(node) -> str:
         extra.append(f"{sum(1 for n in node.walk() if n.kind == 'discipline')} disciplines")
     if node.weight != 1:
         extra.append(f"weight {node.weight:g}")
-    return (
-        f"[{style}]{escape(node.name)}[/] [dim]{node.kind} · {escape(node.slug)} · {', '.join(extra)}[/]"
-    )
+    return f"[{style}]{escape(node.name)}[/] [dim]{node.kind} · {escape(node.slug)} · {', '.join(extra)}[/]"
 
 
 @taxonomy_app.command("show")
@@ -75,9 +73,13 @@ def show(
 
 @taxonomy_app.command("add")
 def add(
-    path: Annotated[str, typer.Argument(help="New node's path: parent slugs, then its name (e.g. 'mathematics/Number Theory').")],
+    path: Annotated[
+        str, typer.Argument(help="New node's path: parent slugs, then its name (e.g. 'mathematics/Number Theory').")
+    ],
     kind: Annotated[str, typer.Option("--kind", "-k", help="field, subfield or discipline.")],
-    description: Annotated[str, typer.Option("--description", "-d", help="What the node covers; the teacher reads it.")],
+    description: Annotated[
+        str, typer.Option("--description", "-d", help="What the node covers; the teacher reads it.")
+    ],
     level: Annotated[Optional[str], typer.Option(help="Education level, e.g. 'undergraduate'.")] = None,
     name: Annotated[Optional[str], typer.Option(help="Display name (default: from the last part of PATH).")] = None,
     weight: Annotated[Optional[float], typer.Option(help="Share of the generation budget (default 1).")] = None,
@@ -175,7 +177,9 @@ def diff(
 @taxonomy_app.command("import-instructlab")
 def import_instructlab(
     source: Annotated[Path, typer.Argument(help="An InstructLab taxonomy folder (with qna.yaml leaves).")],
-    into: Annotated[Optional[str], typer.Option(help="Existing field/subfield to import below (default: the top).")] = None,
+    into: Annotated[
+        Optional[str], typer.Option(help="Existing field/subfield to import below (default: the top).")
+    ] = None,
     project: ProjectOption = None,
 ) -> None:
     """Import an InstructLab taxonomy: each qna.yaml leaf becomes a discipline with its seeds."""
@@ -193,8 +197,12 @@ def import_instructlab(
 def expand(
     path: Annotated[str, typer.Argument(help="Field or subfield whose children the teacher proposes.")],
     count: Annotated[int, typer.Option("--count", "-n", min=1, max=50, help="How many children to propose.")] = 5,
-    kind: Annotated[str, typer.Option("--kind", help="Kind of the proposed children: discipline or subfield.")] = "discipline",
-    teacher: Annotated[Optional[str], typer.Option("--teacher", "-t", help="'embedded', a model folder, or 'openai:MODEL'.")] = None,
+    kind: Annotated[
+        str, typer.Option("--kind", help="Kind of the proposed children: discipline or subfield.")
+    ] = "discipline",
+    teacher: Annotated[
+        Optional[str], typer.Option("--teacher", "-t", help="'embedded', a model folder, or 'openai:MODEL'.")
+    ] = None,
     base_url: Annotated[Optional[list[str]], typer.Option("--base-url", help="OpenAI-compatible server URL.")] = None,
     project: ProjectOption = None,
 ) -> None:

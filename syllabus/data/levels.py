@@ -10,8 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-_BLOOM_PREFIXES = (("rememb", "knowledge", "recall"), ("understand", "comprehen"), ("appl",), ("analy",),
-                   ("evaluat",), ("creat", "synthes"))
+_BLOOM_PREFIXES = (
+    ("rememb", "knowledge", "recall"),
+    ("understand", "comprehen"),
+    ("appl",),
+    ("analy",),
+    ("evaluat",),
+    ("creat", "synthes"),
+)
 EDUCATION_LEVELS = (
     ("preschool", "pre-school", "kindergarten", "early years"),
     ("elementary", "primary", "grade school"),
@@ -75,6 +81,7 @@ def ordered_counts(values: Iterable[Any], column: str) -> dict[str, int]:
         counts[key] = counts.get(key, 0) + 1
     rank = RANKS.get(column)
     if rank is None:  # numbers in numeric order (round 2 before round 10), then text
+
         def plain(item: tuple[str, int]) -> tuple[int, float, str]:
             try:
                 return (0, float(item[0]), item[0])

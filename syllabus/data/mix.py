@@ -73,7 +73,9 @@ from .shares import allocate
 ORDERS = ("shuffled", "easy_to_hard", "interleaved")
 MIX_FILE = "mix.json"
 SOURCE_COLUMN = "mix_source"
-_RECIPE_HINT = "a recipe has sources:, nodes: (each with match: and count: or share:), and optional total, seed, order, out"
+_RECIPE_HINT = (
+    "a recipe has sources:, nodes: (each with match: and count: or share:), and optional total, seed, order, out"
+)
 
 
 # The recipe ---------------------------------------------------------------------------
@@ -101,8 +103,10 @@ class NodeTake(_Strict):
     @model_validator(mode="after")
     def _one_quantity(self):
         if (self.count is None) == (self.share is None):
-            raise ValueError("give either count (rows) or share (a fraction of total), not "
-                             + ("both" if self.count is not None else "neither"))
+            raise ValueError(
+                "give either count (rows) or share (a fraction of total), not "
+                + ("both" if self.count is not None else "neither")
+            )
         return self
 
 
@@ -165,23 +169,31 @@ def load_recipe(path: str | Path) -> tuple[Recipe, Any]:
             hint = "share is a fraction of total, in (0, 1]; for a number of rows write count: N"
         elif first["loc"] and first["loc"][-1] == "order":
             hint = f"order is one of: {', '.join(ORDERS)}"
-        raise UserError(f"recipe '{_loc_text(first['loc'])}': {message}",
-                        where=f"{path}:{_line_for(raw, first['loc'])}", hint=hint) from None
+        raise UserError(
+            f"recipe '{_loc_text(first['loc'])}': {message}", where=f"{path}:{_line_for(raw, first['loc'])}", hint=hint
+        ) from None
     shares = [(i, t) for i, t in enumerate(recipe.nodes) if t.share is not None]
     if shares and recipe.total is None:
         i = shares[0][0]
-        raise UserError(f"recipe 'nodes[{i}].share' needs a total to be a share of",
-                        where=f"{path}:{_line_for(raw, ('nodes', i, 'share'))}",
-                        hint="add `total: N` (rows in the mix), or write count: N instead of share")
+        raise UserError(
+            f"recipe 'nodes[{i}].share' needs a total to be a share of",
+            where=f"{path}:{_line_for(raw, ('nodes', i, 'share'))}",
+            hint="add `total: N` (rows in the mix), or write count: N instead of share",
+        )
     if sum(t.share for _, t in shares) > 1 + 1e-9:
-        raise UserError(f"recipe shares add up to {sum(t.share for _, t in shares):g}, more than 1",
-                        where=f"{path}:{_line_for(raw, ('nodes',))}", hint="shares are fractions of total")
+        raise UserError(
+            f"recipe shares add up to {sum(t.share for _, t in shares):g}, more than 1",
+            where=f"{path}:{_line_for(raw, ('nodes',))}",
+            hint="shares are fractions of total",
+        )
     if recipe.total is not None:
         asked = sum(requested(recipe).values())
         if asked > recipe.total:
-            raise UserError(f"recipe asks for {asked} rows (counts + shares), more than total: {recipe.total}",
-                            where=f"{path}:{_line_for(raw, ('total',))}",
-                            hint="raise total, or lower the counts and shares")
+            raise UserError(
+                f"recipe asks for {asked} rows (counts + shares), more than total: {recipe.total}",
+                where=f"{path}:{_line_for(raw, ('total',))}",
+                hint="raise total, or lower the counts and shares",
+            )
     return recipe, raw
 
 
@@ -216,9 +228,12 @@ def order_rows(rows: list[dict[str, Any]], order: str, seed: int = 0) -> list[di
         tiers.setdefault(level_rank(row.get("level")), {}).setdefault(subject, []).append(row)
     interleaved: list[dict[str, Any]] = []
     for rank in sorted(tiers):
-        queues = [sorted(tiers[rank][s], key=lambda r: (bloom_rank(r.get("bloom_level")),
-                                                         difficulty_rank(r.get("difficulty"))))
-                  for s in sorted(tiers[rank])]
+        queues = [
+            sorted(
+                tiers[rank][s], key=lambda r: (bloom_rank(r.get("bloom_level")), difficulty_rank(r.get("difficulty")))
+            )
+            for s in sorted(tiers[rank])
+        ]
         for turn in range(max(len(q) for q in queues)):
             interleaved += [q[turn] for q in queues if turn < len(q)]
     return interleaved
@@ -264,9 +279,19 @@ class EntryResult:
         return text
 
     def as_dict(self) -> dict[str, Any]:
-        return {"match": self.match, "count": self.count, "share": self.share, "requested": self.requested,
-                "matching": self.matching, "taken_earlier": self.taken_earlier, "available": self.available,
-                "delivered": self.delivered, "short": max(0, self.short), "why": self.why(), "nodes": self.nodes}
+        return {
+            "match": self.match,
+            "count": self.count,
+            "share": self.share,
+            "requested": self.requested,
+            "matching": self.matching,
+            "taken_earlier": self.taken_earlier,
+            "available": self.available,
+            "delivered": self.delivered,
+            "short": max(0, self.short),
+            "why": self.why(),
+            "nodes": self.nodes,
+        }
 
 
 @dataclass
@@ -327,19 +352,27 @@ def prepare(recipe_path: str | Path, out: str | Path | None = None) -> MixPlan:
         path = check_source(_resolve(base, spec.path), where=where)
         real = path.resolve()
         if real == out_dir or _inside(real, out_dir) or _inside(out_dir, real):
-            raise UserError(f"the output folder {out_dir} would overwrite the source {spec.path}", where=where,
-                            hint="write the mix to a folder of its own (--out DIR or out: in the recipe)")
+            raise UserError(
+                f"the output folder {out_dir} would overwrite the source {spec.path}",
+                where=where,
+                hint="write the mix to a folder of its own (--out DIR or out: in the recipe)",
+            )
         paths.append(path)
     sources = [read_source(p) for p in paths]
     if not any(s.rows for s in sources):
-        raise UserError(f"the sources hold no rows ({', '.join(spec.path for spec in recipe.sources)})",
-                        where=f"{recipe_path}:{_line_for(raw, ('sources', 0))}",
-                        hint="check the sources: an empty file, or a run whose filters dropped every row")
+        raise UserError(
+            f"the sources hold no rows ({', '.join(spec.path for spec in recipe.sources)})",
+            where=f"{recipe_path}:{_line_for(raw, ('sources', 0))}",
+            hint="check the sources: an empty file, or a run whose filters dropped every row",
+        )
     formats = {spec.path: row_format(s.rows[0]) for spec, s in zip(recipe.sources, sources) if s.rows}
     if len(set(formats.values())) > 1:
         listed = "; ".join(f"{name}: {fmt}" for name, fmt in formats.items())
-        raise UserError(f"the sources hold rows of different formats ({listed})", where=recipe_path,
-                        hint="mix sources of one format: TRL trains on prompt-completion or messages, not both")
+        raise UserError(
+            f"the sources hold rows of different formats ({listed})",
+            where=recipe_path,
+            hint="mix sources of one format: TRL trains on prompt-completion or messages, not both",
+        )
     pool, origins, seen, skipped, per_source = [], [], set(), 0, []
     for s, (spec, source) in enumerate(zip(recipe.sources, sources)):
         added = dup = 0
@@ -353,9 +386,17 @@ def prepare(recipe_path: str | Path, out: str | Path | None = None) -> MixPlan:
             origins.append((s, i))
             added += 1
         skipped += dup
-        per_source.append({"source": spec.path, "path": str(source.path), "kind": source.kind,
-                           "rows": len(source.rows), "pooled": added, "duplicates_skipped": dup,
-                           "without_node": sum(1 for r in source.rows if not node_of(r))})
+        per_source.append(
+            {
+                "source": spec.path,
+                "path": str(source.path),
+                "kind": source.kind,
+                "rows": len(source.rows),
+                "pooled": added,
+                "duplicates_skipped": dup,
+                "without_node": sum(1 for r in source.rows if not node_of(r)),
+            }
+        )
     # Rows are owned node by node: a node belongs to the first entry whose pattern matches it.
     # Every pattern must match a node of the sources, and not only nodes earlier entries own.
     node_rows: dict[str, list[int]] = {}
@@ -369,15 +410,32 @@ def prepare(recipe_path: str | Path, out: str | Path | None = None) -> MixPlan:
         if not matched:
             known = sorted(node_rows)
             shown = ", ".join(known[:12]) + (" ..." if len(known) > 12 else "")
-            raise UserError(f"node pattern '{take.match}' matches no row in the sources", where=where,
-                            hint=f"nodes in the sources: {shown or '(none: the rows have no taxonomy_path)'}")
+            raise UserError(
+                f"node pattern '{take.match}' matches no row in the sources",
+                where=where,
+                hint=f"nodes in the sources: {shown or '(none: the rows have no taxonomy_path)'}",
+            )
         free = [node for node in matched if node not in owner]
         if not free:
-            raise UserError(f"every row node pattern '{take.match}' matches belongs to an earlier entry",
-                            where=where, hint="a row goes to the first entry that matches it: put narrower patterns first")
+            raise UserError(
+                f"every row node pattern '{take.match}' matches belongs to an earlier entry",
+                where=where,
+                hint="a row goes to the first entry that matches it: put narrower patterns first",
+            )
         owner.update(dict.fromkeys(free, i))
-    return MixPlan(recipe, recipe_path, out_dir, sources, [s.path for s in recipe.sources], pool, origins, skipped,
-                   per_source, node_rows, owner)
+    return MixPlan(
+        recipe,
+        recipe_path,
+        out_dir,
+        sources,
+        [s.path for s in recipe.sources],
+        pool,
+        origins,
+        skipped,
+        per_source,
+        node_rows,
+        owner,
+    )
 
 
 def select(plan: MixPlan) -> tuple[list[dict[str, Any]], list[EntryResult]]:
@@ -397,8 +455,9 @@ def select(plan: MixPlan) -> tuple[list[dict[str, Any]], list[EntryResult]]:
         picked = sorted(rng.sample(free, min(entry.requested, len(free))))
         entry.delivered = len(picked)
         delivered = Counter(node_of(plan.pool[j]) for j in picked)
-        entry.nodes = {node: {"available": len(plan.node_rows[node]), "delivered": delivered.get(node, 0)}
-                       for node in own}
+        entry.nodes = {
+            node: {"available": len(plan.node_rows[node]), "delivered": delivered.get(node, 0)} for node in own
+        }
         chosen += [plan.pool[j] for j in picked]
         taken += picked
         results.append(entry)
@@ -452,18 +511,36 @@ def mix(recipe_path: str | Path, out: str | Path | None = None, *, write: bool =
     from .write import write_dataset
 
     # A folder mix did not make (no marker, no mix.json) is refused: writing would replace its dataset/.
-    claim(plan.out_dir, "mix", legacy=(MIX_FILE,), option="--out" if out is not None or not recipe.out
-          else "out: in the recipe")
+    claim(
+        plan.out_dir,
+        "mix",
+        legacy=(MIX_FILE,),
+        option="--out" if out is not None or not recipe.out else "out: in the recipe",
+    )
     try:
         outcome.outputs.update(write_dataset(_uniform(rows), plan.out_dir))
     except (TypeError, ValueError) as exc:  # pyarrow: a column whose type differs between sources
-        raise UserError(f"cannot write the mixed rows as one dataset: {exc}", where=plan.recipe_path,
-                        hint="the sources disagree on a column's type; mix sources written by the same version") from None
+        raise UserError(
+            f"cannot write the mixed rows as one dataset: {exc}",
+            where=plan.recipe_path,
+            hint="the sources disagree on a column's type; mix sources written by the same version",
+        ) from None
     outcome.outputs["mix"] = plan.out_dir / MIX_FILE
     outcome.summary["outputs"] = {k: str(v) for k, v in outcome.outputs.items()}
     atomic_write_text(plan.out_dir / MIX_FILE, json.dumps(outcome.summary, indent=2, ensure_ascii=False) + "\n")
     return outcome
 
 
-__all__ = ["ORDERS", "MixOutcome", "MixPlan", "Recipe", "load_recipe", "matches", "mix", "order_rows", "prepare",
-           "requested", "select"]
+__all__ = [
+    "ORDERS",
+    "MixOutcome",
+    "MixPlan",
+    "Recipe",
+    "load_recipe",
+    "matches",
+    "mix",
+    "order_rows",
+    "prepare",
+    "requested",
+    "select",
+]

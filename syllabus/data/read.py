@@ -61,13 +61,24 @@ def _format_of(path: Path, where: str | Path, hint: str, what: str) -> str:
         return "jsonl"
     if suffix in PARQUET_SUFFIXES:
         return "parquet"
-    raise UserError(f"unsupported {what + ' ' if what else ''}format '{suffix or '(no suffix)'}'"
-                    + (f": {path}" if where != path else ""),
-                    where=where, hint=hint)
+    raise UserError(
+        f"unsupported {what + ' ' if what else ''}format '{suffix or '(no suffix)'}'"
+        + (f": {path}" if where != path else ""),
+        where=where,
+        hint=hint,
+    )
 
 
-def locate(path: str | Path, *, what: str = "source", where: str | None = None, missing: str | None = None,
-           hint: str = HINT, splits: tuple[str, ...] = ("dataset",), unsupported: str = "") -> Located:
+def locate(
+    path: str | Path,
+    *,
+    what: str = "source",
+    where: str | None = None,
+    missing: str | None = None,
+    hint: str = HINT,
+    splits: tuple[str, ...] = ("dataset",),
+    unsupported: str = "",
+) -> Located:
     """Where the rows of `path` are, without reading them (cheap); a UserError for a path we do not read.
 
     `splits`: the folders of a run folder to take, in order (`train` reads `RUN/train`, the
@@ -84,9 +95,11 @@ def locate(path: str | Path, *, what: str = "source", where: str | None = None, 
     if is_saved_dataset(path):
         return Located(path, "dataset", path, "dataset")
     if not any((path / name).exists() for name in RUN_FILES + tuple(splits)):
-        raise UserError("folder holds no dataset: it is not a dataset saved with datasets' save_to_disk, "
-                        "nor a run folder", where=path,
-                        hint="expected a run folder (dataset/, dataset.jsonl, summary.json) or a save_to_disk folder")
+        raise UserError(
+            "folder holds no dataset: it is not a dataset saved with datasets' save_to_disk, nor a run folder",
+            where=path,
+            hint="expected a run folder (dataset/, dataset.jsonl, summary.json) or a save_to_disk folder",
+        )
     for split in splits:
         if is_saved_dataset(path / split):
             return Located(path, "run", path / split, "dataset")
@@ -127,16 +140,22 @@ def iter_jsonl(path: Path, *, skipped: list[str] | None = None) -> Iterator[tupl
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                bad(f"file is not UTF-8 text (line {number}, byte {exc.start}: {exc.reason})", number,
-                    "save the file as UTF-8 JSONL")
+                bad(
+                    f"file is not UTF-8 text (line {number}, byte {exc.start}: {exc.reason})",
+                    number,
+                    "save the file as UTF-8 JSONL",
+                )
                 continue
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                bad(f"line {number} is not valid JSON ({exc.msg})", number,
-                    "each line must hold one JSON object; this one is not a JSON line: fix or remove it")
+                bad(
+                    f"line {number} is not valid JSON ({exc.msg})",
+                    number,
+                    "each line must hold one JSON object; this one is not a JSON line: fix or remove it",
+                )
                 continue
             if not isinstance(row, dict):
                 bad(f"line {number} is not a JSON object", number, "each line must hold one JSON object")
@@ -152,8 +171,11 @@ def _iter_json_array(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         raise UserError(f"not valid JSON: {exc.msg}", where=f"{path}:{exc.lineno}", hint=HINT) from None
     for number, record in enumerate(records, start=1):
         if not isinstance(record, dict):
-            raise UserError(f"record {number} of the JSON array is not a JSON object", where=path,
-                            hint="each record must be a JSON object")
+            raise UserError(
+                f"record {number} of the JSON array is not a JSON object",
+                where=path,
+                hint="each record must be a JSON object",
+            )
         yield number, record
 
 
@@ -176,8 +198,11 @@ def _parquet_batches(path: Path, columns: list[str] | None) -> Iterator[list[dic
             done += len(rows)
             yield rows
     except Exception as exc:
-        raise UserError(f"cannot read as Parquet (after row {done}): {exc}", where=path,
-                        hint="the file is damaged or cut short; write it again") from None
+        raise UserError(
+            f"cannot read as Parquet (after row {done}): {exc}",
+            where=path,
+            hint="the file is damaged or cut short; write it again",
+        ) from None
 
 
 def load_saved(folder: Path, *, all_splits: bool = False) -> list:
@@ -192,8 +217,11 @@ def load_saved(folder: Path, *, all_splits: bool = False) -> list:
         if all_splits:
             return list(data.values())
         if "train" not in data:
-            raise UserError(f"dataset has splits {', '.join(data)} but no 'train'", where=folder,
-                            hint="save the split to read with save_to_disk on its own")
+            raise UserError(
+                f"dataset has splits {', '.join(data)} but no 'train'",
+                where=folder,
+                hint="save the split to read with save_to_disk on its own",
+            )
         return [data["train"]]
     return [data]
 
@@ -314,8 +342,11 @@ class Rows:
         try:
             return Dataset.from_list(rows)
         except Exception as exc:
-            raise UserError(f"the rows cannot be held as one dataset: {exc}", where=self.path,
-                            hint="every row must give each column the same type (as datasets and TRL read it)") from None
+            raise UserError(
+                f"the rows cannot be held as one dataset: {exc}",
+                where=self.path,
+                hint="every row must give each column the same type (as datasets and TRL read it)",
+            ) from None
 
 
 def open_rows(path: str | Path, *, all_splits: bool = False, **locate_options) -> Rows:
@@ -346,8 +377,9 @@ class ColumnKinds:
     def __init__(self) -> None:
         self.first: dict[str, tuple[str, str]] = {}  # column -> (kind, what named the row that set it)
 
-    def check(self, row: dict[str, Any], position: int, where: Callable[[int], tuple[str, str]],
-              source: str = "") -> None:
+    def check(
+        self, row: dict[str, Any], position: int, where: Callable[[int], tuple[str, str]], source: str = ""
+    ) -> None:
         """`source`, when given, starts each row's name (`mix`: which of its sources)."""
         for column, value in row.items():
             kind = kind_of(value)
@@ -358,10 +390,11 @@ class ColumnKinds:
                 self.first[column] = (kind, source + where(position)[1])
             elif seen[0] != kind:
                 at, label = where(position)
-                raise UserError(f"{source}{label}: column '{column}' is {kind} here but {seen[0]} in {seen[1]}",
-                                where=at,
-                                hint="a dataset holds one type per column (as datasets and TRL read it); "
-                                     "make the rows agree")
+                raise UserError(
+                    f"{source}{label}: column '{column}' is {kind} here but {seen[0]} in {seen[1]}",
+                    where=at,
+                    hint="a dataset holds one type per column (as datasets and TRL read it); make the rows agree",
+                )
 
 
 # A source for stats and mix -------------------------------------------------------------
@@ -418,8 +451,9 @@ def read_source(path: str | Path) -> Source:
     located = locate(path)
     reader = Rows(located) if located.rows_at is not None else None
     pairs = list(reader) if reader is not None else []
-    source = Source(located.path, located.kind, [row for _, row in pairs], positions=[p for p, _ in pairs],
-                    reader=reader)
+    source = Source(
+        located.path, located.kind, [row for _, row in pairs], positions=[p for p, _ in pairs], reader=reader
+    )
     if located.is_run:
         dropped = located.path / "dropped.jsonl"
         if dropped.exists():
@@ -429,7 +463,8 @@ def read_source(path: str | Path) -> Source:
             except UserError as exc:  # a folder or FIFO where dropped.jsonl should be
                 source.warnings.append(f"{exc.where}: {exc.message}; read without the dropped rows")
             if skipped:
-                source.warnings.append(f"{len(skipped)} unreadable line(s) of {dropped} passed over "
-                                       f"(first: {skipped[0]})")
+                source.warnings.append(
+                    f"{len(skipped)} unreadable line(s) of {dropped} passed over (first: {skipped[0]})"
+                )
         source.summary = _side_json(located.path / "summary.json", source.warnings)
     return source

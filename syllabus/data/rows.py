@@ -35,8 +35,9 @@ def content_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if is_content_parts(content):
-        return "\n".join(p["text"] for p in content if p.get("type") in TEXT_PART_TYPES
-                         and isinstance(p.get("text"), str))
+        return "\n".join(
+            p["text"] for p in content if p.get("type") in TEXT_PART_TYPES and isinstance(p.get("text"), str)
+        )
     return ""
 
 
@@ -48,8 +49,7 @@ def turns(value: Any, role: str) -> list[str]:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return [str(value)]
     if isinstance(value, list):
-        return [content_text(m.get("content")) for m in value
-                if isinstance(m, dict) and m.get("role") in (role, None)]
+        return [content_text(m.get("content")) for m in value if isinstance(m, dict) and m.get("role") in (role, None)]
     return []
 
 
@@ -116,8 +116,10 @@ def cell_problem(value: Any) -> str | None:
             continue
         if not is_content_parts(content):
             return "has a message without role or text content"
-        other = next((p["type"] for p in content if p.get("type") not in TEXT_PART_TYPES
-                      or not isinstance(p.get("text"), str)), None)
+        other = next(
+            (p["type"] for p in content if p.get("type") not in TEXT_PART_TYPES or not isinstance(p.get("text"), str)),
+            None,
+        )
         if other is not None:
             return f"has a content part of type '{other}': the student is trained on text only"
     return None
@@ -128,8 +130,9 @@ def has_content_parts(value: Any) -> bool:
 
 
 def _text_only(content: Any) -> bool:
-    return is_content_parts(content) and all(p.get("type") in TEXT_PART_TYPES and isinstance(p.get("text"), str)
-                                             for p in content)
+    return is_content_parts(content) and all(
+        p.get("type") in TEXT_PART_TYPES and isinstance(p.get("text"), str) for p in content
+    )
 
 
 def plain_messages(value: Any) -> Any:
@@ -138,8 +141,10 @@ def plain_messages(value: Any) -> Any:
     Anything else as it is."""
     if not has_content_parts(value):
         return value
-    return [{**m, "content": content_text(m["content"])} if isinstance(m, dict) and _text_only(m.get("content"))
-            else m for m in value]
+    return [
+        {**m, "content": content_text(m["content"])} if isinstance(m, dict) and _text_only(m.get("content")) else m
+        for m in value
+    ]
 
 
 def plain_row(row: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,6 @@ def largest_remainder(total: int, quotas: Mapping[str, float], tie: Callable[[st
     left after the floors go to the largest fractional parts, equal parts ordered by `tie`."""
     whole = {k: int(q) for k, q in quotas.items()}
     left = total - sum(whole.values())
-    for key in sorted(quotas, key=lambda k: (-(quotas[k] - whole[k]), tie(k)))[:max(left, 0)]:
+    for key in sorted(quotas, key=lambda k: (-(quotas[k] - whole[k]), tie(k)))[: max(left, 0)]:
         whole[key] += 1
     return whole

@@ -57,9 +57,15 @@ def distribution(values: list[int]) -> dict[str, Any] | None:
         return None
     ordered = sorted(values)
     p90 = ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
-    return {"count": len(ordered), "min": ordered[0], "median": statistics.median(ordered), "p90": p90,
-            "max": ordered[-1], "mean": round(sum(ordered) / len(ordered), 2),
-            "histogram": {str(k): v for k, v in sorted(Counter(ordered).items())}}
+    return {
+        "count": len(ordered),
+        "min": ordered[0],
+        "median": statistics.median(ordered),
+        "p90": p90,
+        "max": ordered[-1],
+        "mean": round(sum(ordered) / len(ordered), 2),
+        "histogram": {str(k): v for k, v in sorted(Counter(ordered).items())},
+    }
 
 
 def duplicate_rates(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -69,9 +75,13 @@ def duplicate_rates(rows: list[dict[str, Any]]) -> dict[str, Any]:
     exact = len(texts) - len(set(texts))
     normalised = len(texts) - len({normalise(t) for t in texts})
     total = len(texts)
-    return {"rows_with_question": total,
-            "exact": exact, "exact_rate": round(exact / total, 4) if total else 0.0,
-            "normalised": normalised, "normalised_rate": round(normalised / total, 4) if total else 0.0}
+    return {
+        "rows_with_question": total,
+        "exact": exact,
+        "exact_rate": round(exact / total, 4) if total else 0.0,
+        "normalised": normalised,
+        "normalised_rate": round(normalised / total, 4) if total else 0.0,
+    }
 
 
 def _words(text: str) -> int:
@@ -90,21 +100,33 @@ def summary_parts(summary: dict[str, Any] | None, warnings: list[str]) -> dict[s
     """The parts of a run's summary.json stats reads, each only when it has the shape
     `generate` writes: a hand-edited or damaged summary is reported in part, never a crash."""
     summary = summary or {}
-    parts: dict[str, Any] = {"nodes": [], "stages": None, "failed_requests": _count(summary.get("failed_requests")),
-                             "filter_reasons": []}
+    parts: dict[str, Any] = {
+        "nodes": [],
+        "stages": None,
+        "failed_requests": _count(summary.get("failed_requests")),
+        "filter_reasons": [],
+    }
     nodes = summary.get("nodes", [])
     nodes = nodes if isinstance(nodes, list) else [nodes]
     for n in nodes:
         if isinstance(n, dict) and isinstance(n.get("path"), str):
-            parts["nodes"].append({"path": n["path"], "requested": _count(n.get("requested")),
-                                   "delivered": _count(n.get("delivered")),
-                                   "note": n["note"] if isinstance(n.get("note"), str) else ""})
+            parts["nodes"].append(
+                {
+                    "path": n["path"],
+                    "requested": _count(n.get("requested")),
+                    "delivered": _count(n.get("delivered")),
+                    "note": n["note"] if isinstance(n.get("note"), str) else "",
+                }
+            )
     if len(parts["nodes"]) != len(nodes):
         warnings.append("summary.json: some 'nodes' entries are not {path, requested, delivered}; left out")
     stages = summary.get("stages")
     if isinstance(stages, dict):
-        parts["stages"] = {str(name): {**s, "failed": _counts(s.get("failed")), "unparsed": _counts(s.get("unparsed"))}
-                           for name, s in stages.items() if isinstance(s, dict)}
+        parts["stages"] = {
+            str(name): {**s, "failed": _counts(s.get("failed")), "unparsed": _counts(s.get("unparsed"))}
+            for name, s in stages.items()
+            if isinstance(s, dict)
+        }
         if len(parts["stages"]) != len(stages):
             warnings.append("summary.json: some 'stages' entries are not objects; left out")
     elif stages is not None:
@@ -155,8 +177,10 @@ def compute_stats(source: Source) -> dict[str, Any]:
         duplicates["generated"] = duplicate_rates([*rows, *dropped])
 
     columns = sorted({key for row in rows for key in row})
-    histograms = {column: ordered_counts((row.get(column) for row in rows), column)
-                  if has_column(rows, column) else None for column in HISTOGRAMS}
+    histograms = {
+        column: ordered_counts((row.get(column) for row in rows), column) if has_column(rows, column) else None
+        for column in HISTOGRAMS
+    }
     return {
         "source": str(source.path),
         "kind": source.kind,
@@ -169,8 +193,10 @@ def compute_stats(source: Source) -> dict[str, Any]:
         "failed_requests": parts["failed_requests"],
         "filters": filters,
         "duplicates": duplicates,
-        "lengths": {"question_words": distribution([n for n in map(_words, map(question_of, rows)) if n]),
-                    "answer_words": distribution([n for n in map(_words, map(answer_of, rows)) if n])},
+        "lengths": {
+            "question_words": distribution([n for n in map(_words, map(question_of, rows)) if n]),
+            "answer_words": distribution([n for n in map(_words, map(answer_of, rows)) if n]),
+        },
         **histograms,
         "missing_columns": [c for c in HISTOGRAMS if histograms[c] is None],
         "warnings": warnings,
@@ -187,9 +213,11 @@ def check_rows(source: Source) -> None:
         raise UserError("dataset is empty", where=source.path, hint="give a run folder or a dataset with rows")
     if not any(question_of(row) or answer_of(row) or node_of(row) for row in source.rows):
         columns = sorted({key for row in source.rows for key in row})
-        raise UserError(f"no row has a question, an answer or a taxonomy_path (columns: {', '.join(columns) or 'none'})",
-                        where=source.path,
-                        hint="stats reads generated data: prompt/completion or messages (TRL), or question/answer columns")
+        raise UserError(
+            f"no row has a question, an answer or a taxonomy_path (columns: {', '.join(columns) or 'none'})",
+            where=source.path,
+            hint="stats reads generated data: prompt/completion or messages (TRL), or question/answer columns",
+        )
 
 
 # Files --------------------------------------------------------------------------------
@@ -201,8 +229,9 @@ def default_out_dir(source: Source) -> Path:
     return source.path.parent / f"{name}-{STATS_DIR}"
 
 
-def dataset_stats(path: str | Path, out_dir: str | Path | None = None, *, charts: bool = True,
-                  write: bool = True) -> dict[str, Any]:
+def dataset_stats(
+    path: str | Path, out_dir: str | Path | None = None, *, charts: bool = True, write: bool = True
+) -> dict[str, Any]:
     """Read `path` (run folder or dataset), compute the stats, write stats.json and the charts.
 
     Returns the stats dict; with `write`, its `outputs` names the files written."""
@@ -226,8 +255,10 @@ def write_stats(result: dict[str, Any], out_dir: Path, *, charts: bool = True) -
             (out_dir / name).unlink(missing_ok=True)
     outputs.update({key: str(out_dir / name) for key, name in written.items()})
     outputs["json"] = str(out_dir / STATS_FILE)
-    atomic_write_text(out_dir / STATS_FILE, json.dumps({**result, "outputs": outputs}, indent=2,
-                                                       ensure_ascii=False, default=str) + "\n")
+    atomic_write_text(
+        out_dir / STATS_FILE,
+        json.dumps({**result, "outputs": outputs}, indent=2, ensure_ascii=False, default=str) + "\n",
+    )
     return outputs
 
 
@@ -282,8 +313,12 @@ def draw_charts(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
                 low, high = min(words), max(words)
                 # One bar per word count while that is readable, else 30 even bins.
                 bins = [w - 0.5 for w in range(low, high + 2)] if high - low <= 60 else 30
-                ax.hist(words, weights=list(d["histogram"].values()), bins=bins,
-                        color="tab:green" if i == 1 else "tab:purple")
+                ax.hist(
+                    words,
+                    weights=list(d["histogram"].values()),
+                    bins=bins,
+                    color="tab:green" if i == 1 else "tab:purple",
+                )
                 ax.axvline(d["median"], color="black", linestyle="--", linewidth=1, label=f"median {d['median']:g}")
                 ax.axvline(d["p90"], color="red", linestyle=":", linewidth=1, label=f"p90 {d['p90']:g}")
                 ax.legend(fontsize=8)
@@ -292,8 +327,11 @@ def draw_charts(result: dict[str, Any], out_dir: Path) -> dict[str, str]:
             ax.set_ylabel("rows")
         _save(fig, out_dir / "lengths.png")
         written["lengths_chart"] = "lengths.png"
-    for column, name, title in (("bloom_level", "bloom.png", "Bloom level"), ("level", "level.png", "Education level"),
-                                ("difficulty", "difficulty.png", "Difficulty")):
+    for column, name, title in (
+        ("bloom_level", "bloom.png", "Bloom level"),
+        ("level", "level.png", "Education level"),
+        ("difficulty", "difficulty.png", "Difficulty"),
+    ):
         counts = result.get(column)
         if not counts:
             continue

@@ -59,8 +59,9 @@ def write_dataset(rows: Iterable[dict[str, Any]], run_dir: Path, name: str = "da
                 for line in handle:
                     yield json.loads(line)
 
-        dataset = Dataset.from_generator(read_back, features=features, cache_dir=str(scratch / "cache"),
-                                         fingerprint=uuid.uuid4().hex)
+        dataset = Dataset.from_generator(
+            read_back, features=features, cache_dir=str(scratch / "cache"), fingerprint=uuid.uuid4().hex
+        )
         dataset.save_to_disk(str(scratch / "dataset"))
         del dataset
         replace_dir(scratch / "dataset", run_dir / name)

@@ -64,12 +64,22 @@ class RequestCache:
         """Store an answer; with `request`, also what was asked (messages and sampling), for audits."""
         asked = None
         if request is not None:
-            asked = json.dumps({"messages": request.message_dicts(), **request.sampling(),
-                                "sample_index": request.sample_index}, ensure_ascii=False)
+            asked = json.dumps(
+                {"messages": request.message_dicts(), **request.sampling(), "sample_index": request.sample_index},
+                ensure_ascii=False,
+            )
         self._db.execute(
             "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (key, stage, completion.text, completion.finish_reason, completion.prompt_tokens,
-             completion.completion_tokens, time.time(), asked),
+            (
+                key,
+                stage,
+                completion.text,
+                completion.finish_reason,
+                completion.prompt_tokens,
+                completion.completion_tokens,
+                time.time(),
+                asked,
+            ),
         )
         if key in self._failed:
             self._db.execute("DELETE FROM failures WHERE key = ?", (key,))

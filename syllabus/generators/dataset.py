@@ -12,9 +12,21 @@ from typing import Any
 from ..backends.redact import redact_urls
 
 
-def dataset_card(*, title: str, rows: int, per_node: Counter, difficulties: Counter, nodes: list,
-                 stats: dict[str, Any], teacher: str, backend: str, templates: dict[str, dict[str, Any]],
-                 settings: dict[str, Any], command: str, filters: dict[str, Any] | None = None) -> str:
+def dataset_card(
+    *,
+    title: str,
+    rows: int,
+    per_node: Counter,
+    difficulties: Counter,
+    nodes: list,
+    stats: dict[str, Any],
+    teacher: str,
+    backend: str,
+    templates: dict[str, dict[str, Any]],
+    settings: dict[str, Any],
+    command: str,
+    filters: dict[str, Any] | None = None,
+) -> str:
     """A README.md for the run: what is in it, where it came from, what was dropped.
 
     `rows` is the count written, `per_node` and `difficulties` its counts by node and by
@@ -62,8 +74,10 @@ def dataset_card(*, title: str, rows: int, per_node: Counter, difficulties: Coun
         s = s.as_dict() if hasattr(s, "as_dict") else s
         failed = ", ".join(f"{n} {r}" for r, n in s["failed"].items()) or "0"
         unparsed = ", ".join(f"{n} {r}" for r, n in s["unparsed"].items()) or "0"
-        lines.append(f"| {stage} | {s['requested']} | {s['from_cache']} | {s['answered']} | {s['parsed']} | "
-                     f"{s['kept']} | {failed} | {unparsed} |")
+        lines.append(
+            f"| {stage} | {s['requested']} | {s['from_cache']} | {s['answered']} | {s['parsed']} | "
+            f"{s['kept']} | {failed} | {unparsed} |"
+        )
     if filters is not None:
         lines += [
             "",
@@ -75,10 +89,17 @@ def dataset_card(*, title: str, rows: int, per_node: Counter, difficulties: Coun
             "| filter | dropped |",
             "|---|---:|",
         ]
-        lines += [f"| {reason} | {count} |" for reason, count in filters["counts"].items()] or ["| (none enabled) | 0 |"]
+        lines += [f"| {reason} | {count} |" for reason, count in filters["counts"].items()] or [
+            "| (none enabled) | 0 |"
+        ]
         if filters.get("per_eval_set"):
-            lines += ["", "Decontamination, rows overlapping each evaluation set:", "",
-                      "| evaluation set | rows |", "|---|---:|"]
+            lines += [
+                "",
+                "Decontamination, rows overlapping each evaluation set:",
+                "",
+                "| evaluation set | rows |",
+                "|---|---:|",
+            ]
             lines += [f"| `{name}` | {count} |" for name, count in filters["per_eval_set"].items()]
     lines += ["", "## Difficulty", ""]
     lines += [f"- {level}: {count}" for level, count in sorted(levels.items())] or ["- (none)"]

@@ -30,8 +30,15 @@ def review_file(project: Project, node_path: str) -> Path:
     return project.root / REVIEW_DIR / f"{node_path.replace('/', '--')}.yaml"
 
 
-def expand_node(project: Project, path: str, *, count: int = 5, child_kind: str | None = None,
-                teacher: str | None = None, base_urls: list[str] | None = None) -> Path:
+def expand_node(
+    project: Project,
+    path: str,
+    *,
+    count: int = 5,
+    child_kind: str | None = None,
+    teacher: str | None = None,
+    base_urls: list[str] | None = None,
+) -> Path:
     taxonomy = project.load_taxonomy()
     node = taxonomy.find(path)
     if node.kind == "discipline":
@@ -40,10 +47,15 @@ def expand_node(project: Project, path: str, *, count: int = 5, child_kind: str 
     if child_kind not in ("subfield", "discipline"):
         raise UserError(f"--kind must be subfield or discipline, not {child_kind!r}")
     templates = Templates(project.prompts_dir)
-    messages = templates.render("expand", node=node, children=[c.name for c in node.children], count=count,
-                                child_kind=child_kind)
-    backend = make_backend(parse_teacher_spec(teacher, project.config.teacher), project.config.teacher,
-                           base_urls=base_urls, project_root=project.root)
+    messages = templates.render(
+        "expand", node=node, children=[c.name for c in node.children], count=count, child_kind=child_kind
+    )
+    backend = make_backend(
+        parse_teacher_spec(teacher, project.config.teacher),
+        project.config.teacher,
+        base_urls=base_urls,
+        project_root=project.root,
+    )
     cache = RequestCache(project.runs_dir / "expand-cache.sqlite")
     cached = CachedTeacher(backend, cache)
     request = ChatRequest.from_messages(messages, temperature=0.7, max_tokens=40 * count + 40)
@@ -66,7 +78,9 @@ def expand_node(project: Project, path: str, *, count: int = 5, child_kind: str 
     try:
         proposals = [(n, d) for n, d in parse_proposals(reply.text, count * 2) if slugify(n) not in existing][:count]
     except ParseError as exc:
-        raise UserError(f"could not read the teacher's proposals: {exc}", hint="try a stronger teacher (--teacher)") from None
+        raise UserError(
+            f"could not read the teacher's proposals: {exc}", hint="try a stronger teacher (--teacher)"
+        ) from None
     doc = CommentedMap()
     doc["parent"] = node.path
     doc["proposals"] = [{"name": n, "kind": child_kind, "description": d} for n, d in proposals]
@@ -84,9 +98,15 @@ def accept_review(project: Project, file: Path) -> tuple[list[str], list[str]]:
     """Merge a review file into the taxonomy; returns (added paths, skipped with reason)."""
     file = Path(file)
     if not file.is_file():
-        raise UserError("review file does not exist", where=file, hint="create one with `syllabus taxonomy expand PATH`")
+        raise UserError(
+            "review file does not exist", where=file, hint="create one with `syllabus taxonomy expand PATH`"
+        )
     doc = load(file)
-    if not isinstance(doc, dict) or not isinstance(doc.get("parent"), str) or not isinstance(doc.get("proposals"), list):
+    if (
+        not isinstance(doc, dict)
+        or not isinstance(doc.get("parent"), str)
+        or not isinstance(doc.get("proposals"), list)
+    ):
         raise UserError("not a review file (needs `parent` and `proposals`)", where=file)
     taxonomy = project.load_taxonomy()
     parent = taxonomy.find(doc["parent"])
@@ -96,9 +116,13 @@ def accept_review(project: Project, file: Path) -> tuple[list[str], list[str]]:
             skipped.append(f"proposal {index}: needs name and description")
             continue
         try:
-            node = taxonomy.add(f"{parent.path}/{slugify(str(item['name']))}", name=str(item["name"]),
-                                kind=str(item.get("kind") or "discipline"), description=str(item["description"]),
-                                level=item.get("level"))
+            node = taxonomy.add(
+                f"{parent.path}/{slugify(str(item['name']))}",
+                name=str(item["name"]),
+                kind=str(item.get("kind") or "discipline"),
+                description=str(item["description"]),
+                level=item.get("level"),
+            )
         except UserError as exc:
             skipped.append(f"{item['name']}: {exc.message}")
             continue

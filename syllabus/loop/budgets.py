@@ -71,8 +71,9 @@ def seeded_ties(total: int, quotas: Mapping[str, float], *, seed: int = 0) -> di
     return largest_remainder(total, quotas, tie=draw.__getitem__)
 
 
-def allocate(total: int, history: Mapping[str, Sequence[float]], rule: BudgetRule = BudgetRule(), *,
-             seed: int = 0) -> list[Decision]:
+def allocate(
+    total: int, history: Mapping[str, Sequence[float]], rule: BudgetRule = BudgetRule(), *, seed: int = 0
+) -> list[Decision]:
     """Budgets for the next round from each node's dev scores so far (oldest first, in [0, 1]).
 
     Every node of `history` gets a decision, in the order given; a node with no score yet
@@ -82,14 +83,17 @@ def allocate(total: int, history: Mapping[str, Sequence[float]], rule: BudgetRul
     if not nodes:
         raise UserError("no taxonomy node to allocate rows to")
     if total < len(nodes):
-        raise UserError(f"a budget of {total} rows cannot give each of the {len(nodes)} nodes a row",
-                        where="--budget", hint=f"use --budget {len(nodes)} or more, or select fewer nodes")
+        raise UserError(
+            f"a budget of {total} rows cannot give each of the {len(nodes)} nodes a row",
+            where="--budget",
+            hint=f"use --budget {len(nodes)} or more, or select fewer nodes",
+        )
     for node, scores in history.items():
         bad = [s for s in scores if not 0.0 <= s <= 1.0]
         if bad:
             raise UserError(f"dev scores must lie in [0, 1], found {bad[0]}", where=node)
     first_round = all(len(history[n]) < 2 for n in nodes)
-    progress = {n: abs(slope(list(history[n])[-rule.window:])) for n in nodes}
+    progress = {n: abs(slope(list(history[n])[-rule.window :])) for n in nodes}
     weakness = {n: 1.0 - history[n][-1] if history[n] else 1.0 for n in nodes}
     w_progress = 0.0 if first_round else rule.progress_weight
     priority = {n: w_progress * progress[n] + rule.weakness_weight * weakness[n] for n in nodes}
@@ -115,7 +119,7 @@ def allocate(total: int, history: Mapping[str, Sequence[float]], rule: BudgetRul
         else:
             parts = []
             if w_progress and progress[n] > 0:
-                sign = "+" if slope(list(history[n])[-rule.window:]) >= 0 else "-"
+                sign = "+" if slope(list(history[n])[-rule.window :]) >= 0 else "-"
                 parts.append(f"moving {sign}{progress[n]:.3f}/round")
             if weakness[n] > 0:
                 parts.append(f"weak ({score:.0%} on dev)" if score is not None else "weak")

@@ -52,8 +52,11 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "*":
             for sequence, times in ((left, right), (right, left)):
-                if isinstance(sequence, (str, list, tuple)) and isinstance(times, int) \
-                        and len(sequence) * times > MAX_REPEAT:
+                if (
+                    isinstance(sequence, (str, list, tuple))
+                    and isinstance(times, int)
+                    and len(sequence) * times > MAX_REPEAT
+                ):
                     raise SecurityError(f"'*' would make {len(sequence) * times:,} items (at most {MAX_REPEAT:,})")
         elif operator == "**" and isinstance(right, int) and abs(right) > MAX_EXPONENT:
             raise SecurityError(f"exponent {right:,} is too large (at most {MAX_EXPONENT})")
@@ -65,8 +68,13 @@ class Templates:
 
     def __init__(self, override_dir: str | Path | None = None):
         self.override_dir = Path(override_dir) if override_dir else None
-        self._env = _Sandbox(undefined=StrictUndefined, keep_trailing_newline=False,
-                             trim_blocks=True, lstrip_blocks=True, autoescape=False)
+        self._env = _Sandbox(
+            undefined=StrictUndefined,
+            keep_trailing_newline=False,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            autoescape=False,
+        )
         self._cache: dict[str, tuple[PromptTemplate, Any]] = {}
 
     def get(self, name: str) -> PromptTemplate:
@@ -82,15 +90,21 @@ class Templates:
             try:
                 source = origin.read_text(encoding="utf-8")
             except UnicodeDecodeError:
-                raise UserError("template is not UTF-8 text", where=origin,
-                                hint="save it as UTF-8, or delete the override to use the built-in template") from None
+                raise UserError(
+                    "template is not UTF-8 text",
+                    where=origin,
+                    hint="save it as UTF-8, or delete the override to use the built-in template",
+                ) from None
             except OSError as exc:
                 raise UserError(f"cannot read the template: {exc.strerror or exc}", where=origin) from None
             try:
                 compiled = self._env.from_string(source)
             except TemplateSyntaxError as exc:
-                raise UserError(f"template syntax error: {exc.message}", where=f"{origin}:{exc.lineno}",
-                                hint="fix the jinja2 syntax, or delete the override to use the built-in template") from None
+                raise UserError(
+                    f"template syntax error: {exc.message}",
+                    where=f"{origin}:{exc.lineno}",
+                    hint="fix the jinja2 syntax, or delete the override to use the built-in template",
+                ) from None
             version = hashlib.sha256(source.encode("utf-8")).hexdigest()[:12]
             self._cache[name] = (PromptTemplate(name, source, origin, version), compiled)
         return self._cache[name]
@@ -101,17 +115,26 @@ class Templates:
         try:
             text = compiled.render(**context)
         except SecurityError as exc:
-            raise UserError(f"template tried an unsafe operation: {exc}", where=_where(template, exc),
-                            hint="templates may only use the variables they are given") from None
+            raise UserError(
+                f"template tried an unsafe operation: {exc}",
+                where=_where(template, exc),
+                hint="templates may only use the variables they are given",
+            ) from None
         except UndefinedError as exc:
-            raise UserError(f"template uses an unknown variable: {exc.message}", where=_where(template, exc),
-                            hint=f"see the built-in {name}.j2 for the variables each stage provides") from None
+            raise UserError(
+                f"template uses an unknown variable: {exc.message}",
+                where=_where(template, exc),
+                hint=f"see the built-in {name}.j2 for the variables each stage provides",
+            ) from None
         except TemplateError as exc:
             raise UserError(f"template failed to render: {exc}", where=_where(template, exc)) from None
         except (ArithmeticError, LookupError, TypeError, ValueError, MemoryError, RecursionError) as exc:
             # The template's own expression failed (1/0, 'a' + 1, a range the sandbox refuses).
-            raise UserError(f"template failed to render: {type(exc).__name__}: {exc}", where=_where(template, exc),
-                            hint=f"fix the expression on that line, or delete the override to use the built-in {name}.j2") from None
+            raise UserError(
+                f"template failed to render: {type(exc).__name__}: {exc}",
+                where=_where(template, exc),
+                hint=f"fix the expression on that line, or delete the override to use the built-in {name}.j2",
+            ) from None
         return split_messages(text, template.origin)
 
     def versions(self, names) -> dict[str, str]:
@@ -131,12 +154,12 @@ def _where(template: PromptTemplate, exc: BaseException) -> str:
 def split_messages(text: str, origin: Path | str = "<template>") -> list[dict[str, str]]:
     parts = ROLE_MARKER.split(text)
     if parts[0].strip():
-        raise UserError("template text before the first [[system]]/[[user]] marker", where=origin,
-                        hint="start every turn with a line [[system]], [[user]] or [[assistant]]")
-    messages = [
-        {"role": role, "content": content.strip()}
-        for role, content in zip(parts[1::2], parts[2::2])
-    ]
+        raise UserError(
+            "template text before the first [[system]]/[[user]] marker",
+            where=origin,
+            hint="start every turn with a line [[system]], [[user]] or [[assistant]]",
+        )
+    messages = [{"role": role, "content": content.strip()} for role, content in zip(parts[1::2], parts[2::2])]
     if not messages or messages[-1]["role"] != "user":
         raise UserError("a template must end with a [[user]] turn", where=origin)
     empty = [m["role"] for m in messages if not m["content"]]

@@ -37,14 +37,19 @@ def training_format(rows: Rows, method: str, source: Path) -> tuple[str, ...]:
     if method == "sft":
         chosen = next((fmt for fmt in SFT_FORMATS if set(fmt) <= columns), None)
         if chosen is None:
-            raise UserError(f"dataset has none of the SFT formats (columns: {', '.join(sorted(columns)) or 'none'})",
-                            where=source, hint="SFT needs prompt + completion, or messages, or text")
+            raise UserError(
+                f"dataset has none of the SFT formats (columns: {', '.join(sorted(columns)) or 'none'})",
+                where=source,
+                hint="SFT needs prompt + completion, or messages, or text",
+            )
         return chosen
     missing = [c for c in DPO_COLUMNS if c not in columns]
     if missing:
-        raise UserError(f"dataset lacks the DPO column(s) {', '.join(missing)} "
-                        f"(columns: {', '.join(sorted(columns)) or 'none'})", where=source,
-                        hint="DPO needs prompt, chosen and rejected (see `syllabus eval`, which writes pairs)")
+        raise UserError(
+            f"dataset lacks the DPO column(s) {', '.join(missing)} (columns: {', '.join(sorted(columns)) or 'none'})",
+            where=source,
+            hint="DPO needs prompt, chosen and rejected (see `syllabus eval`, which writes pairs)",
+        )
     return DPO_COLUMNS
 
 
@@ -62,16 +67,20 @@ def check_cells(rows: Rows, columns: Iterable[str]) -> bool:
                 problem = "must be text"
             if problem is not None:
                 where, label = rows.where(position)
-                raise UserError(f"{label}: '{column}' {problem}", where=where,
-                                hint=_MESSAGES_HINT if "message" in problem else None)
+                raise UserError(
+                    f"{label}: '{column}' {problem}", where=where, hint=_MESSAGES_HINT if "message" in problem else None
+                )
             kind = "text" if isinstance(value, str) else "messages"
             if column not in first:
                 first[column] = (kind, rows.where(position)[1])
             elif first[column][0] != kind:
                 where, label = rows.where(position)
-                raise UserError(f"{label}: '{column}' is {kind} here but {first[column][0]} in {first[column][1]}",
-                                where=where, hint="TRL trains on one format per dataset: every row plain text "
-                                                  "(standard) or every row a list of messages (conversational)")
+                raise UserError(
+                    f"{label}: '{column}' is {kind} here but {first[column][0]} in {first[column][1]}",
+                    where=where,
+                    hint="TRL trains on one format per dataset: every row plain text "
+                    "(standard) or every row a list of messages (conversational)",
+                )
             parts = parts or has_content_parts(value)
     return parts
 

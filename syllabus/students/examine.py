@@ -82,15 +82,18 @@ def _user(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
 
 
-async def examine(backend, probes: list[Probe], *, max_tokens: int = 128, in_flight: int = 32,
-                  progress=None) -> list[ProbeResult]:
+async def examine(
+    backend, probes: list[Probe], *, max_tokens: int = 128, in_flight: int = 32, progress=None
+) -> list[ProbeResult]:
     """Results in probe order; `in_flight` probes at a time, so a local backend fills its batches
     and a server its concurrency, while memory stays bounded whatever the probe count."""
     capabilities = await backend.capabilities()
     if not capabilities.prompt_scoring:
         note = capabilities.notes.get("prompt_scoring", "")
-        raise UserError(f"the student backend cannot score prompts, which the examination needs ({backend.model})",
-                        hint=note or "examine a local model folder, or a server that returns prompt log-probabilities")
+        raise UserError(
+            f"the student backend cannot score prompts, which the examination needs ({backend.model})",
+            hint=note or "examine a local model folder, or a server that returns prompt log-probabilities",
+        )
     results: list[ProbeResult | None] = [None] * len(probes)
     next_index = iter(range(len(probes)))
 
@@ -98,11 +101,20 @@ async def examine(backend, probes: list[Probe], *, max_tokens: int = 128, in_fli
         if probe.options:
             scores = await backend.score(_user(_choice_prompt(probe)), list(probe.options))
             pick = max(range(len(scores)), key=lambda i: scores[i].mean)
-            return ProbeResult(probe.node, probe.question, probe.answer, probe.options[pick], "choice",
-                               pick == probe.correct, scores[probe.correct].mean, any(s.truncated for s in scores))
+            return ProbeResult(
+                probe.node,
+                probe.question,
+                probe.answer,
+                probe.options[pick],
+                "choice",
+                pick == probe.correct,
+                scores[probe.correct].mean,
+                any(s.truncated for s in scores),
+            )
         request = ChatRequest.from_messages(_user(probe.question), temperature=0.0, max_tokens=max_tokens)
-        answer, (score,) = await asyncio.gather(backend.complete(request), backend.score(_user(probe.question),
-                                                                                         [probe.answer]))
+        answer, (score,) = await asyncio.gather(
+            backend.complete(request), backend.score(_user(probe.question), [probe.answer])
+        )
         kind, correct = grade(probe.answer, answer.text)
         truncated = bool(answer.extra.get("truncated")) or score.truncated
         return ProbeResult(probe.node, probe.question, probe.answer, answer.text, kind, correct, score.mean, truncated)
@@ -149,21 +161,28 @@ def write_examination(results: list[ProbeResult], out_dir: Path, student: str) -
     rows = [asdict(r) for r in results]
     atomic_write_text(out_dir / "answers.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     mistakes = [r for r in results if r.correct is False]
-    atomic_write_text(out_dir / "mistakes.jsonl",
-                      "".join(json.dumps(asdict(r), ensure_ascii=False) + "\n" for r in mistakes))
+    atomic_write_text(
+        out_dir / "mistakes.jsonl", "".join(json.dumps(asdict(r), ensure_ascii=False) + "\n" for r in mistakes)
+    )
     # Preference pairs: the reference is chosen over the student's answer wherever the student
     # was wrong, or (for long answers, which have no exact check) said something else.
     pairs = [
-        {"prompt": [{"role": "user", "content": r.question}],
-         "chosen": [{"role": "assistant", "content": r.reference}],
-         "rejected": [{"role": "assistant", "content": r.student_answer}],
-         "taxonomy_path": r.node}
+        {
+            "prompt": [{"role": "user", "content": r.question}],
+            "chosen": [{"role": "assistant", "content": r.reference}],
+            "rejected": [{"role": "assistant", "content": r.student_answer}],
+            "taxonomy_path": r.node,
+        }
         for r in results
-        if r.kind != "choice" and r.student_answer.strip()
+        if r.kind != "choice"
+        and r.student_answer.strip()
         and (r.correct is False or (r.correct is None and r.student_answer.strip() != r.reference.strip()))
     ]
-    outputs = {"results": out_dir / "results.json", "answers": out_dir / "answers.jsonl",
-               "mistakes": out_dir / "mistakes.jsonl"}
+    outputs = {
+        "results": out_dir / "results.json",
+        "answers": out_dir / "answers.jsonl",
+        "mistakes": out_dir / "mistakes.jsonl",
+    }
     if pairs:
         staging = out_dir / ".pairs.tmp"
         Dataset.from_list(pairs).save_to_disk(str(staging))

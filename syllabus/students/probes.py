@@ -50,8 +50,11 @@ def load_probes(path: str | Path) -> list[Probe]:
     if path.is_dir():
         path = path / PROBES_FILE
     if not path.exists():
-        raise UserError("probe file does not exist", where=path,
-                        hint="split probes off a run with `syllabus probes split RUN`, or give a JSONL file")
+        raise UserError(
+            "probe file does not exist",
+            where=path,
+            hint="split probes off a run with `syllabus probes split RUN`, or give a JSONL file",
+        )
     probes = []
     for number, row in iter_jsonl(path):
         probes.append(_probe_from(row, f"{path}:{number}"))
@@ -86,8 +89,9 @@ def write_probes(probes: list[Probe], path: Path) -> None:
     atomic_write_text(path, "".join(json.dumps(asdict(p), ensure_ascii=False) + "\n" for p in probes))
 
 
-def split_probes(source: str | Path, *, fraction: float = 0.1, minimum: int = 1, seed: int = 0,
-                 out_dir: Path | None = None) -> tuple[Path, Path, int, int]:
+def split_probes(
+    source: str | Path, *, fraction: float = 0.1, minimum: int = 1, seed: int = 0, out_dir: Path | None = None
+) -> tuple[Path, Path, int, int]:
     """Hold out a share of each node's rows as probes; write them and the rest as `train`.
 
     Returns (probes file, train dataset folder, probes, training rows).
@@ -112,8 +116,9 @@ def split_probes(source: str | Path, *, fraction: float = 0.1, minimum: int = 1,
             continue  # a node with one row trains on it; probing it would leave nothing to learn from
         count = min(len(indices) - 1, max(minimum, round(len(indices) * fraction)))
         held.update(rng.sample(indices, count))
-    probes = [Probe(question_of(row), answer_of(row), node_of(row) or "unknown")
-              for row in (dataset[i] for i in sorted(held))]
+    probes = [
+        Probe(question_of(row), answer_of(row), node_of(row) or "unknown") for row in (dataset[i] for i in sorted(held))
+    ]
     keys = {p.key for p in probes}
     train = dataset.filter(lambda row: not row_keys(row) & keys)
     probes_file = out_dir / PROBES_FILE

@@ -52,12 +52,21 @@ class TrainOptions:
     def from_config(cls, config, **overrides: Any) -> TrainOptions:
         """Settings from syllabus.yaml's `student:`, then the flags that were given."""
         values = {
-            "student": config.model, "epochs": config.epochs, "max_steps": config.max_steps,
-            "batch_size": config.batch_size, "gradient_accumulation": config.gradient_accumulation,
-            "max_length": config.max_length, "lora": config.lora, "lora_r": config.lora_r,
-            "lora_alpha": config.lora_alpha, "lora_learning_rate": config.lora_learning_rate,
-            "full_learning_rate": config.learning_rate, "dpo_beta": config.dpo_beta,
-            "save_steps": config.save_steps, "dtype": config.dtype, "seed": config.seed,
+            "student": config.model,
+            "epochs": config.epochs,
+            "max_steps": config.max_steps,
+            "batch_size": config.batch_size,
+            "gradient_accumulation": config.gradient_accumulation,
+            "max_length": config.max_length,
+            "lora": config.lora,
+            "lora_r": config.lora_r,
+            "lora_alpha": config.lora_alpha,
+            "lora_learning_rate": config.lora_learning_rate,
+            "full_learning_rate": config.learning_rate,
+            "dpo_beta": config.dpo_beta,
+            "save_steps": config.save_steps,
+            "dtype": config.dtype,
+            "seed": config.seed,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -132,38 +141,68 @@ def train(options: TrainOptions) -> TrainResult:
     checkpoints = out / CHECKPOINTS
     checkpoints.mkdir(parents=True, exist_ok=True)
     last = last_complete_checkpoint(checkpoints)
-    learning_rate = options.learning_rate or (options.lora_learning_rate if options.lora else options.full_learning_rate)
+    learning_rate = options.learning_rate or (
+        options.lora_learning_rate if options.lora else options.full_learning_rate
+    )
     common = dict(
-        output_dir=str(checkpoints), learning_rate=learning_rate, num_train_epochs=options.epochs,
-        max_steps=options.max_steps, per_device_train_batch_size=options.batch_size,
-        gradient_accumulation_steps=options.gradient_accumulation, max_length=options.max_length,
-        logging_steps=1, save_strategy="steps", save_steps=options.save_steps, save_total_limit=2,
-        report_to=[], seed=options.seed, disable_tqdm=False, **training_precision(options.dtype),
+        output_dir=str(checkpoints),
+        learning_rate=learning_rate,
+        num_train_epochs=options.epochs,
+        max_steps=options.max_steps,
+        per_device_train_batch_size=options.batch_size,
+        gradient_accumulation_steps=options.gradient_accumulation,
+        max_length=options.max_length,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=options.save_steps,
+        save_total_limit=2,
+        report_to=[],
+        seed=options.seed,
+        disable_tqdm=False,
+        **training_precision(options.dtype),
     )
     peft_config = None
     if options.lora:
         from peft import LoraConfig
 
-        peft_config = LoraConfig(r=options.lora_r, lora_alpha=options.lora_alpha, lora_dropout=0.05,
-                                 target_modules="all-linear", task_type="CAUSAL_LM")
+        peft_config = LoraConfig(
+            r=options.lora_r,
+            lora_alpha=options.lora_alpha,
+            lora_dropout=0.05,
+            target_modules="all-linear",
+            task_type="CAUSAL_LM",
+        )
     if options.method == "sft":
         from trl import SFTConfig, SFTTrainer
 
-        trainer = SFTTrainer(model=model, args=SFTConfig(**common), train_dataset=dataset,
-                             processing_class=tokenizer, peft_config=peft_config)
+        trainer = SFTTrainer(
+            model=model,
+            args=SFTConfig(**common),
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+        )
     elif options.method == "dpo":
         from trl import DPOConfig, DPOTrainer
 
-        trainer = DPOTrainer(model=model, args=DPOConfig(beta=options.dpo_beta, **common), train_dataset=dataset,
-                             processing_class=tokenizer, peft_config=peft_config)
+        trainer = DPOTrainer(
+            model=model,
+            args=DPOConfig(beta=options.dpo_beta, **common),
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+        )
     else:
         raise UserError(f"unknown training method {options.method!r}", hint="sft or dpo")
     if trainer.train_dataset is not None and len(trainer.train_dataset) == 0:
         # TRL drops an example whose prompt fills max_length (no completion token left to learn from);
         # with none left, torch would fail with "num_samples=0".
-        raise UserError(f"no example is left to train on: in all {len(dataset)}, the prompt alone fills "
-                        f"--max-length {options.max_length} tokens (chat template included)", where=source,
-                        hint="raise --max-length (student.max_length in syllabus.yaml)")
+        raise UserError(
+            f"no example is left to train on: in all {len(dataset)}, the prompt alone fills "
+            f"--max-length {options.max_length} tokens (chat template included)",
+            where=source,
+            hint="raise --max-length (student.max_length in syllabus.yaml)",
+        )
     if _holds_every_step(last, options):
         # Killed after its last step, while final/ was written: Trainer would resume it with one
         # step too many, so the last checkpoint is loaded as the trained model instead.
@@ -184,17 +223,33 @@ def train(options: TrainOptions) -> TrainResult:
     tokenizer.save_pretrained(str(staging))
     replace_dir(staging, out / FINAL)
     history = trainer.state.log_history
-    atomic_write_text(out / "metrics.json", json.dumps(
-        {"method": options.method, "steps": trainer.state.global_step, "train_loss": train_loss,
-         "resumed_from": last, "learning_rate": learning_rate, "lora": options.lora, "log_history": history},
-        indent=2, default=str) + "\n")
+    atomic_write_text(
+        out / "metrics.json",
+        json.dumps(
+            {
+                "method": options.method,
+                "steps": trainer.state.global_step,
+                "train_loss": train_loss,
+                "resumed_from": last,
+                "learning_rate": learning_rate,
+                "lora": options.lora,
+                "log_history": history,
+            },
+            indent=2,
+            default=str,
+        )
+        + "\n",
+    )
     curve = plot_loss(history, out / "loss.png", title=f"{options.method.upper()} loss")
     return TrainResult(out / FINAL, trainer.state.global_step, train_loss, last, curve)
 
 
 def plot_loss(history: list[dict[str, Any]], path: Path, title: str) -> Path | None:
-    points = [(h["step"], h["loss"]) for h in history if "loss" in h and isinstance(h["loss"], (int, float))
-              and math.isfinite(h["loss"])]
+    points = [
+        (h["step"], h["loss"])
+        for h in history
+        if "loss" in h and isinstance(h["loss"], (int, float)) and math.isfinite(h["loss"])
+    ]
     if not points:
         return None
     import matplotlib

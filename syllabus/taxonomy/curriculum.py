@@ -87,8 +87,11 @@ def _taxonomy_root(node: Node) -> Path:
 def _refuse_outside(path: Path, node: Node) -> None:
     real = outside(path, _taxonomy_root(node))
     if real is not None:
-        raise UserError(f"a symbolic link takes this out of the taxonomy (to {real}); generation does not write "
-                        "there", where=path, hint="replace the link with a copy inside the taxonomy")
+        raise UserError(
+            f"a symbolic link takes this out of the taxonomy (to {real}); generation does not write there",
+            where=path,
+            hint="replace the link with a copy inside the taxonomy",
+        )
 
 
 def has_subjects(node: Node) -> bool:
@@ -123,17 +126,25 @@ def read_subject(file: Path) -> Subject:
         raise UserError("subject has no name", where=f"{file}:{line_of(doc) or 1}", hint="add `name: Course Name`")
     reason = unsafe_name(name)
     if reason:
-        raise UserError(f"subject name {reason}", where=f"{file}:{line_of(doc, 'name') or 1}",
-                        hint="write a plain name made of words")
+        raise UserError(
+            f"subject name {reason}",
+            where=f"{file}:{line_of(doc, 'name') or 1}",
+            hint="write a plain name made of words",
+        )
     position = doc.get("position")
     if position is not None and (isinstance(position, bool) or not isinstance(position, int) or position < 1):
-        raise UserError("position must be a whole number from 1", where=f"{file}:{line_of(doc, 'position') or 1}",
-                        hint="it orders the subjects; delete it to put this subject after the numbered ones")
+        raise UserError(
+            "position must be a whole number from 1",
+            where=f"{file}:{line_of(doc, 'position') or 1}",
+            hint="it orders the subjects; delete it to put this subject after the numbered ones",
+        )
     sessions = []
     for index, item in enumerate(doc.get("sessions") or [], start=1):
         where = f"{file}:{line_of(item) or line_of(doc, 'sessions') or 1}"
         if not isinstance(item, dict) or not isinstance(item.get("title"), str):
-            raise UserError(f"session {index} needs a title", where=where, hint="write sessions as {title: ..., concepts: [...]}")
+            raise UserError(
+                f"session {index} needs a title", where=where, hint="write sessions as {title: ..., concepts: [...]}"
+            )
         concepts = item.get("concepts") or []
         if not isinstance(concepts, list) or not all(isinstance(c, str) for c in concepts):
             raise UserError(f"session {index} concepts must be a list of text", where=where)

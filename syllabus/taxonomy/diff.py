@@ -57,7 +57,10 @@ def _snapshot_from_files(files: dict[str, str]) -> dict[str, dict[str, Any]]:
             nodes["/".join(parts[:-1])] = _plain(text) or {}
         elif len(parts) >= 2 and parts[-2] == CURRICULUM_DIR and rel.endswith(".yaml"):
             curricula.setdefault("/".join(parts[:-2]), {})[parts[-1]] = _plain(text)
-    return {path: _fingerprint(data if isinstance(data, dict) else {}, curricula.get(path, {})) for path, data in nodes.items()}
+    return {
+        path: _fingerprint(data if isinstance(data, dict) else {}, curricula.get(path, {}))
+        for path, data in nodes.items()
+    }
 
 
 def _working_files(root: Path) -> dict[str, str]:
@@ -91,8 +94,11 @@ def diff_taxonomy(tax: Taxonomy, base: str = "HEAD") -> list[NodeChange]:
     try:
         before = _snapshot_from_files(_ref_files(root, base))
     except UserError as exc:
-        raise UserError(f"cannot read the taxonomy at git ref '{base}': {exc.message}", where=root,
-                        hint="run inside a git repository and name an existing commit, branch or tag") from None
+        raise UserError(
+            f"cannot read the taxonomy at git ref '{base}': {exc.message}",
+            where=root,
+            hint="run inside a git repository and name an existing commit, branch or tag",
+        ) from None
     after = _snapshot_from_files(_working_files(root))
     changes = []
     for path in sorted(set(before) | set(after)):

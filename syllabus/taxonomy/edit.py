@@ -46,8 +46,11 @@ def _check_weight(value: Any, where: str) -> float | int:
     except (TypeError, ValueError):
         raise UserError(f"weight must be a number, got {value!r}", where=where) from None
     if not math.isfinite(weight) or weight < 0:
-        raise UserError(f"weight must be a number >= 0, got {value!r}", where=where,
-                        hint="weight is this node's share of the generation budget; default 1")
+        raise UserError(
+            f"weight must be a number >= 0, got {value!r}",
+            where=where,
+            hint="weight is this node's share of the generation budget; default 1",
+        )
     return int(weight) if weight.is_integer() else weight
 
 
@@ -63,8 +66,11 @@ def _parts(path: str) -> list[str]:
     parts = split_path(path)
     for part in parts:
         if part.strip() in (".", ".."):
-            raise UserError(f"a node path cannot contain '{part.strip()}'", where=path,
-                            hint="give the path of slugs from the top of the taxonomy, e.g. 'natural-sciences/physics'")
+            raise UserError(
+                f"a node path cannot contain '{part.strip()}'",
+                where=path,
+                hint="give the path of slugs from the top of the taxonomy, e.g. 'natural-sciences/physics'",
+            )
     return parts
 
 
@@ -207,7 +213,9 @@ def _remove_key(doc: CommentedMap, key: str) -> None:
         return
     if index + 1 < len(keys):  # the comments now sit before the next key
         slot = doc.ca.items.setdefault(keys[index + 1], [None, None, None, None])
-        slot[1] = [CommentToken(line + "\n", CommentMark(0)) for line in rest.rstrip("\n").split("\n")] + (slot[1] or [])
+        slot[1] = [CommentToken(line + "\n", CommentMark(0)) for line in rest.rstrip("\n").split("\n")] + (
+            slot[1] or []
+        )
     elif index > 0 and not isinstance(doc[keys[index - 1]], (dict, list)):  # or after the key before it
         slot = doc.ca.items.setdefault(keys[index - 1], [None, None, None, None])
         if slot[2] is None:
@@ -231,7 +239,9 @@ def set_field(tax: Taxonomy, path: str, field: str, value: Any) -> Node:
         for child in node.children:
             _check_nesting(child.kind, Node(node.path, node.folder, str(value), node.name, ""), child.path)
         if str(value) == "discipline" and node.children:
-            raise UserError("a discipline cannot have child nodes", where=path, hint="move or remove its children first")
+            raise UserError(
+                "a discipline cannot have child nodes", where=path, hint="move or remove its children first"
+            )
         node.doc["kind"] = str(value)
     elif field == "weight":
         node.doc["weight"] = _check_weight(value, path)

@@ -59,8 +59,10 @@ def _read_qna(file: Path) -> dict:
     try:  # yamlio's guards: a regular file, 1 MiB at most, aliases that cannot expand to gigabytes
         data = load_plain(file, what="qna.yaml")
     except UserError as exc:  # a reason to list, not a crash
-        raise ValueError(f"broken YAML: {exc.message}" + (f" (line {exc.where.rsplit(':', 1)[1]})"
-                         if str(exc.where).startswith(f"{file}:") else "")) from None
+        raise ValueError(
+            f"broken YAML: {exc.message}"
+            + (f" (line {exc.where.rsplit(':', 1)[1]})" if str(exc.where).startswith(f"{file}:") else "")
+        ) from None
     if not isinstance(data, dict):
         raise ValueError("not a mapping")
     version = data.get("version", 1)
@@ -77,7 +79,9 @@ def import_instructlab(tax: Taxonomy, source: Path, into: str | None = None) -> 
         raise UserError("InstructLab taxonomy folder does not exist", where=source)
     base = tax.find(into) if into else None
     if base is not None and base.kind == "discipline":
-        raise UserError(f"cannot import into discipline '{base.path}'", where=into, hint="--into must name a field or subfield")
+        raise UserError(
+            f"cannot import into discipline '{base.path}'", where=into, hint="--into must name a field or subfield"
+        )
     report = ImportReport()
     leaves = sorted(p.parent for p in source.rglob(QNA_FILE))
     leaf_set = set(leaves)
@@ -108,8 +112,13 @@ def import_instructlab(tax: Taxonomy, source: Path, into: str | None = None) -> 
         paths = [prefix + "/".join(slugs[: depth + 1]) for depth in range(len(slugs))]
         # Never write a tree that does not validate: disciplines are leaves below a field.
         if base is None and len(parts) == 1:
-            report.skipped.append((file, "a discipline cannot sit at the top of the taxonomy; "
-                                         "import with --into FIELD, or from the folder above"))
+            report.skipped.append(
+                (
+                    file,
+                    "a discipline cannot sit at the top of the taxonomy; "
+                    "import with --into FIELD, or from the folder above",
+                )
+            )
             continue
         blocked = next((p for p in paths[:-1] if known.get(p) == "discipline"), None)
         if blocked:

@@ -71,7 +71,11 @@ def read_tree(root: Path) -> tuple[list[Node], list[Issue]]:
 
 
 def _read_children(
-    folder: Path, parent_path: str, parent: Node | None, parent_kind: str | None, issues: list[Issue],
+    folder: Path,
+    parent_path: str,
+    parent: Node | None,
+    parent_kind: str | None,
+    issues: list[Issue],
     above: tuple[Path, ...],
 ) -> list[Node]:
     """The nodes in `folder`; `above` holds the real paths of the folders it is in (itself included)."""
@@ -80,13 +84,25 @@ def _read_children(
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if not _is_utf8(sub.name):  # it would end up in rows, YAML and JSON that are UTF-8: stop it here
             shown_name = os.fsencode(sub.name).decode("utf-8", "backslashreplace")
-            issues.append(Issue(folder, None, f"folder name '{shown_name}' is not valid UTF-8",
-                                "rename the folder to a UTF-8 name (e.g. with `mv`), then check again"))
+            issues.append(
+                Issue(
+                    folder,
+                    None,
+                    f"folder name '{shown_name}' is not valid UTF-8",
+                    "rename the folder to a UTF-8 name (e.g. with `mv`), then check again",
+                )
+            )
             continue
         real = sub.resolve()
         if real in above:  # a link to a folder it is in: reading on would never end
-            issues.append(Issue(sub, None, f"folder links back to {real}, a folder it is in (a symlink loop)",
-                                "remove the link; a linked node must point outside the folders above it"))
+            issues.append(
+                Issue(
+                    sub,
+                    None,
+                    f"folder links back to {real}, a folder it is in (a symlink loop)",
+                    "remove the link; a linked node must point outside the folders above it",
+                )
+            )
             continue
         if parent_kind == "discipline":
             if sub.name == CURRICULUM_DIR:
@@ -106,7 +122,12 @@ def _read_children(
         node_file = sub / NODE_FILE
         if not node_file.exists() and not node_file.is_symlink():  # a folder or FIFO of that name: read_node says so
             issues.append(
-                Issue(sub, None, f"folder has no {NODE_FILE}", "add one with `syllabus taxonomy add`, or remove the folder")
+                Issue(
+                    sub,
+                    None,
+                    f"folder has no {NODE_FILE}",
+                    "add one with `syllabus taxonomy add`, or remove the folder",
+                )
             )
             continue
         path = f"{parent_path}/{sub.name}" if parent_path else sub.name
@@ -116,9 +137,15 @@ def _read_children(
         if node.kind == "discipline":
             real = outside(node.curriculum_dir, above[0])
             if real is not None:
-                issues.append(Issue(node.curriculum_dir, None, f"a symbolic link takes this discipline's subjects "
-                                    f"folder out of the taxonomy (to {real}): generation would write there",
-                                    "copy the folder into the taxonomy instead of linking it"))
+                issues.append(
+                    Issue(
+                        node.curriculum_dir,
+                        None,
+                        f"a symbolic link takes this discipline's subjects "
+                        f"folder out of the taxonomy (to {real}): generation would write there",
+                        "copy the folder into the taxonomy instead of linking it",
+                    )
+                )
         slug = slugify(node.name) if name_problem(node.name) is None else None
         if slug is not None:
             if slug in seen_slugs:
@@ -164,7 +191,9 @@ def _read_node(file: Path, path: str, parent_kind: str | None, issues: list[Issu
         issues.append(_issue_of(exc, file))
         return None
     if not isinstance(doc, dict):
-        issues.append(Issue(file, 1, "node.yaml must be a mapping of fields", "see `syllabus taxonomy add --help` for the fields"))
+        issues.append(
+            Issue(file, 1, "node.yaml must be a mapping of fields", "see `syllabus taxonomy add --help` for the fields")
+        )
         return None
 
     def problem(key: str | None, message: str, hint: str | None = None, severity: str = "error") -> None:
@@ -212,8 +241,11 @@ def _read_node(file: Path, path: str, parent_kind: str | None, issues: list[Issu
     description = doc.get("description")
     if not isinstance(description, str) or not description.strip():
         what = "missing required field" if description is None else "empty or non-text field"
-        problem("description" if description is not None else None, f"{what} 'description'",
-                "describe in a sentence or two what the node covers: the teacher reads it")
+        problem(
+            "description" if description is not None else None,
+            f"{what} 'description'",
+            "describe in a sentence or two what the node covers: the teacher reads it",
+        )
 
     level = doc.get("level")
     if level is not None and not isinstance(level, str):
@@ -221,7 +253,11 @@ def _read_node(file: Path, path: str, parent_kind: str | None, issues: list[Issu
 
     weight = doc.get("weight", 1)
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not _finite(weight) or weight < 0:
-        problem("weight", f"weight must be a number >= 0, got {shown(weight)}", "weight is this node's share of the generation budget; default 1")
+        problem(
+            "weight",
+            f"weight must be a number >= 0, got {shown(weight)}",
+            "weight is this node's share of the generation budget; default 1",
+        )
         weight = 1
 
     seeds = _read_seeds(doc, file, issues)
@@ -258,12 +294,20 @@ def _read_seeds(doc: Any, file: Path, issues: list[Issue]) -> list[Seed]:
         missing = [k for k in ("question", "answer") if not isinstance(item.get(k), str) or not item.get(k).strip()]
         if missing:
             issues.append(
-                Issue(file, line, f"seed {index} has no {' and no '.join(missing)}",
-                      "every seed needs both a question and an answer")
+                Issue(
+                    file,
+                    line,
+                    f"seed {index} has no {' and no '.join(missing)}",
+                    "every seed needs both a question and an answer",
+                )
             )
             continue
         context = item.get("context")
-        seeds.append(Seed(item["question"].strip(), item["answer"].strip(), context.strip() if isinstance(context, str) else None))
+        seeds.append(
+            Seed(
+                item["question"].strip(), item["answer"].strip(), context.strip() if isinstance(context, str) else None
+            )
+        )
     return seeds
 
 
@@ -281,15 +325,27 @@ def _check_subject_files(folder: Path, issues: list[Issue], root: Path) -> None:
     for file in sorted(folder.glob("*.yaml")):
         real = outside(file, root)
         if real is not None:
-            issues.append(Issue(file, None, f"subject file is a symbolic link out of the taxonomy (to {real}): "
-                                "generation would write there", "copy the file into the taxonomy instead of linking it"))
+            issues.append(
+                Issue(
+                    file,
+                    None,
+                    f"subject file is a symbolic link out of the taxonomy (to {real}): generation would write there",
+                    "copy the file into the taxonomy instead of linking it",
+                )
+            )
             continue
         try:
             read_subject(file)
         except UserError as exc:
             issue = _issue_of(exc, file)
-            issues.append(Issue(issue.file, issue.line, issue.message,
-                                exc.hint or "fix the subject file, or delete it to drop the subject"))
+            issues.append(
+                Issue(
+                    issue.file,
+                    issue.line,
+                    issue.message,
+                    exc.hint or "fix the subject file, or delete it to drop the subject",
+                )
+            )
 
 
 def _read_mix(doc, key: str, known: tuple[str, ...], file: Path, issues: list[Issue]) -> dict[str, float] | None:
@@ -300,8 +356,9 @@ def _read_mix(doc, key: str, known: tuple[str, ...], file: Path, issues: list[Is
     hint = f"write {key} as a mapping of {', '.join(known)} to weights, e.g. {{{known[2]}: 2, {known[3]}: 1}}"
     if isinstance(raw, list):
         if not all(isinstance(name, str) for name in raw):
-            issues.append(Issue(file, line_of(doc, key), f"{key} must be a list of names or a mapping of names to weights",
-                                hint))
+            issues.append(
+                Issue(file, line_of(doc, key), f"{key} must be a list of names or a mapping of names to weights", hint)
+            )
             return None
         raw = {name: 1 for name in raw}
     if not isinstance(raw, dict) or not raw:

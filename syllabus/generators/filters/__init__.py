@@ -48,9 +48,14 @@ class FilterReport:
         return self.rows_in - self.kept
 
     def as_dict(self) -> dict[str, Any]:
-        out = {"rows_in": self.rows_in, "kept": self.kept, "dropped": self.dropped, "counts": dict(self.counts),
-               "per_eval_set": dict(self.per_eval_set),
-               "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
+        out = {
+            "rows_in": self.rows_in,
+            "kept": self.kept,
+            "dropped": self.dropped,
+            "counts": dict(self.counts),
+            "per_eval_set": dict(self.per_eval_set),
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+        }
         if self.unjudged is not None:
             out["unjudged"] = self.unjudged
         return out
@@ -80,13 +85,22 @@ class FilterChain:
     (else `settings.decontaminate` is read, relative to `base` or the current folder);
     `judge` scores rows (`score(rows) -> [Judgement | None]`), needed when the judge is on."""
 
-    def __init__(self, settings, *, eval_sets: list[EvalSet] | None = None, base: Path | None = None,
-                 judge: Callable[[list[dict[str, Any]]], list[Any]] | None = None):
+    def __init__(
+        self,
+        settings,
+        *,
+        eval_sets: list[EvalSet] | None = None,
+        base: Path | None = None,
+        judge: Callable[[list[dict[str, Any]]], list[Any]] | None = None,
+    ):
         self.names = enabled(settings, eval_sets)
         if "decontaminate" in self.names and eval_sets is None:
-            eval_sets = [load_eval_set(p, name) for p, name in
-                         zip(decontaminate.resolve(settings.decontaminate, base or Path.cwd()),
-                             settings.decontaminate)]
+            eval_sets = [
+                load_eval_set(p, name)
+                for p, name in zip(
+                    decontaminate.resolve(settings.decontaminate, base or Path.cwd()), settings.decontaminate
+                )
+            ]
         if "judge" in self.names and judge is None:
             raise ValueError("the judge filter is enabled but no judge was given to score rows")
         self.report = FilterReport()
@@ -103,8 +117,9 @@ class FilterChain:
         if name == "checks":
             return _Checks(settings.checks)
         if name == "decontaminate":
-            return decontaminate.Decontaminator(eval_sets, settings.decontaminate_ngram,
-                                                settings.decontaminate_short_ngram)
+            return decontaminate.Decontaminator(
+                eval_sets, settings.decontaminate_ngram, settings.decontaminate_short_ngram
+            )
         if name == "exact":
             return exact.ExactFilter(settings.exact)
         if name == "minhash":
@@ -155,8 +170,15 @@ def mark(row: dict[str, Any], verdict: Verdict | None) -> dict[str, Any]:
     return {**row, "filtered_by": verdict[0], "filter_detail": verdict[1]}
 
 
-def run_filters(rows: list[dict[str, Any]], settings, *, eval_sets: list[EvalSet] | None = None,
-                base: Path | None = None, progress=None, judge=None) -> tuple[list[dict], list[dict], FilterReport]:
+def run_filters(
+    rows: list[dict[str, Any]],
+    settings,
+    *,
+    eval_sets: list[EvalSet] | None = None,
+    base: Path | None = None,
+    progress=None,
+    judge=None,
+) -> tuple[list[dict], list[dict], FilterReport]:
     """(kept rows, dropped rows, report) for rows held in memory; the same chain as a run's,
     a chunk at a time. Rows are copied, never changed in place."""
     chain = FilterChain(settings, eval_sets=eval_sets, base=base, judge=judge)
@@ -164,7 +186,7 @@ def run_filters(rows: list[dict[str, Any]], settings, *, eval_sets: list[EvalSet
         progress.add_total("filters", len(rows))
     kept, dropped = [], []
     for start in range(0, len(rows), CHUNK):
-        chunk = [dict(row) for row in rows[start:start + CHUNK]]
+        chunk = [dict(row) for row in rows[start : start + CHUNK]]
         for row, verdict in zip(chunk, chain.run(chunk)):
             (kept if verdict is None else dropped).append(mark(row, verdict))
         if progress is not None:
@@ -173,11 +195,25 @@ def run_filters(rows: list[dict[str, Any]], settings, *, eval_sets: list[EvalSet
 
 
 def _reasons(settings, steps: list[str]) -> list[str]:
-    names = {"checks": checks.reasons(settings.checks), "decontaminate": [decontaminate.REASON],
-             "exact": [exact.REASON], "minhash": [minhash.REASON], "embedding": [embedding.REASON],
-             "judge": [judged.REASON]}
+    names = {
+        "checks": checks.reasons(settings.checks),
+        "decontaminate": [decontaminate.REASON],
+        "exact": [exact.REASON],
+        "minhash": [minhash.REASON],
+        "embedding": [embedding.REASON],
+        "judge": [judged.REASON],
+    }
     return [reason for step in steps for reason in names[step]]
 
 
-__all__ = ["CHUNK", "FILTERS", "EvalSet", "FilterChain", "FilterReport", "enabled", "load_eval_set", "mark",
-           "run_filters"]
+__all__ = [
+    "CHUNK",
+    "FILTERS",
+    "EvalSet",
+    "FilterChain",
+    "FilterReport",
+    "enabled",
+    "load_eval_set",
+    "mark",
+    "run_filters",
+]

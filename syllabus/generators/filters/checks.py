@@ -48,5 +48,12 @@ def find(rows: list[dict[str, Any]], config) -> dict[int, tuple[str, str]]:
 
 
 def reasons(config) -> list[str]:
-    return [name for name, on in ((EMPTY, config.empty_answer), (RESTATED, config.restated_question),
-                                  (TRUNCATED, config.truncated)) if on]
+    return [
+        name
+        for name, on in (
+            (EMPTY, config.empty_answer),
+            (RESTATED, config.restated_question),
+            (TRUNCATED, config.truncated),
+        )
+        if on
+    ]

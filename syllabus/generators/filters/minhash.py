@@ -28,7 +28,7 @@ def shingles(text: str, size: int) -> list[bytes]:
     tokens = words(text)
     if len(tokens) <= size:
         return [" ".join(tokens).encode()] if tokens else []
-    return list({" ".join(tokens[i:i + size]).encode() for i in range(len(tokens) - size + 1)})
+    return list({" ".join(tokens[i : i + size]).encode() for i in range(len(tokens) - size + 1)})
 
 
 def _index(lsh_class, threshold: float, num_perm: int):
@@ -116,7 +116,8 @@ class MinHashFilter:
                 bucket[key] = [hit, j]
 
 
-def find(rows: list[dict[str, Any]], threshold: float = 0.8, shingle: int = 3, num_perm: int = 128,
-         refs=None) -> dict[int, tuple[str, str]]:
+def find(
+    rows: list[dict[str, Any]], threshold: float = 0.8, shingle: int = 3, num_perm: int = 128, refs=None
+) -> dict[int, tuple[str, str]]:
     """Marks for the near duplicates among `rows`, by position."""
     return MinHashFilter(threshold, shingle, num_perm).marks(rows, refs_for(rows, refs))
