@@ -11,8 +11,11 @@ each other. The layout is the one convention:
         rounds/<k>/                  RoundLayout: round k of the loop
             data/                    its generated data (dataset/, dataset.jsonl, summary.json, ...)
             student/                 the student trained on it
-            examination/             that student's examination
-            pairs/                   preference pairs made from its mistakes
+            examination/             that student's examination (exam and dev items)
+            budgets.json             rows per node and why (the allocator's decisions)
+            corrections.jsonl        the teacher's corrections of the student's mistakes
+            train.jsonl pairs.jsonl  the round's SFT rows and DPO pairs
+            round.json               the round's record, written last
     <project>/students/<name>/       `train` outputs by default
     <project>/exams/<name>/          `eval` outputs by default
 
@@ -49,7 +52,28 @@ class RoundLayout:
 
     @property
     def pairs(self) -> Path:
-        return self.root / "pairs"
+        """DPO pairs: a correction chosen over the student's own wrong answer."""
+        return self.root / "pairs.jsonl"
+
+    @property
+    def budgets(self) -> Path:
+        """The allocator's decisions: rows per node, with their inputs and a reason."""
+        return self.root / "budgets.json"
+
+    @property
+    def corrections(self) -> Path:
+        """Every correction draft asked this round, kept or dropped with its reason."""
+        return self.root / "corrections.jsonl"
+
+    @property
+    def train(self) -> Path:
+        """The round's SFT rows: corrections, generated rows and replay, each once."""
+        return self.root / "train.jsonl"
+
+    @property
+    def record(self) -> Path:
+        """The round's record, written last: its scores, budgets, counts and students."""
+        return self.root / "round.json"
 
 
 @dataclass(frozen=True)
@@ -63,6 +87,16 @@ class RunLayout:
     @property
     def state(self) -> Path:
         return self.root / STATE_FILE
+
+    @property
+    def summary(self) -> Path:
+        """A loop's summary: per round, per node dev and exam scores and budgets; the students."""
+        return self.root / "summary.json"
+
+    @property
+    def held_out(self) -> Path:
+        """The dev and test questions a loop's generation is decontaminated against."""
+        return self.root / "held-out.jsonl"
 
     @property
     def rounds(self) -> Path:

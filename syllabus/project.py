@@ -81,6 +81,7 @@ STAGE_SAMPLING: dict[str, dict[str, float | int]] = {
     "question": {"temperature": 0.9, "max_tokens": 96},
     "answer": {"temperature": 0.3, "max_tokens": 256},
     "judge": {"temperature": 0.0, "max_tokens": 64},
+    "correction": {"temperature": 0.7, "max_tokens": 48},
 }
 
 
@@ -203,6 +204,33 @@ class GenerationConfig(_Strict):
         return merged
 
 
+class LoopStopConfig(_Strict):
+    """When `syllabus distill` stops before `rounds`: a plateau or a regression of the dev score."""
+
+    plateau_rounds: int = Field(2, ge=1, le=100)  # stop after this many rounds in a row gaining less than min_gain
+    min_gain: float = Field(0.01, ge=0, le=1)  # dev accuracy gain (0-1) that counts as progress
+    regression: float = Field(0.15, ge=0, le=1)  # stop when the dev score falls this far below the best round's
+
+
+class LoopConfig(_Strict):
+    """The closed loop (`syllabus distill`): tailored rounds of examine, allocate, generate, correct, train."""
+
+    items: str = "items.jsonl"  # exam/dev/test items (question, answer, node, split), relative to the project
+    rounds: int = Field(2, ge=1, le=100)
+    budget: int = Field(24, ge=1, le=10_000_000)  # GLAN rows generated per round, spread over the nodes
+    exploration: float = Field(0.2, ge=0, le=1)  # share of the budget spread evenly, so no node starves
+    window: int = Field(3, ge=2, le=100)  # rounds the learning-progress slope is fitted over
+    replay: float = Field(0.5, ge=0, le=1)  # share of earlier rounds' training rows trained on again
+    corrections: bool = True  # the teacher corrects the student's wrong exam answers (SFT rows, DPO pairs)
+    correction_samples: int = Field(2, ge=1, le=16)  # correction drafts per mistake; the first reaching the reference wins
+    dpo: bool = True  # after SFT, DPO on correction (chosen) vs the student's wrong answer (rejected)
+    dpo_epochs: float = Field(1.0, gt=0, le=100)
+    forgetting: float = Field(0.1, ge=0, le=1)  # a round dropping any node's dev score more than this is not "best"
+    max_tokens: int = Field(40, ge=1, le=4096)  # longest student answer in an examination
+    dev_share: float = Field(0.25, gt=0, lt=1)  # share of a node's items held for dev when the file has no `split`
+    stop: LoopStopConfig = Field(default_factory=LoopStopConfig)
+
+
 class ProjectConfig(_Strict):
     schema_version: int = SCHEMA_VERSION
     taxonomy: str = "taxonomy"
@@ -211,6 +239,7 @@ class ProjectConfig(_Strict):
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     student: StudentConfig = Field(default_factory=StudentConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    loop: LoopConfig = Field(default_factory=LoopConfig)
 
     @model_validator(mode="after")
     def _version(self):

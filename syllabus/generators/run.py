@@ -245,8 +245,11 @@ def generate(
     return run_job(prepared or prepare(project, options), progress)
 
 
-def run_job(job: GenerateJob, progress: Progress | None = None, backend=None) -> GenerateOutcome:
-    """Run one generation. `backend`: a teacher already made (not yet preflighted); default, the job's."""
+def run_job(job: GenerateJob, progress: Progress | None = None, backend=None, *, held: bool = False) -> GenerateOutcome:
+    """Run one generation. `backend`: a teacher already made (not yet preflighted); default, the job's.
+    `held`: the caller already holds the run folder (the loop does, for all its rounds)."""
+    if held:
+        return _run_job(job, progress, backend)
     with run_folder(job.cache_file.parent):  # the run folder is ours, and this run's alone
         return _run_job(job, progress, backend)
 

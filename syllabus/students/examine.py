@@ -41,6 +41,7 @@ class ProbeResult:
     correct: bool | None  # None: a long answer has no exact check
     reference_logprob: float
     truncated: bool = False  # the probe was cut to fit the model's context
+    finish_reason: str = "stop"  # "length": the answer ran into max_tokens (a DPO negative it would spoil)
 
 
 def _number(text: str) -> float | None:
@@ -117,7 +118,8 @@ async def examine(
         )
         kind, correct = grade(probe.answer, answer.text)
         truncated = bool(answer.extra.get("truncated")) or score.truncated
-        return ProbeResult(probe.node, probe.question, probe.answer, answer.text, kind, correct, score.mean, truncated)
+        return ProbeResult(probe.node, probe.question, probe.answer, answer.text, kind, correct, score.mean, truncated,
+                           answer.finish_reason)
 
     async def worker() -> None:
         for index in next_index:

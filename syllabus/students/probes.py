@@ -57,13 +57,13 @@ def load_probes(path: str | Path) -> list[Probe]:
         )
     probes = []
     for number, row in iter_jsonl(path):
-        probes.append(_probe_from(row, f"{path}:{number}"))
+        probes.append(probe_from_row(row, f"{path}:{number}"))
     if not probes:
         raise UserError("probe file is empty", where=path)
     return probes
 
 
-def _probe_from(row: dict[str, Any], where: str) -> Probe:
+def probe_from_row(row: dict[str, Any], where: str) -> Probe:
     question = row.get("question")
     if not isinstance(question, str) or not question.strip():
         raise UserError("probe has no question", where=where, hint='each line needs "question" and "answer"')
