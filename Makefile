@@ -1,6 +1,7 @@
 # Two commands set up everything on a fresh machine:
 #   make demo   create .venv, install, and run the main job on the embedded model
 #   make test   install the test extras (builds the llama.cpp server once) and run the suite
+#   make lint   ruff (lint and format) and mypy, the guards CI applies before the tests
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -11,7 +12,7 @@ LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 DEMO_DIR ?= demo-project
 DEMO_QUESTIONS ?= 12
 
-.PHONY: demo test install install-test bench clean
+.PHONY: demo test lint install install-test bench clean
 
 install: $(BIN)/.installed
 $(BIN)/.installed: pyproject.toml
@@ -36,6 +37,12 @@ demo: install
 
 test: install-test
 	$(BIN)/python -m pytest
+
+# ruff and mypy come with the test extras.
+lint: install-test
+	$(BIN)/ruff check syllabus tests bench
+	$(BIN)/ruff format --check syllabus tests bench
+	$(BIN)/mypy syllabus
 
 bench: install-test
 	$(BIN)/python bench/run_all.py

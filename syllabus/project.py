@@ -86,7 +86,7 @@ STAGE_SAMPLING: dict[str, dict[str, float | int]] = {
 
 
 def _stages() -> dict[str, StageSampling]:
-    return {name: StageSampling(**defaults) for name, defaults in STAGE_SAMPLING.items()}
+    return {name: StageSampling.model_validate(defaults) for name, defaults in STAGE_SAMPLING.items()}
 
 
 class MinHashFilterConfig(_Strict):

@@ -237,6 +237,14 @@ def test_plain_folder_below_discipline(root):
     check(only_error(root), root / "arts" / "music" / "notes", None, "folder 'notes' is below discipline")
 
 
+def test_link_below_discipline_back_to_it_is_a_loop(root):
+    # The discipline's own real path is among the folders its entries are checked against
+    # (it once was replaced by where its subjects folder escapes to, None when it does not).
+    link = root / "arts" / "music" / "again"
+    link.symlink_to(".", target_is_directory=True)
+    check(only_error(root), link, None, "links back to", "symlink loop")
+
+
 def test_subjects_folder_below_discipline_is_allowed(root):
     write(root / "arts" / "music" / "subjects" / "harmony-i.yaml", "name: Harmony I\n")
     assert validate_tree(root) == []

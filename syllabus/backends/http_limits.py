@@ -20,18 +20,23 @@ the HTTP library's `ReadTimeout`, which the SDK retries and reports as a timeout
 
 from __future__ import annotations
 
+import importlib
 import math
 from typing import Any
 
 import anyio
 import openai
 
-try:  # the HTTP library the installed openai SDK is built on (httpx2 from openai 3, httpx before)
+# The HTTP library the installed openai SDK is built on (httpx2 from openai 3, httpx before),
+# looked up by name: a given SDK has only one of them.
+try:
     import openai._base_client as _sdk
 
-    httpx: Any = getattr(_sdk, "httpx2", None) or _sdk.httpx
-except (ImportError, AttributeError):  # pragma: no cover - an SDK layout we do not know
-    import httpx  # type: ignore[no-redef]
+    httpx: Any = getattr(_sdk, "httpx2", None) or getattr(_sdk, "httpx", None)
+except ImportError:  # pragma: no cover - an SDK layout we do not know
+    httpx = None
+if httpx is None:  # pragma: no cover - an SDK layout we do not know
+    httpx = importlib.import_module("httpx")
 
 # Headers that describe the body as sent; the body handed up is decoded and whole.
 _BODY_HEADERS = {"content-encoding", "content-length", "transfer-encoding"}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,13 +100,12 @@ class LocalBackend:
     async def _submit(self, key, job):
         if self._queue is None:
             self._queue = asyncio.Queue()
-            self._worker = asyncio.create_task(self._serve())
+            self._worker = asyncio.create_task(self._serve(self._queue))
         future = asyncio.get_running_loop().create_future()
         await self._queue.put((key, job, future))
         return await future
 
-    async def _serve(self) -> None:
-        queue = self._queue
+    async def _serve(self, queue: asyncio.Queue) -> None:
         while True:
             first = await queue.get()
             await asyncio.sleep(0)  # let requests issued in the same tick join this batch
@@ -119,7 +119,9 @@ class LocalBackend:
             for key, items in groups.items():
                 batch, rest = items[: self.batch_size], items[self.batch_size :]
                 leftovers.extend(rest)
+                run: Callable[[list[Any]], Sequence[Completion | Score | RequestFailed]]
                 run = self.score_batch if key == SCORE else self.generate_batch
+                results: Sequence[Completion | Score | RequestFailed]
                 try:
                     results = await asyncio.to_thread(run, [job for _, job, _ in batch])
                 except RequestFailed as exc:
@@ -168,7 +170,7 @@ class LocalBackend:
         with torch.inference_mode():
             output = model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
         new_tokens = output[:, width:]
-        completions = []
+        completions: list[Completion | RequestFailed] = []
         eos_ids = _eos_ids(model, tokenizer)
         for row, (ids, truncated) in zip(new_tokens, fitted):
             generated = row.tolist()
@@ -217,7 +219,7 @@ class LocalBackend:
         with torch.inference_mode():
             logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
             logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # position i predicts token i+1
-        scores = []
+        scores: list[Score | RequestFailed] = []
         for row, target in enumerate(targets):
             wanted = torch.tensor(target, device=model.device)
             picked = logprobs[row, keep - 1 - len(target) :].gather(-1, wanted.unsqueeze(-1)).squeeze(-1)

@@ -25,11 +25,15 @@ import itertools
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UserError
 from .base import ChatRequest, Completion, RequestFailed, clean_text, token_count
 from .redact import Redactor, redact_url
+
+if TYPE_CHECKING:
+    from openai import RequestOptions
+    from openai.types.chat import ChatCompletionMessageParam
 
 NO_KEY = "EMPTY"  # local servers (llama.cpp, vLLM) take any key; the client insists on one
 DEFAULT_MAX_RESPONSE_BYTES = 8 * 2**20  # teacher.max_response_bytes: a chat reply is a few KB
@@ -47,7 +51,7 @@ def read_api_key(env_var: str | None, key_file: str | None) -> str | None:
     return None
 
 
-def _post_options() -> dict[str, Any]:
+def _post_options() -> RequestOptions:
     """What `create` passes to `post`: clients that select auth per request (openai >= 3) are
     told to send the bearer key; older ones always send it."""
     from openai import RequestOptions  # the TypedDict `post` takes
@@ -238,7 +242,7 @@ class OpenAIBackend:
     async def check_features(self) -> dict[str, Any]:
         """Latency of one short request, and whether logprobs, JSON mode and n > 1 work."""
         client = self._clients[0].with_options(max_retries=1)
-        messages = [{"role": "user", "content": "Say hello in one word."}]
+        messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hello in one word."}]
         report: dict[str, Any] = {}
         start = time.perf_counter()
         try:
@@ -398,8 +402,9 @@ class OpenAIBackend:
                 spans,
                 key=lambda s: difflib.SequenceMatcher(None, "".join(t for t, _ in s).strip(), text.strip()).ratio(),
             )
-            if any(lp is None for _, lp in span):
+            values = tuple(lp for _, lp in span if lp is not None)
+            if len(values) < len(span):
                 raise RequestFailed("malformed response", "a continuation token came back without a log-probability")
-            return Score(tuple(lp for _, lp in span))
+            return Score(values)
 
         return list(await asyncio.gather(*(one(c) for c in continuations)))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import logging
 import re
+from collections.abc import Iterable
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 MASK = "***"
@@ -86,7 +87,7 @@ class Redactor:
     listings): secrets, URLs with credentials and anything shaped like a key.
     """
 
-    def __init__(self, secrets: list[str | None] = (), urls: list[str] = ()):
+    def __init__(self, secrets: Iterable[str | None] = (), urls: Iterable[str] = ()):
         found = [s for s in secrets if s and len(s) >= _MIN_SECRET]
         for url in urls:
             found += url_secrets(url)

@@ -67,6 +67,7 @@ def model_folder(spec: ModelSpec, project_root: Path | None = None) -> Path:
             f"'openai:{spec.model}' is served, not a folder on this machine",
             hint="training needs the weights: use 'embedded' or a model folder",
         )
+    assert spec.model is not None, "a folder spec names its folder"  # only `embedded` has no model
     folder = Path(spec.model).expanduser()
     if not folder.is_absolute() and project_root is not None and (project_root / folder).is_dir():
         folder = project_root / folder
@@ -103,6 +104,8 @@ def make_backend(
     concurrency = concurrency or config.concurrency
     if spec.backend == "openai":
         from .openai_backend import OpenAIBackend, read_api_key
+
+        assert spec.model is not None, "an openai spec names its model"  # parse_*_spec refuses one without
 
         urls = base_urls or config.base_url
         backend = OpenAIBackend(

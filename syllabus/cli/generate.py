@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .common import ProjectOption, console, err_console, open_project, open_project_or_defaults
@@ -31,9 +31,9 @@ class RichProgress:
 
     def __init__(self, progress: Progress):
         self.progress = progress
-        self.tasks: dict[str, int] = {}
+        self.tasks: dict[str, TaskID] = {}
 
-    def _task(self, stage: str) -> int:
+    def _task(self, stage: str) -> TaskID:
         if stage not in self.tasks:
             self.tasks[stage] = self.progress.add_task(stage, total=0)
         return self.tasks[stage]

@@ -134,10 +134,12 @@ def _line_for(raw: Any, loc: tuple) -> int:
             line = line_of(node, part) or line
             node = node[part]
         elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-            try:
-                line = node.lc.item(part)[0] + 1
-            except (AttributeError, KeyError, TypeError):
-                pass
+            lc = getattr(node, "lc", None)  # ruamel's CommentedSeq knows its items' lines; a plain list does not
+            if lc is not None:
+                try:
+                    line = lc.item(part)[0] + 1
+                except (AttributeError, KeyError, TypeError):
+                    pass
             node = node[part]
         else:
             break
@@ -172,7 +174,7 @@ def load_recipe(path: str | Path) -> tuple[Recipe, Any]:
         raise UserError(
             f"recipe '{_loc_text(first['loc'])}': {message}", where=f"{path}:{_line_for(raw, first['loc'])}", hint=hint
         ) from None
-    shares = [(i, t) for i, t in enumerate(recipe.nodes) if t.share is not None]
+    shares = [(i, t.share) for i, t in enumerate(recipe.nodes) if t.share is not None]
     if shares and recipe.total is None:
         i = shares[0][0]
         raise UserError(
@@ -180,9 +182,9 @@ def load_recipe(path: str | Path) -> tuple[Recipe, Any]:
             where=f"{path}:{_line_for(raw, ('nodes', i, 'share'))}",
             hint="add `total: N` (rows in the mix), or write count: N instead of share",
         )
-    if sum(t.share for _, t in shares) > 1 + 1e-9:
+    if sum(share for _, share in shares) > 1 + 1e-9:
         raise UserError(
-            f"recipe shares add up to {sum(t.share for _, t in shares):g}, more than 1",
+            f"recipe shares add up to {sum(share for _, share in shares):g}, more than 1",
             where=f"{path}:{_line_for(raw, ('nodes',))}",
             hint="shares are fractions of total",
         )

@@ -234,21 +234,37 @@ class Rows:
     located: Located
     all_splits: bool = False
     _jsonl: list[tuple[int, dict[str, Any]]] | None = field(default=None, repr=False)
-    _saved: list | None = field(default=None, repr=False)
+    _saved: list[Any] | None = field(default=None, repr=False)
     _array: bool | None = field(default=None, repr=False)  # a .json file holding one JSON array
 
     @property
     def path(self) -> Path | None:
         return self.located.rows_at
 
+    @property
+    def _at(self) -> Path:
+        """rows_at where there is a format to read it by (a run that kept no rows has neither)."""
+        assert self.located.rows_at is not None, "locate() names a format only with the rows it reads"
+        return self.located.rows_at
+
+    def _jsonl_rows(self) -> list[tuple[int, dict[str, Any]]]:
+        if self._jsonl is None:
+            self._jsonl = list(iter_jsonl(self._at))
+        return self._jsonl
+
+    def _saved_parts(self) -> list[Any]:
+        if self._saved is None:
+            self._saved = load_saved(self._at, all_splits=self.all_splits)
+        return self._saved
+
     def _load(self) -> None:
         fmt = self.located.format
-        if fmt == "jsonl" and self._jsonl is None:
-            self._jsonl = list(iter_jsonl(self.path))
-        elif fmt == "dataset" and self._saved is None:
-            self._saved = load_saved(self.path, all_splits=self.all_splits)
+        if fmt == "jsonl":
+            self._jsonl_rows()
+        elif fmt == "dataset":
+            self._saved_parts()
         elif fmt == "parquet":
-            _parquet(self.path)  # a broken footer is found before any row is asked for
+            _parquet(self._at)  # a broken footer is found before any row is asked for
 
     @property
     def columns(self) -> list[str]:
@@ -257,24 +273,24 @@ class Rows:
         fmt = self.located.format
         if fmt == "jsonl":
             seen: dict[str, None] = {}
-            for _, row in self._jsonl:
+            for _, row in self._jsonl_rows():
                 seen.update(dict.fromkeys(row))
             return list(seen)
         if fmt == "dataset":
-            return list(dict.fromkeys(c for part in self._saved for c in part.column_names))
+            return list(dict.fromkeys(c for part in self._saved_parts() for c in part.column_names))
         if fmt == "parquet":
-            return list(_parquet(self.path).schema_arrow.names)
+            return list(_parquet(self._at).schema_arrow.names)
         return []
 
     def __len__(self) -> int:
         self._load()
         fmt = self.located.format
         if fmt == "jsonl":
-            return len(self._jsonl)
+            return len(self._jsonl_rows())
         if fmt == "dataset":
-            return sum(len(part) for part in self._saved)
+            return sum(len(part) for part in self._saved_parts())
         if fmt == "parquet":
-            return _parquet(self.path).metadata.num_rows
+            return _parquet(self._at).metadata.num_rows
         return 0
 
     def __iter__(self) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -285,17 +301,17 @@ class Rows:
         self._load()
         fmt = self.located.format
         if fmt == "jsonl":
-            yield from self._jsonl
+            yield from self._jsonl_rows()
             return
         wanted = None if columns is None else [c for c in dict.fromkeys(columns) if c in self.columns]
         position = 0
         if fmt == "parquet":
-            for batch in _parquet_batches(self.path, wanted):
+            for batch in _parquet_batches(self._at, wanted):
                 for row in batch:
                     yield position, row
                     position += 1
         elif fmt == "dataset":
-            for part in self._saved:
+            for part in self._saved_parts():
                 names = part.column_names if wanted is None else [c for c in wanted if c in part.column_names]
                 if not names:
                     position += len(part)
@@ -310,10 +326,10 @@ class Rows:
         """(where, what) of a row for a message: (`file:line`, "line N") or (folder, "row N")."""
         if self.located.format == "jsonl":
             if self._array is None:
-                self._array = self.path.suffix.lower() == ".json" and _starts_with_array(self.path)
+                self._array = self._at.suffix.lower() == ".json" and _starts_with_array(self._at)
             if self._array:
-                return str(self.path), f"record {position}"
-            return f"{self.path}:{position}", f"line {position}"
+                return str(self._at), f"record {position}"
+            return f"{self._at}:{position}", f"line {position}"
         return str(self.path), f"row {position}"
 
     def to_dataset(self, transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None):
@@ -325,12 +341,13 @@ class Rows:
         self._load()
         fmt = self.located.format
         if fmt == "dataset":
-            data = self._saved[0] if len(self._saved) == 1 else concatenate_datasets(self._saved)
+            parts = self._saved_parts()
+            data = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
             return data.map(transform, keep_in_memory=True) if transform is not None else data
         if fmt == "parquet":
             pairs = list(self.iter())
         elif fmt == "jsonl":
-            pairs = self._jsonl
+            pairs = self._jsonl_rows()
         else:
             return Dataset.from_dict({})
         rows = [transform(row) if transform is not None else row for _, row in pairs]

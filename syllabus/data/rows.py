@@ -16,7 +16,7 @@ text; the answer the first of `answer`, `completion`, `messages`. Every reader o
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeGuard
 
 QUESTION_COLUMNS = ("question", "prompt", "input", "problem")  # text (or prompt messages) columns
 CHAT_COLUMN = "messages"
@@ -26,7 +26,7 @@ TRL_COLUMNS = ("prompt", "completion", "messages", "chosen", "rejected")  # what
 
 
 # Content -------------------------------------------------------------------------------
-def is_content_parts(content: Any) -> bool:
+def is_content_parts(content: Any) -> TypeGuard[list[dict[str, Any]]]:
     return isinstance(content, list) and all(isinstance(p, dict) and "type" in p for p in content)
 
 

@@ -239,7 +239,7 @@ class GlanGenerator:
         answered = await self.runner.run(self.stages.answer, AnswerItem(item, question))
         if not answered.results:
             return None
-        return self._row(item, question, answered.first, answered.replies[0].finish_reason)
+        return self._row(item, question, answered.results[0], answered.replies[0].finish_reason)
 
     def _row(self, item: QuestionItem, question: str, answer: str, finish: str) -> dict:
         node, combo, stages = item.node, item.combo, self.settings.stages

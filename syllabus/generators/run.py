@@ -21,7 +21,7 @@ import asyncio
 import json
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -277,6 +277,7 @@ def _run_job(job: GenerateJob, progress: Progress | None, backend) -> GenerateOu
             loop = asyncio.get_running_loop()
 
             def score(rows):  # the judge's requests run on this loop; the filters wait in their thread
+                assert judge is not None  # handed to the filters only with a judge
                 return asyncio.run_coroutine_threadsafe(judge.score(rows), loop).result()
 
             # The filters and writers read and write files: off the event loop, in a thread.
@@ -361,6 +362,7 @@ def filter_and_write(
         if not filtered.kept:
             remove_dataset(run_dir)  # an older run's dataset must not pass for this one's
             return filtered
+        ordered: Iterator[dict[str, Any]]
         if keep_order:
             ordered = (row for chunk in kept_rows.chunks(CHUNK) for _, row in chunk)
         else:  # curriculum order: easy to hard, interleaved, or shuffled

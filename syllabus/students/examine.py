@@ -59,8 +59,7 @@ def grade(reference: str, answer: str) -> tuple[str, bool | None]:
     """(kind, correct): numeric and short references are checked; long ones are not (None)."""
     expected = _number(reference)
     if expected is not None:
-        found = [_number(n) for n in NUMBER.findall(answer)]
-        found = [n for n in found if n is not None]
+        found = [n for n in map(_number, NUMBER.findall(answer)) if n is not None]
         if not found:
             return "numeric", False
         return "numeric", math.isclose(found[-1], expected, rel_tol=1e-6, abs_tol=1e-9)
@@ -144,7 +143,7 @@ def summarise(results: list[ProbeResult]) -> dict[str, Any]:
         return {
             "probes": len(items),
             "graded": len(graded),
-            "accuracy": (sum(r.correct for r in graded) / len(graded)) if graded else None,
+            "accuracy": (sum(1 for r in graded if r.correct) / len(graded)) if graded else None,
             "mean_logprob": sum(r.reference_logprob for r in items) / len(items),
             "truncated": sum(r.truncated for r in items),
         }

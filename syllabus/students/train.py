@@ -108,10 +108,8 @@ def last_complete_checkpoint(folder: Path) -> str | None:
     return str(max(done)[1]) if done else None
 
 
-def _holds_every_step(checkpoint: str | None, options: TrainOptions) -> bool:
+def _holds_every_step(checkpoint: str, options: TrainOptions) -> bool:
     """True when `checkpoint` already has every step this command plans."""
-    if checkpoint is None:
-        return False
     state = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))
     if options.max_steps > 0:
         planned = options.max_steps
@@ -203,7 +201,7 @@ def train(options: TrainOptions) -> TrainResult:
             where=source,
             hint="raise --max-length (student.max_length in syllabus.yaml)",
         )
-    if _holds_every_step(last, options):
+    if last is not None and _holds_every_step(last, options):
         # Killed after its last step, while final/ was written: Trainer would resume it with one
         # step too many, so the last checkpoint is loaded as the trained model instead.
         from transformers.trainer_callback import TrainerState

@@ -193,6 +193,7 @@ def write_subjects(node: Node, subjects: list[Subject], generated_by: str | None
 def write_syllabus(subject: Subject, sessions: list[Session]) -> None:
     """Add the sessions to an existing subject file, keeping whatever a person wrote in it;
     the subject then holds the sessions as read back, as a rerun would see them."""
+    assert subject.file is not None, "a syllabus is written into a subject read from its file"
     doc = load(subject.file, what="subject file")
     doc["sessions"] = _sessions_yaml(sessions)
     dump(doc, subject.file)

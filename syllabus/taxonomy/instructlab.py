@@ -61,7 +61,7 @@ def _read_qna(file: Path) -> dict:
     except UserError as exc:  # a reason to list, not a crash
         raise ValueError(
             f"broken YAML: {exc.message}"
-            + (f" (line {exc.where.rsplit(':', 1)[1]})" if str(exc.where).startswith(f"{file}:") else "")
+            + (f" (line {exc.where.rsplit(':', 1)[1]})" if exc.where and exc.where.startswith(f"{file}:") else "")
         ) from None
     if not isinstance(data, dict):
         raise ValueError("not a mapping")

@@ -105,6 +105,7 @@ def _read_children(
             )
             continue
         if parent_kind == "discipline":
+            assert parent is not None  # parent_kind is the kind of the parent node
             if sub.name == CURRICULUM_DIR:
                 if outside(sub, above[0]) is None:  # one that leaves is reported with its discipline
                     _check_subject_files(sub, issues, above[0])
@@ -135,14 +136,14 @@ def _read_children(
         if node is None:
             continue
         if node.kind == "discipline":
-            real = outside(node.curriculum_dir, above[0])
-            if real is not None:
+            escapes_to = outside(node.curriculum_dir, above[0])
+            if escapes_to is not None:
                 issues.append(
                     Issue(
                         node.curriculum_dir,
                         None,
                         f"a symbolic link takes this discipline's subjects "
-                        f"folder out of the taxonomy (to {real}): generation would write there",
+                        f"folder out of the taxonomy (to {escapes_to}): generation would write there",
                         "copy the folder into the taxonomy instead of linking it",
                     )
                 )
@@ -291,7 +292,7 @@ def _read_seeds(doc: Any, file: Path, issues: list[Issue]) -> list[Seed]:
         if not isinstance(item, dict):
             issues.append(Issue(file, line, f"seed {index} must be a mapping with question and answer"))
             continue
-        missing = [k for k in ("question", "answer") if not isinstance(item.get(k), str) or not item.get(k).strip()]
+        missing = [k for k in ("question", "answer") if not isinstance(item.get(k), str) or not item[k].strip()]
         if missing:
             issues.append(
                 Issue(

@@ -184,7 +184,8 @@ def run_filters(
     chain = FilterChain(settings, eval_sets=eval_sets, base=base, judge=judge)
     if progress is not None:
         progress.add_total("filters", len(rows))
-    kept, dropped = [], []
+    kept: list[dict] = []
+    dropped: list[dict] = []
     for start in range(0, len(rows), CHUNK):
         chunk = [dict(row) for row in rows[start : start + CHUNK]]
         for row, verdict in zip(chunk, chain.run(chunk)):

@@ -154,7 +154,7 @@ class Decontaminator:
         self.per_set = {s.name: 0 for s in eval_sets}
 
     def marks(self, rows: list[dict[str, Any]], refs=None) -> dict[int, tuple[str, str]]:
-        marks = {}
+        marks: dict[int, tuple[str, str]] = {}
         if not self.indexes:
             return marks
         for i, row in enumerate(rows):
