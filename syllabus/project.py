@@ -222,7 +222,9 @@ class LoopConfig(_Strict):
     window: int = Field(3, ge=2, le=100)  # rounds the learning-progress slope is fitted over
     replay: float = Field(0.5, ge=0, le=1)  # share of earlier rounds' training rows trained on again
     corrections: bool = True  # the teacher corrects the student's wrong exam answers (SFT rows, DPO pairs)
-    correction_samples: int = Field(2, ge=1, le=16)  # correction drafts per mistake; the first reaching the reference wins
+    correction_samples: int = Field(
+        2, ge=1, le=16
+    )  # correction drafts per mistake; the first reaching the reference wins
     dpo: bool = True  # after SFT, DPO on correction (chosen) vs the student's wrong answer (rejected)
     dpo_epochs: float = Field(1.0, gt=0, le=100)
     forgetting: float = Field(0.1, ge=0, le=1)  # a round dropping any node's dev score more than this is not "best"
@@ -322,15 +324,25 @@ def _line_for(raw, loc) -> int:
     return line
 
 
-def init_project(folder: str | Path, *, force: bool = False) -> Path:
+EXAMPLES = ("distill",)
+
+
+def init_project(folder: str | Path, *, force: bool = False, example: str | None = None) -> Path:
     """Write a commented syllabus.yaml and the example taxonomy into `folder`.
 
-    Each part appears whole (the taxonomy staged and renamed, syllabus.yaml written
-    atomically, last). A part that is already there as init writes it, untouched, is
-    not in the way: an init killed half-way is finished by running it again."""
+    `example`: a shipped example project instead (`distill`: six nodes with exam, dev and
+    test items for the loop). Each part appears whole (the taxonomy staged and renamed,
+    syllabus.yaml written atomically, last). A part that is already there as init writes
+    it, untouched, is not in the way: an init killed half-way is finished by running it again."""
     folder = Path(folder)
+    if example is not None and example not in EXAMPLES:
+        raise UserError(f"unknown example '{example}'", where="--example", hint=f"one of: {', '.join(EXAMPLES)}")
+    source = SCAFFOLD / "examples" / example if example else SCAFFOLD
     target = folder / "taxonomy"
-    for existing, pristine in ((folder / CONFIG_FILE, SCAFFOLD / CONFIG_FILE), (target, SCAFFOLD / "taxonomy")):
+    parts = [(folder / CONFIG_FILE, source / CONFIG_FILE), (target, source / "taxonomy")]
+    if example:
+        parts.append((folder / "items.jsonl", source / "items.jsonl"))
+    for existing, pristine in parts:
         if existing.exists() and not force and not _same_tree(existing, pristine):
             raise UserError(
                 f"{existing.name} already exists",
@@ -348,10 +360,12 @@ def init_project(folder: str | Path, *, force: bool = False) -> Path:
     if force or not target.exists():  # --force replaces a taxonomy there, it does not merge into it
         staging = folder / ".taxonomy.tmp"
         shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(SCAFFOLD / "taxonomy", staging)
+        shutil.copytree(source / "taxonomy", staging)
         replace_dir(staging, target)
     (folder / "prompts").mkdir(exist_ok=True)
-    atomic_write_bytes(folder / CONFIG_FILE, (SCAFFOLD / CONFIG_FILE).read_bytes())
+    if example:
+        atomic_write_bytes(folder / "items.jsonl", (source / "items.jsonl").read_bytes())
+    atomic_write_bytes(folder / CONFIG_FILE, (source / CONFIG_FILE).read_bytes())
     return folder
 
 

@@ -163,8 +163,16 @@ def test_the_layout_names_every_folder_of_a_run(tmp_path):
     k = run.round(3)
     assert (k.data, k.student, k.examination, k.pairs, k.budgets, k.corrections, k.train, k.record) == tuple(
         tmp_path / "runs/r/rounds/3" / name
-        for name in ("data", "student", "examination", "pairs.jsonl", "budgets.json", "corrections.jsonl",
-                     "train.jsonl", "round.json")
+        for name in (
+            "data",
+            "student",
+            "examination",
+            "pairs.jsonl",
+            "budgets.json",
+            "corrections.jsonl",
+            "train.jsonl",
+            "round.json",
+        )
     )
     assert run.data() == run.root and run.data(3) == k.data
     with pytest.raises(ValueError):

@@ -17,6 +17,7 @@ import typer
 
 from ..errors import UserError
 from .common import console, err_console
+from .distill import distill
 from .generate import generate, teacher_app
 from .mix import mix
 from .stats import stats
@@ -41,6 +42,7 @@ app.command()(generate)
 app.add_typer(train_app, name="train")
 app.add_typer(probes_app, name="probes")
 app.command("eval")(evaluate)
+app.command()(distill)
 app.command()(stats)
 app.command()(mix)
 
@@ -49,16 +51,24 @@ app.command()(mix)
 def init(
     folder: Annotated[Path, typer.Argument(help="Folder for the new project (created if missing).")] = Path("."),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing syllabus.yaml and taxonomy.")] = False,
+    example: Annotated[
+        Optional[str],
+        typer.Option("--example", help="Start from a shipped example: 'distill' (six nodes with exam, dev and test "
+                                       "items, for `syllabus distill`)."),
+    ] = None,
 ) -> None:
     """Create a project: a commented `syllabus.yaml` and an example taxonomy.
 
     Example: `syllabus init my-project && cd my-project && syllabus taxonomy show`
+
+    The loop's example: `syllabus init --example distill my-loop && cd my-loop && syllabus distill`
     """
     from ..project import init_project
 
-    init_project(folder, force=force)
+    init_project(folder, force=force, example=example)
     console.print(f"[green]Created project in[/] {folder}")
-    console.print(f"Next: [bold]cd {folder}[/] and [bold]syllabus taxonomy show[/]")
+    next_step = "syllabus distill" if example == "distill" else "syllabus taxonomy show"
+    console.print(f"Next: [bold]cd {folder}[/] and [bold]{next_step}[/]")
 
 
 def main(argv: Optional[list[str]] = None) -> None:

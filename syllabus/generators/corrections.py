@@ -30,8 +30,12 @@ class Mistake:
 
     def variables(self) -> dict[str, Any]:
         shown = " ".join(self.student_answer.split())[:MAX_SHOWN_ANSWER] or "(no answer)"
-        return {"discipline": self.node, "question": self.question, "reference": self.reference,
-                "student_answer": shown}
+        return {
+            "discipline": self.node,
+            "question": self.question,
+            "reference": self.reference,
+            "student_answer": shown,
+        }
 
 
 def parse_correction(text: str) -> str:
@@ -46,5 +50,6 @@ def parse_correction(text: str) -> str:
 
 
 def correction_stage(sampling, samples: int = 1) -> Stage[Mistake, str]:
-    return Stage("correction", "correction", sampling, variables=Mistake.variables, parse=parse_correction,
-                 samples=samples)
+    return Stage(
+        "correction", "correction", sampling, variables=Mistake.variables, parse=parse_correction, samples=samples
+    )

@@ -40,8 +40,9 @@ def best_round(history: Sequence[RoundScores], forgetting: float) -> int:
     return max(eligible, key=lambda r: (round(r.overall, 9), r.overall_logprob, -r.index)).index
 
 
-def stop_reason(history: Sequence[RoundScores], *, plateau_rounds: int, min_gain: float,
-                regression: float) -> str | None:
+def stop_reason(
+    history: Sequence[RoundScores], *, plateau_rounds: int, min_gain: float, regression: float
+) -> str | None:
     """Why to stop after the last round of `history`, or None to go on."""
     if len(history) < 2:
         return None

@@ -114,24 +114,39 @@ class Loop:
         if not self.nodes:
             raise UserError("the taxonomy has no discipline for the loop", where=taxonomy.root)
         if self.budget < len(self.nodes):
-            raise UserError(f"a budget of {self.budget} rows cannot give each of the {len(self.nodes)} nodes a row",
-                            where="--budget", hint=f"use --budget {len(self.nodes)} or more")
+            raise UserError(
+                f"a budget of {self.budget} rows cannot give each of the {len(self.nodes)} nodes a row",
+                where="--budget",
+                hint=f"use --budget {len(self.nodes)} or more",
+            )
         base = options.relative_to or project.root
         test = options.test if options.test is None or Path(options.test).is_absolute() else base / options.test
-        self.items: Items = load_items(project.root / self.settings.items, self.nodes, seed=self.seed,
-                                       dev_share=self.settings.dev_share, extra_test=test)
+        self.items: Items = load_items(
+            project.root / self.settings.items,
+            self.nodes,
+            seed=self.seed,
+            dev_share=self.settings.dev_share,
+            extra_test=test,
+        )
         default = "distill-baseline" if options.baseline else "distill"
         self.layout = ProjectLayout.of(project).run(options.run_dir or Path(config.runs) / default, relative_to=base)
         self.student = options.student or config.student.model
         self.teacher = options.teacher
         self.fingerprint = fingerprint(
             project=str(project.root.resolve()),
-            items=[(p.node, p.question, p.answer, split) for split in ("exam", "dev", "test")
-                   for p in getattr(self.items, split)],
+            items=[
+                (p.node, p.question, p.answer, split)
+                for split in ("exam", "dev", "test")
+                for p in getattr(self.items, split)
+            ],
             loop=self.settings.model_dump(exclude={"rounds", "stop"}),
-            budget=self.budget, student=self.student, training=config.student.model_dump(),
+            budget=self.budget,
+            student=self.student,
+            training=config.student.model_dump(),
             teacher=[self.teacher, config.teacher.model_dump(include={"backend", "model"})],
-            generation=config.generation.model_dump(), seed=self.seed, baseline=options.baseline,
+            generation=config.generation.model_dump(),
+            seed=self.seed,
+            baseline=options.baseline,
         )
 
     # The whole loop -----------------------------------------------------------------------
@@ -151,8 +166,12 @@ class Loop:
                     outcome.rounds_run.append(k)
                 history.append(self._scores(k))
                 self.view.round_done(self._read(record_file))
-                reason = stop_reason(history, plateau_rounds=self.settings.stop.plateau_rounds,
-                                     min_gain=self.settings.stop.min_gain, regression=self.settings.stop.regression)
+                reason = stop_reason(
+                    history,
+                    plateau_rounds=self.settings.stop.plateau_rounds,
+                    min_gain=self.settings.stop.min_gain,
+                    regression=self.settings.stop.regression,
+                )
                 if reason and k < self.rounds:
                     self.state.stopped = reason
                     self.state.save()
@@ -164,8 +183,9 @@ class Loop:
         if not self.state.is_done(0, "examine"):
             self._begin(0, "examine")
             self._examine(self.student, folder)
-            self._write_record(folder, {"round": 0, "student": self.student, "budgets": {}, "rows": {},
-                                        **self._record_scores(folder)})
+            self._write_record(
+                folder, {"round": 0, "student": self.student, "budgets": {}, "rows": {}, **self._record_scores(folder)}
+            )
             self.state.finish(0, "examine")
         scores = self._scores(0)
         self.view.round_done(self._read(folder.record))
@@ -183,10 +203,18 @@ class Loop:
         rows = self._step(k, "assemble", lambda: self._assemble(k, tailored))
         student = self._step(k, "train", lambda: self._train(k, rows))
         self._step(k, "examine", lambda: self._examine(student, folder))
-        self._write_record(folder, {
-            "round": k, "student": student, "budgets": budgets, "decisions": decisions,
-            "rows": {**rows, "corrections_asked": tailored.counts.get("asked", 0)},
-            "corrections": dict(tailored.counts), **self._record_scores(folder)})
+        self._write_record(
+            folder,
+            {
+                "round": k,
+                "student": student,
+                "budgets": budgets,
+                "decisions": decisions,
+                "rows": {**rows, "corrections_asked": tailored.counts.get("asked", 0)},
+                "corrections": dict(tailored.counts),
+                **self._record_scores(folder),
+            },
+        )
 
     def _step(self, k: int, step: str, work: Callable[[], Any]) -> Any:
         """Run `work` unless this step is done; either way return what it produced (read back)."""
@@ -249,8 +277,9 @@ class Loop:
         try:
             await backend.preflight()
             runner = StageRunner(CachedTeacher(backend, cache), Templates(self.project.prompts_dir), self.view)
-            stage = correction_stage(self.project.config.generation.stages["correction"],
-                                     samples=self.settings.correction_samples)
+            stage = correction_stage(
+                self.project.config.generation.stages["correction"], samples=self.settings.correction_samples
+            )
             return await tailor(runner, stage, mistakes, self.nodes, budgets, seed=self.seed, round_index=k)
         finally:
             await backend.aclose()
@@ -269,13 +298,22 @@ class Loop:
             return
         from ..generators.run import GenerateOptions, prepare, run_job
 
-        options = GenerateOptions(run_dir=self.layout.root, round=k, budget=budgets, seed=self.seed,
-                                  teacher=self.teacher, decontaminate=[self.layout.held_out],
-                                  command=self.options.command)
+        options = GenerateOptions(
+            run_dir=self.layout.root,
+            round=k,
+            budget=budgets,
+            seed=self.seed,
+            teacher=self.teacher,
+            decontaminate=[self.layout.held_out],
+            command=self.options.command,
+        )
         outcome = run_job(prepare(self.project, options), self.view, held=True)
         if outcome.result.failed_requests:
-            raise UserError(f"{outcome.result.failed_requests} teacher request(s) failed for good in round {k}",
-                            where=data / "summary.json", hint="check the teacher, then rerun: finished work is kept")
+            raise UserError(
+                f"{outcome.result.failed_requests} teacher request(s) failed for good in round {k}",
+                where=data / "summary.json",
+                hint="check the teacher, then rerun: finished work is kept",
+            )
 
     def _assemble(self, k: int, tailored: Tailored) -> None:
         from ..data.read import open_rows
@@ -286,8 +324,15 @@ class Loop:
         generated = 0
         if (folder.data / "dataset.jsonl").is_file():
             for _, row in open_rows(folder.data / "dataset.jsonl").iter():
-                rows.append(sft_row(_text(row["prompt"], "user"), _text(row["completion"], "assistant"),
-                                    row.get("taxonomy_path") or "unknown", k, "generated"))
+                rows.append(
+                    sft_row(
+                        _text(row["prompt"], "user"),
+                        _text(row["completion"], "assistant"),
+                        row.get("taxonomy_path") or "unknown",
+                        k,
+                        "generated",
+                    )
+                )
                 generated += 1
         seen = {r["content_hash"] for r in rows}
         earlier = [r for j in range(1, k) for r in _jsonl(self.layout.round(j).train) if r["source"] != "replay"]
@@ -300,15 +345,25 @@ class Loop:
             clash = row_keys(row) & held.keys()
             if clash:
                 split = held[next(iter(clash))]
-                raise UserError(f"a {split} question is in round {k}'s training data ({row['source']} row)",
-                                where=f"{folder.train}:{number}",
-                                hint=f"{split} items are never trained on: remove it from the items file's "
-                                     "exam items or from the data it came from")
+                raise UserError(
+                    f"a {split} question is in round {k}'s training data ({row['source']} row)",
+                    where=f"{folder.train}:{number}",
+                    hint=f"{split} items are never trained on: remove it from the items file's "
+                    "exam items or from the data it came from",
+                )
         atomic_write_text(folder.train, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         pairs = [] if self.options.baseline or not self.settings.dpo else tailored.pairs()
         atomic_write_text(folder.pairs, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs))
-        self._write(folder.root / "rows.json", {"corrections": len(tailored.used()), "generated": generated,
-                                                "replay": len(replay), "train": len(rows), "pairs": len(pairs)})
+        self._write(
+            folder.root / "rows.json",
+            {
+                "corrections": len(tailored.used()),
+                "generated": generated,
+                "replay": len(replay),
+                "train": len(rows),
+                "pairs": len(pairs),
+            },
+        )
 
     def _train(self, k: int, rows: dict[str, int]) -> None:
         from ..students.train import FINAL, TrainOptions, train
@@ -319,31 +374,46 @@ class Loop:
         if rows["train"]:
             out = folder.student / "sft"
             if not (out / FINAL).is_dir():
-                train(TrainOptions.from_config(config, method="sft", dataset=folder.train, out_dir=out,
-                                               student=student, seed=self.seed + k))
+                train(
+                    TrainOptions.from_config(
+                        config, method="sft", dataset=folder.train, out_dir=out, student=student, seed=self.seed + k
+                    )
+                )
             student = str(out / FINAL)
         if rows["pairs"]:
             out = folder.student / "dpo"
             if not (out / FINAL).is_dir():
-                train(TrainOptions.from_config(config, method="dpo", dataset=folder.pairs, out_dir=out,
-                                               student=student, seed=self.seed + k,
-                                               epochs=self.settings.dpo_epochs))
+                train(
+                    TrainOptions.from_config(
+                        config,
+                        method="dpo",
+                        dataset=folder.pairs,
+                        out_dir=out,
+                        student=student,
+                        seed=self.seed + k,
+                        epochs=self.settings.dpo_epochs,
+                    )
+                )
             student = str(out / FINAL)
         self._write(folder.root / "student.json", {"student": student})
 
     def _examine(self, student: str, folder: RoundLayout) -> None:
         from ..backends.spec import make_backend, parse_student_spec
 
-        backend = make_backend(parse_student_spec(student), self.project.config.teacher,
-                               project_root=self.project.root)
+        backend = make_backend(parse_student_spec(student), self.project.config.teacher, project_root=self.project.root)
         total = len(self.items.exam) + len(self.items.dev)
         self.view.add_total("examine", total)
 
         async def main() -> exams.Examination:
             try:
                 await backend.preflight()
-                return await exams.examine_items(backend, self.items, max_tokens=self.settings.max_tokens,
-                                                 in_flight=32, progress=lambda n: self.view.advance("examine", n))
+                return await exams.examine_items(
+                    backend,
+                    self.items,
+                    max_tokens=self.settings.max_tokens,
+                    in_flight=32,
+                    progress=lambda n: self.view.advance("examine", n),
+                )
             finally:
                 await backend.aclose()
 
@@ -358,8 +428,12 @@ class Loop:
     def _record_scores(self, folder: RoundLayout) -> dict[str, Any]:
         exam = exams.read(folder.examination)
         assert exam is not None
-        return {"nodes": exam.per_node(), "dev": exam.dev_overall,
-                "exam": exam.splits["exam"]["overall"]["accuracy"], "finished_at": time.time()}
+        return {
+            "nodes": exam.per_node(),
+            "dev": exam.dev_overall,
+            "exam": exam.splits["exam"]["overall"]["accuracy"],
+            "finished_at": time.time(),
+        }
 
     def _write_record(self, folder: RoundLayout, record: dict[str, Any]) -> None:
         self._write(folder.record, record)
@@ -369,9 +443,11 @@ class Loop:
         best = best_round(history, self.settings.forgetting)
         summary = {
             "baseline": self.options.baseline,
-            "rounds": [{k: r.get(k) for k in ("round", "dev", "exam", "nodes", "budgets", "rows", "student")}
-                       | {"forgot": forgot(h, history[0], self.settings.forgetting)}
-                       for r, h in zip(records, history)],
+            "rounds": [
+                {k: r.get(k) for k in ("round", "dev", "exam", "nodes", "budgets", "rows", "student")}
+                | {"forgot": forgot(h, history[0], self.settings.forgetting)}
+                for r, h in zip(records, history)
+            ],
             "best_round": best,
             "best_student": records[best]["student"],
             "final_student": records[-1]["student"],

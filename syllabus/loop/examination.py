@@ -63,8 +63,9 @@ async def examine_items(backend, items: Items, *, max_tokens: int, in_flight: in
     from ..students.examine import examine
 
     probes: list[tuple[str, Probe]] = [("exam", p) for p in items.exam] + [("dev", p) for p in items.dev]
-    results = await examine(backend, [p for _, p in probes], max_tokens=max_tokens, in_flight=in_flight,
-                            progress=progress)
+    results = await examine(
+        backend, [p for _, p in probes], max_tokens=max_tokens, in_flight=in_flight, progress=progress
+    )
     return _examination([split for split, _ in probes], results)
 
 
@@ -80,8 +81,7 @@ def _examination(splits: list[str], results: list[ProbeResult]) -> Examination:
 def write(examination: Examination, folder: Path, student: str) -> None:
     """answers.jsonl first, results.json last: results.json present means the examination is whole."""
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder / ANSWERS,
-                      "".join(json.dumps(a, ensure_ascii=False) + "\n" for a in examination.answers))
+    atomic_write_text(folder / ANSWERS, "".join(json.dumps(a, ensure_ascii=False) + "\n" for a in examination.answers))
     atomic_write_text(folder / RESULTS, json.dumps({"student": student, **examination.splits}, indent=2) + "\n")
 
 

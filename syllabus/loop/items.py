@@ -45,8 +45,9 @@ class Items:
         return {**{p.key: "test" for p in self.test}, **{p.key: "dev" for p in self.dev}}
 
 
-def load_items(path: Path, nodes: Iterable[str], *, dev_share: float = 0.25, seed: int = 0,
-               extra_test: Path | None = None) -> Items:
+def load_items(
+    path: Path, nodes: Iterable[str], *, dev_share: float = 0.25, seed: int = 0, extra_test: Path | None = None
+) -> Items:
     """The items of `path` for the taxonomy `nodes` (discipline paths), checked.
 
     Refused, naming the file and line: a row for a node the taxonomy lacks, an unknown
@@ -54,9 +55,12 @@ def load_items(path: Path, nodes: Iterable[str], *, dev_share: float = 0.25, see
     dev item (the loop could neither correct nor decide there)."""
     path = Path(path)
     if not path.is_file():
-        raise UserError("the loop's items file does not exist", where=path,
-                        hint="write JSONL lines {question, answer, node, split: exam|dev|test}, or set "
-                             "loop.items in syllabus.yaml (`syllabus init --example distill` ships one)")
+        raise UserError(
+            "the loop's items file does not exist",
+            where=path,
+            hint="write JSONL lines {question, answer, node, split: exam|dev|test}, or set "
+            "loop.items in syllabus.yaml (`syllabus init --example distill` ships one)",
+        )
     wanted = list(nodes)
     known = set(wanted)
     by_split: dict[str, list[Probe]] = {s: [] for s in SPLITS}
@@ -69,14 +73,20 @@ def load_items(path: Path, nodes: Iterable[str], *, dev_share: float = 0.25, see
         where = f"{path}:{number}"
         probe = probe_from_row(row, where)
         if probe.node not in known:
-            raise UserError(f"item for node '{probe.node}', which is not a selected discipline", where=where,
-                            hint=f"nodes: {', '.join(sorted(known))}")
+            raise UserError(
+                f"item for node '{probe.node}', which is not a selected discipline",
+                where=where,
+                hint=f"nodes: {', '.join(sorted(known))}",
+            )
         split = row.get("split")
         if split is not None and split not in SPLITS:
             raise UserError(f"unknown split {split!r}", where=where, hint="exam, dev or test")
         if probe.key in seen:
-            raise UserError(f"this question is also at {seen[probe.key][1]}", where=where,
-                            hint="each question is one item: remove one of the two lines")
+            raise UserError(
+                f"this question is also at {seen[probe.key][1]}",
+                where=where,
+                hint="each question is one item: remove one of the two lines",
+            )
         seen[probe.key] = (split or "?", where)
         if split is None:
             unsplit[probe.node].append(probe)
@@ -92,13 +102,19 @@ def load_items(path: Path, nodes: Iterable[str], *, dev_share: float = 0.25, see
         for number, row in iter_jsonl(Path(extra_test)):
             probe = probe_from_row(row, f"{extra_test}:{number}")
             if probe.key in seen:
-                raise UserError(f"this test question is also a loop item ({seen[probe.key][1]})",
-                                where=f"{extra_test}:{number}", hint="test items must be kept out of the loop")
+                raise UserError(
+                    f"this test question is also a loop item ({seen[probe.key][1]})",
+                    where=f"{extra_test}:{number}",
+                    hint="test items must be kept out of the loop",
+                )
             by_split["test"].append(probe)
     for node in wanted:
         for split in ("exam", "dev"):
             if not any(p.node == node for p in by_split[split]):
-                raise UserError(f"node '{node}' has no {split} item", where=path,
-                                hint=f"add lines with \"node\": \"{node}\", \"split\": \"{split}\" "
-                                     "(the loop corrects exam items and decides on dev items)")
+                raise UserError(
+                    f"node '{node}' has no {split} item",
+                    where=path,
+                    hint=f'add lines with "node": "{node}", "split": "{split}" '
+                    "(the loop corrects exam items and decides on dev items)",
+                )
     return Items(tuple(by_split["exam"]), tuple(by_split["dev"]), tuple(by_split["test"]), path)

@@ -26,8 +26,10 @@ VERSION = 1
 
 def fingerprint(**parts: Any) -> dict[str, str]:
     """Each part as a short hash, so a mismatch can name the part that changed."""
-    return {name: hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
-            for name, value in sorted(parts.items())}
+    return {
+        name: hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        for name, value in sorted(parts.items())
+    }
 
 
 @dataclass
@@ -49,13 +51,19 @@ class LoopState:
             data = json.loads(path.read_text(encoding="utf-8"))
             found = data["fingerprint"]
         except (ValueError, KeyError, TypeError):
-            raise UserError("state.json is not a loop's state", where=path,
-                            hint="give --run a new folder; this one holds something else") from None
+            raise UserError(
+                "state.json is not a loop's state",
+                where=path,
+                hint="give --run a new folder; this one holds something else",
+            ) from None
         changed = [k for k in sorted(set(found) | set(expected)) if found.get(k) != expected.get(k)]
         if changed:
-            raise UserError(f"this run folder was made by another loop configuration (its {', '.join(changed)} "
-                            "differ from this command's)", where=path.parent,
-                            hint="rerun with the settings it was made with, or give --run a new folder")
+            raise UserError(
+                f"this run folder was made by another loop configuration (its {', '.join(changed)} "
+                "differ from this command's)",
+                where=path.parent,
+                hint="rerun with the settings it was made with, or give --run a new folder",
+            )
         return cls(path, found, list(data.get("done", [])), data.get("current"), data.get("stopped"))
 
     def is_done(self, round_index: int, step: str) -> bool:
@@ -73,6 +81,17 @@ class LoopState:
         self.save()
 
     def save(self) -> None:
-        atomic_write_text(self.path, json.dumps({"version": VERSION, "fingerprint": self.fingerprint,
-                                                 "done": self.done, "current": self.current,
-                                                 "stopped": self.stopped}, indent=2) + "\n")
+        atomic_write_text(
+            self.path,
+            json.dumps(
+                {
+                    "version": VERSION,
+                    "fingerprint": self.fingerprint,
+                    "done": self.done,
+                    "current": self.current,
+                    "stopped": self.stopped,
+                },
+                indent=2,
+            )
+            + "\n",
+        )

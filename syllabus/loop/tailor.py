@@ -90,8 +90,16 @@ def pick(mistakes: list[dict[str, Any]], budgets: Mapping[str, int], *, seed: in
     return chosen
 
 
-async def tailor(runner: StageRunner, stage: Stage[Mistake, str], mistakes: list[dict[str, Any]],
-                 nodes: Mapping[str, Node], budgets: Mapping[str, int], *, seed: int, round_index: int) -> Tailored:
+async def tailor(
+    runner: StageRunner,
+    stage: Stage[Mistake, str],
+    mistakes: list[dict[str, Any]],
+    nodes: Mapping[str, Node],
+    budgets: Mapping[str, int],
+    *,
+    seed: int,
+    round_index: int,
+) -> Tailored:
     """Corrections for the picked mistakes; per node, at most its budget are used (in the seeded order)."""
     picked = pick(mistakes, budgets, seed=seed, round_index=round_index)
     asked = [Mistake(nodes[m["node"]], m["question"], m["reference"], m["student_answer"]) for m in picked]

@@ -227,8 +227,17 @@ async def examine(
         )
         kind, correct = grade(probe.answer, answer.text, probe.question)
         truncated = bool(answer.extra.get("truncated")) or score.truncated
-        return ProbeResult(probe.node, probe.question, probe.answer, answer.text, kind, correct, score.mean, truncated,
-                           answer.finish_reason)
+        return ProbeResult(
+            probe.node,
+            probe.question,
+            probe.answer,
+            answer.text,
+            kind,
+            correct,
+            score.mean,
+            truncated,
+            answer.finish_reason,
+        )
 
     async def worker() -> None:
         for index in next_index:
