@@ -3,7 +3,8 @@
 Each ```python block of README.md is executed in a fresh example project named as the
 README names it (`my-project`, in a temporary current folder), whose teacher is the real
 llama.cpp server; only the question count is made tiny. A renamed attribute or function
-in the example fails here, as it would for a reader.
+in the example fails here, as it would for a reader. docs/configuration.md (which the
+scaffold's syllabus.yaml points to) must name every key project.py accepts.
 """
 
 from __future__ import annotations
@@ -54,3 +55,24 @@ def test_readme_python_example_runs(index, llama_server, tmp_path, monkeypatch):
         assert outcome.kept > 0 and (outcome.run_dir / "summary.json").is_file()
         assert f"{outcome.kept} rows kept" in printed.getvalue()
         assert namespace["dataset"] == outcome.run_dir / "dataset"
+
+
+def test_configuration_doc_names_every_setting():
+    """docs/configuration.md, which scaffold/syllabus.yaml points to, names every key project.py accepts."""
+    from syllabus.project import ProjectConfig
+
+    doc = (ROOT / "docs/configuration.md").read_text()
+    assert "docs/configuration.md" in (ROOT / "syllabus/scaffold/syllabus.yaml").read_text()
+
+    def keys(model) -> list[str]:
+        found = []
+        for name, field in model.model_fields.items():
+            found.append(name)
+            sub = field.annotation
+            if isinstance(sub, type) and hasattr(sub, "model_fields"):
+                found += keys(sub)
+        return found
+
+    named = {word for span in re.findall(r"`([^`]+)`", doc) for word in re.findall(r"\w+", span)}
+    missing = [key for key in keys(ProjectConfig) if key not in named]
+    assert missing == [], f"docs/configuration.md does not name: {missing}"
