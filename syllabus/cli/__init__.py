@@ -53,8 +53,11 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing syllabus.yaml and taxonomy.")] = False,
     example: Annotated[
         Optional[str],
-        typer.Option("--example", help="Start from a shipped example: 'distill' (six nodes with exam, dev and test "
-                                       "items, for `syllabus distill`)."),
+        typer.Option(
+            "--example",
+            help="Start from a shipped example: 'distill' (six nodes with exam, dev and test "
+            "items, for `syllabus distill`).",
+        ),
     ] = None,
 ) -> None:
     """Create a project: a commented `syllabus.yaml` and an example taxonomy.

@@ -59,10 +59,17 @@ class LiveView:
 
     def round_done(self, record: dict[str, Any]) -> None:
         k = record["round"]
-        table = Table("node", "dev", "exam", "dev logprob", "rows", title=f"Round {k}" + (" (untrained)" if k == 0 else ""))
+        table = Table(
+            "node", "dev", "exam", "dev logprob", "rows", title=f"Round {k}" + (" (untrained)" if k == 0 else "")
+        )
         for node, block in sorted(record["nodes"].items()):
-            table.add_row(escape(node), _pct(block.get("dev")), _pct(block.get("exam")),
-                          f"{block.get('dev_logprob', 0.0):.2f}", str(record.get("budgets", {}).get(node, "-")))
+            table.add_row(
+                escape(node),
+                _pct(block.get("dev")),
+                _pct(block.get("exam")),
+                f"{block.get('dev_logprob', 0.0):.2f}",
+                str(record.get("budgets", {}).get(node, "-")),
+            )
         table.add_row("(mean)", _pct(record.get("dev")), _pct(record.get("exam")), "", "")
         self.bars.console.print(table)
 
@@ -72,14 +79,18 @@ def _pct(value: float | None) -> str:
 
 
 def distill(
-    rounds: Annotated[Optional[int], typer.Option("--rounds", min=1, help="Rounds to run. Default: loop.rounds.")] = None,
+    rounds: Annotated[
+        Optional[int], typer.Option("--rounds", min=1, help="Rounds to run. Default: loop.rounds.")
+    ] = None,
     budget: Annotated[
         Optional[int], typer.Option("--budget", min=1, help="Rows per round, spread over nodes. Default: loop.budget.")
     ] = None,
     run: Annotated[
         Optional[Path], typer.Option("--run", help="Run folder. Default: runs/distill (runs/distill-baseline).")
     ] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of budgets, picks and training. Default: generation.seed.")] = None,
+    seed: Annotated[
+        Optional[int], typer.Option(help="Seed of budgets, picks and training. Default: generation.seed.")
+    ] = None,
     baseline: Annotated[
         bool,
         typer.Option("--baseline", help="Same rows and training without feedback: GLAN rows by node weight only."),
@@ -89,7 +100,9 @@ def distill(
         typer.Option("--test", help="Your test items (JSONL): never scored here, only kept out of the training data."),
     ] = None,
     teacher: Annotated[Optional[str], typer.Option("--teacher", "-t", help="Default: syllabus.yaml's teacher.")] = None,
-    student: Annotated[Optional[str], typer.Option("--student", help="The student to start from. Default: student.model.")] = None,
+    student: Annotated[
+        Optional[str], typer.Option("--student", help="The student to start from. Default: student.model.")
+    ] = None,
     project: ProjectOption = None,
 ) -> None:
     """Run tailored rounds until the student stops improving: examine, allocate, correct, generate, train.
@@ -111,11 +124,25 @@ def distill(
     from ..loop.distill import STEPS, DistillOptions, Loop
 
     proj = open_project(project)
-    options = DistillOptions(rounds=rounds, budget=budget, run_dir=run, seed=seed, baseline=baseline, test=test,
-                             teacher=teacher, student=student, relative_to=Path.cwd(),
-                             command=" ".join(["syllabus", *map(shlex.quote, sys.argv[1:])]))
-    columns = (TextColumn("[bold]{task.description:<24}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn())
+    options = DistillOptions(
+        rounds=rounds,
+        budget=budget,
+        run_dir=run,
+        seed=seed,
+        baseline=baseline,
+        test=test,
+        teacher=teacher,
+        student=student,
+        relative_to=Path.cwd(),
+        command=" ".join(["syllabus", *map(shlex.quote, sys.argv[1:])]),
+    )
+    columns = (
+        TextColumn("[bold]{task.description:<24}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     loop = Loop(proj, options)  # bad input fails here, before the bars are drawn
     with Progress(*columns, console=err_console, transient=False) as bars:
         loop.view = LiveView(bars, loop.rounds, len(STEPS))

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -28,6 +30,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..backends import make_backend, parse_teacher_spec
+from ..backends.redact import Redactor, redact_url, redact_urls
 from ..backends.spec import TeacherSpec
 from ..data.write import remove_dataset, write_dataset
 from ..errors import UserError
@@ -36,6 +39,7 @@ from ..layout import ProjectLayout
 from ..project import Project
 from ..prompts import Templates
 from ..runlock import run_folder
+from ..runlog import run_log
 from ..taxonomy.model import Node
 from .cache import RequestCache
 from .dataset import dataset_card
@@ -52,6 +56,8 @@ from .teacher import CachedTeacher, NoProgress, Progress
 DROPPED_FILE = "dropped.jsonl"
 ORDER_FIELDS = ("taxonomy_path", "subject", "level", "bloom_level", "difficulty")  # what order_rows reads
 ORDERS = ("taxonomy", "easy_to_hard", "interleaved", "shuffled")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -247,11 +253,90 @@ def generate(
 
 def run_job(job: GenerateJob, progress: Progress | None = None, backend=None, *, held: bool = False) -> GenerateOutcome:
     """Run one generation. `backend`: a teacher already made (not yet preflighted); default, the job's.
-    `held`: the caller already holds the run folder (the loop does, for all its rounds)."""
+    `held`: the caller already holds the run folder (the loop does, for all its rounds).
+
+    The run appends its story to RUN/syllabus.log (`runlog.py`), through the backend's
+    redaction: the backend is the one that knows the API key and the URLs' credentials."""
     if held:
-        return _run_job(job, progress, backend)
-    with run_folder(job.cache_file.parent):  # the run folder is ours, and this run's alone
-        return _run_job(job, progress, backend)
+        return _logged_run(job, progress, backend, job.cache_file.parent)
+    with run_folder(job.cache_file.parent) as folder:  # the run folder is ours, and this run's alone
+        return _logged_run(job, progress, backend, folder)
+
+
+def _logged_run(job: GenerateJob, progress: Progress | None, backend, folder: Path) -> GenerateOutcome:
+    backend = backend or job.make_backend()
+    redact = getattr(backend, "redact", None) or Redactor(urls=list(job.base_urls or ()))
+    with run_log(folder, redact):
+        started = time.monotonic()
+        _log_job(job, backend)
+        try:
+            outcome = _run_job(job, progress, backend)
+        except UserError as exc:
+            log.error("generate stopped: %s", exc)
+            raise
+        except BaseException:
+            log.exception("generate stopped")
+            raise
+        _log_outcome(outcome)
+        log.info("generate finished in %.1f s", time.monotonic() - started)
+        return outcome
+
+
+def _log_job(job: GenerateJob, backend) -> None:
+    settings = job.settings
+    log.info(
+        "generate: teacher %s (%s), round %d, output %s",
+        getattr(backend, "model", job.teacher.model),
+        getattr(backend, "kind", job.teacher.backend),
+        job.round,
+        job.out_dir,
+    )
+    if job.base_urls:
+        log.info("teacher server(s): %s", ", ".join(redact_url(url) for url in job.base_urls))
+    log.info(
+        "disciplines: %s; %d question(s), seed %s, order %s",
+        ", ".join(f"{path}={n}" for path, n in job.budget.items()),
+        sum(job.budget.values()),
+        settings.seed,
+        settings.order,
+    )
+    log.info("command: %s", redact_urls(job.command))
+
+
+def _log_outcome(outcome: GenerateOutcome) -> None:
+    result, report = outcome.result, outcome.filters
+    for name, stats in result.stats.items():
+        counts = stats.as_dict()
+        log.info(
+            "stage %s: %d requested, %d from cache, %d answered, %d parsed, %d kept, failed %s, unparsed %s",
+            name,
+            counts["requested"],
+            counts["from_cache"],
+            counts["answered"],
+            counts["parsed"],
+            counts["kept"],
+            counts["failed"] or 0,
+            counts["unparsed"] or 0,
+        )
+    dropped = ", ".join(f"{reason} {n}" for reason, n in report.counts.items() if n) or "none"
+    log.info("filters: %d row(s) in, %d kept, %d dropped (%s)", report.rows_in, report.kept, report.dropped, dropped)
+    if report.unjudged:
+        log.info("judge: %d row(s) kept unjudged (no score parsed)", report.unjudged)
+    log.info("rows: %d generated, %d kept, %d dropped", result.generated, outcome.kept, outcome.dropped)
+    for name, path in outcome.outputs.items():
+        log.info("wrote %s: %s", name, path)
+    if result.failed_requests:
+        failed: Counter = Counter()
+        for stats in result.stats.values():
+            failed.update(stats.failed)
+        log.warning(
+            "%d request(s) failed for good (%s); the same command again retries them",
+            result.failed_requests,
+            ", ".join(f"{reason} {n}" for reason, n in failed.items()),
+        )
+    reason = outcome.empty_reason()
+    if reason:
+        log.warning("no dataset written: %s", reason)
 
 
 def _run_job(job: GenerateJob, progress: Progress | None, backend) -> GenerateOutcome:

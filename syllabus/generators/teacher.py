@@ -12,12 +12,15 @@ are not stages (taxonomy expansion).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..backends.base import Backend, ChatRequest, Completion, RequestFailed
 from .cache import RequestCache, request_key
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -130,6 +133,8 @@ class CachedTeacher:
             completion = await self.backend.complete(request)
         except RequestFailed as exc:
             self.cache.record_failure(key, stage, exc.reason, exc.detail)
+            # %r: the detail is the server's text, and its newlines must not forge log lines.
+            log.warning("stage %s: a request failed for good (%s): %r", stage, exc.reason, exc.detail)
             return None, exc.reason
         self.cache.put(key, stage, completion, request)
         return completion, ""
