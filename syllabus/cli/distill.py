@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -29,25 +30,34 @@ class LiveView:
 
     def __init__(self, bars: Progress, rounds: int, steps: int):
         self.bars = bars
-        self.loop = bars.add_task("loop", total=1 + rounds * steps)
+        self.total = 1 + rounds * steps
+        self.loop = bars.add_task("loop", total=self.total, left="")
         self.tasks: dict[str, TaskID] = {}
         self.totals: dict[str, int] = {}
         self.seen: set[str] = set()
+        self.started = time.monotonic()
+        self.done_here = 0  # steps this process finished (resumed ones cost nothing, so they set no pace)
 
     def step(self, round_index: int, step: str) -> None:
         key = f"{round_index}:{step}"
         if key not in self.seen and self.seen:
             self.bars.advance(self.loop)
+            self.done_here += 1
         self.seen.add(key)
         for task in self.tasks.values():  # the last step's bars make way for this one's
             self.bars.remove_task(task)
         self.tasks.clear()
         self.totals.clear()
-        self.bars.update(self.loop, description=f"round {round_index} · {step}")
+        left = ""
+        if self.done_here:
+            remaining = self.total - (len(self.seen) - 1)
+            seconds = (time.monotonic() - self.started) / self.done_here * remaining
+            left = f"~{seconds / 60:.0f} min left" if seconds >= 60 else f"~{seconds:.0f} s left"
+        self.bars.update(self.loop, description=f"round {round_index} · {step}", left=left)
 
     def _task(self, stage: str) -> TaskID:
         if stage not in self.tasks:
-            self.tasks[stage] = self.bars.add_task(f"  {stage}", total=0)
+            self.tasks[stage] = self.bars.add_task(f"  {stage}", total=0, left="")
         return self.tasks[stage]
 
     def add_total(self, stage: str, count: int) -> None:
@@ -142,6 +152,7 @@ def distill(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
+        TextColumn("{task.fields[left]}"),
     )
     loop = Loop(proj, options)  # bad input fails here, before the bars are drawn
     with Progress(*columns, console=err_console, transient=False) as bars:

@@ -24,6 +24,7 @@ import asyncio
 import json
 import random
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -371,29 +372,29 @@ class Loop:
         folder = self.layout.round(k)
         student = self._read(self.layout.round(k - 1).root / "student.json")["student"] if k > 1 else self.student
         config = self.project.config.student
-        if rows["train"]:
-            out = folder.student / "sft"
-            if not (out / FINAL).is_dir():
-                train(
-                    TrainOptions.from_config(
-                        config, method="sft", dataset=folder.train, out_dir=out, student=student, seed=self.seed + k
-                    )
-                )
-            student = str(out / FINAL)
-        if rows["pairs"]:
-            out = folder.student / "dpo"
-            if not (out / FINAL).is_dir():
-                train(
-                    TrainOptions.from_config(
+        for method, dataset, count, extra in (
+            ("sft", folder.train, rows["train"], {}),
+            ("dpo", folder.pairs, rows["pairs"], {"epochs": self.settings.dpo_epochs}),
+        ):
+            if not count:
+                continue
+            out = folder.student / method
+            if not (out / FINAL).is_dir():  # a finished model is never trained again
+                self.view.add_total(method, 1)
+                with warnings.catch_warnings():  # transformers' deprecation notes would bury the live view
+                    warnings.simplefilter("ignore", FutureWarning)
+                    options = TrainOptions.from_config(
                         config,
-                        method="dpo",
-                        dataset=folder.pairs,
+                        method=method,
+                        dataset=dataset,
                         out_dir=out,
                         student=student,
                         seed=self.seed + k,
-                        epochs=self.settings.dpo_epochs,
+                        quiet=True,
+                        **extra,
                     )
-                )
+                    train(options)
+                self.view.advance(method)
             student = str(out / FINAL)
         self._write(folder.root / "student.json", {"student": student})
 

@@ -114,7 +114,8 @@ async def tailor(
             "student_answer": mistake["student_answer"],
             "drafts": list(output.values),
         }
-        correction = next((d for d in output.values if _reaches(mistake, d)), None)
+        reaching = [d for d in output.values if _reaches(mistake, d)]
+        correction = min(reaching, key=len) if reaching else None  # the plainest draft that is right
         if correction is None:
             record["dropped"] = "no draft reached the reference" if output.values else "no draft parsed"
         elif used[mistake["node"]] >= budgets.get(mistake["node"], 0):

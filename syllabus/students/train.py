@@ -47,6 +47,7 @@ class TrainOptions:
     seed: int = 0
     probes: Path | None = None
     trust_remote_code: bool = False
+    quiet: bool = False  # no per-step bar or log lines (the loop draws its own view)
 
     @classmethod
     def from_config(cls, config, **overrides: Any) -> TrainOptions:
@@ -156,7 +157,7 @@ def train(options: TrainOptions) -> TrainResult:
         save_total_limit=2,
         report_to=[],
         seed=options.seed,
-        disable_tqdm=False,
+        disable_tqdm=options.quiet,
         **training_precision(options.dtype),
     )
     peft_config = None
@@ -192,6 +193,10 @@ def train(options: TrainOptions) -> TrainResult:
         )
     else:
         raise UserError(f"unknown training method {options.method!r}", hint="sft or dpo")
+    if options.quiet:  # without its bar, Trainer prints each step's logs instead
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     if trainer.train_dataset is not None and len(trainer.train_dataset) == 0:
         # TRL drops an example whose prompt fills max_length (no completion token left to learn from);
         # with none left, torch would fail with "num_samples=0".
