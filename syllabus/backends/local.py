@@ -234,6 +234,7 @@ class LocalBackend:
             except (asyncio.CancelledError, Exception):
                 pass
             self._worker, self._queue = None, None
+        self._loaded = None  # the weights go with the backend: a loop trains the student next, in this memory
 
 
 def left_padded(sequences: list[list[int]], tokenizer, device):
