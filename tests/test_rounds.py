@@ -145,6 +145,16 @@ def test_a_budget_per_node_is_taken_as_given(project):
         run_module.prepare(project, run_module.GenerateOptions(nodes=[NODE], budget={NODE: -1}))
 
 
+def test_a_node_given_no_rows_costs_no_request(project):
+    """A round may give a node no GLAN rows (its budget went to corrections): neither its subjects
+    nor its syllabi are asked for, in the plan or in the run."""
+    budget = {NODE: 3, "humanities/ethics": 0}
+    options = run_module.GenerateOptions(nodes=[NODE, "humanities/ethics"], budget=budget)
+    plan = run_module.dry_run(project, options)["stages"]
+    alone = run_module.dry_run(project, run_module.GenerateOptions(nodes=[NODE], budget={NODE: 3}))["stages"]
+    assert plan == alone and plan["subjects"]["requests"] > 0
+
+
 def test_relative_paths_start_where_the_caller_says_not_at_the_current_folder(project, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the library must not look here
     job = run_module.prepare(project, run_module.GenerateOptions(run_dir=Path("mine")))

@@ -274,6 +274,8 @@ class GlanGenerator:
 
     # The whole run -------------------------------------------------------------
     async def _discipline(self, position: int, node: Node, count: int, outcome: NodeOutcome, emit: Emit) -> None:
+        if count <= 0:  # no question asked of it: its curriculum waits until one is (a round may give it none)
+            return
         subjects = await self.subjects_for(node)
         subjects = await asyncio.gather(*(self.syllabus_for(node, s) for s in subjects))
         usable = [s for s in subjects if s.sessions]
@@ -327,6 +329,8 @@ def plan(
     example.sessions = [Session("Example session", ["concept one", "concept two", "concept three"])]
     estimate = Plan.of((*stages.all, *per_row))
     for node in disciplines:
+        if budget.get(node.path, 0) <= 0:
+            continue
         if has_subjects(node):
             subjects = load_subjects(node)
             missing = [s for s in subjects if not s.sessions]
