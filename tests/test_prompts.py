@@ -68,6 +68,12 @@ def contexts(node, course):
         "question": question,
         "answer": {**question, "question": "How fast is a ball moving 2 s after it is dropped from rest?"},
         "expand": {"node": node, "children": ["Mechanics"], "count": 4, "child_kind": "subfield"},
+        "correction": {
+            "discipline": node,
+            "question": "How fast is a ball moving 2 s after it is dropped from rest?",
+            "student_answer": "It moves at 9.8 m/s.",
+            "reference": "19.6 m/s",
+        },
         "judge": {
             "question": "How fast is a ball moving 2 s after it is dropped from rest?",
             "answer": "v = g t = 9.8 m/s² × 2 s ≈ 19.6 m/s.",
