@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..data.keys import question_key
+from ..data.read import iter_jsonl
+from ..data.rows import answer_of, question_of
 from ..data.shares import allocate as by_weight
 from ..errors import UserError
 from ..fsutil import atomic_write_text
@@ -327,8 +328,8 @@ class Loop:
             for _, row in open_rows(folder.data / "dataset.jsonl").iter():
                 rows.append(
                     sft_row(
-                        _text(row["prompt"], "user"),
-                        _text(row["completion"], "assistant"),
+                        question_of(row),
+                        answer_of(row),
                         row.get("taxonomy_path") or "unknown",
                         k,
                         "generated",
@@ -478,16 +479,10 @@ def distill(project: Project, options: DistillOptions, view: LoopView | None = N
     return Loop(project, options, view).run()
 
 
-def _text(messages: Any, role: str) -> str:
-    if isinstance(messages, str):
-        return messages
-    return next((m["content"] for m in reversed(messages) if m.get("role") == role), "")
-
-
 def _jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [row for _, row in iter_jsonl(path)]
 
 
 def _read_tailored(path: Path) -> Tailored:
@@ -498,4 +493,4 @@ def _read_tailored(path: Path) -> Tailored:
     return Tailored(_jsonl(path), Counter(counts))
 
 
-__all__ = ["DistillOptions", "DistillOutcome", "Loop", "distill", "question_key"]
+__all__ = ["DistillOptions", "DistillOutcome", "Loop", "distill"]
