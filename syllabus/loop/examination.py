@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..data.read import iter_jsonl
 from ..fsutil import atomic_write_text
 from ..students.examine import ProbeResult, summarise
 from ..students.probes import Probe
@@ -90,5 +91,5 @@ def read(folder: Path) -> Examination | None:
     if not (folder / RESULTS).is_file():
         return None
     results = json.loads((folder / RESULTS).read_text(encoding="utf-8"))
-    answers = [json.loads(line) for line in (folder / ANSWERS).read_text(encoding="utf-8").splitlines() if line]
+    answers = [row for _, row in iter_jsonl(folder / ANSWERS)]
     return Examination({s: results[s] for s in ("exam", "dev")}, answers)
