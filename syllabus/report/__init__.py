@@ -8,6 +8,7 @@ at view time). `distill` calls `write_report` after every round, so a loop can b
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ def write_report(
     run: str | Path,
     out: str | Path | None = None,
     *,
-    compare: list[str | Path] | tuple[str | Path, ...] = (),
+    compare: Sequence[str | Path] = (),
     template_dir: str | Path | None = None,
 ) -> ReportOutcome:
     """Read `run`, draw its charts, render the template (the project's override in

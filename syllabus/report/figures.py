@@ -157,7 +157,9 @@ def loop_charts(model: dict[str, Any]) -> dict[str, str]:
         fig = go.Figure()
         x = [f"round {r['index']}" for r in allocated]
         for node in nodes:
-            decided = [next((d for d in r["decisions"] if d.get("node") == node), {}) for r in allocated]
+            decided: list[dict[str, Any]] = [
+                next((d for d in r["decisions"] if d.get("node") == node), {}) for r in allocated
+            ]
             fig.add_bar(
                 name=node,
                 x=x,

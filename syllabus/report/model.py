@@ -136,7 +136,7 @@ def read_generation(root: Path) -> dict[str, Any]:
         }
         for name, s in (stats["stages"] or {}).items()
     ]
-    filters = summary.get("filters") if isinstance(summary.get("filters"), dict) else {}
+    filters: dict[str, Any] = summary["filters"] if isinstance(summary.get("filters"), dict) else {}
     return {
         "kind": "generate",
         "path": str(root),
