@@ -226,8 +226,9 @@ def test_a_round_killed_before_its_examination_shows_what_finished_and_names_wha
         lambda p: (p.mkdir(), (p / "notes.txt").write_text("hello")),
         lambda p: p.write_text("a file"),
         lambda p: None,
+        lambda p: (p / "rounds" / "1" / "data").mkdir(parents=True),
     ],
-    ids=["empty-folder", "other-files", "a-file", "absent"],
+    ids=["empty-folder", "other-files", "a-file", "absent", "generated-rounds-only"],
 )
 def test_a_folder_that_is_not_a_run_is_exit_2_with_a_clear_message(tmp_path, make):
     target = tmp_path / "x"
@@ -236,7 +237,7 @@ def test_a_folder_that_is_not_a_run_is_exit_2_with_a_clear_message(tmp_path, mak
     assert done.returncode == 2, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
     assert str(target) in done.stderr.replace("\n", "")
-    assert re.search(r"not a run folder|no such folder", done.stderr)
+    assert re.search(r"not a run folder|no such folder|report a round's data folder", done.stderr)
     assert not (tmp_path / "x" / "report.html").exists()
 
 
@@ -327,7 +328,10 @@ def test_a_report_failure_in_the_loop_is_a_warning_not_a_stop(tmp_path, caplog):
 # Slow: fresh real runs -----------------------------------------------------------------------
 @pytest.mark.slow
 def test_the_report_of_a_real_generation_shows_summary_numbers_in_the_browser(embedded_run, tmp_path):
-    project = shutil.copytree(embedded_run, tmp_path / "proj")
+    check_generation_report(shutil.copytree(embedded_run, tmp_path / "proj"), tmp_path)
+
+
+def check_generation_report(project: Path, tmp_path: Path) -> None:
     run = project / "runs" / "default"
     done = run_cli("report", "runs/default", cwd=project)
     assert done.returncode == 0, done.stderr
@@ -347,7 +351,14 @@ def test_the_report_of_a_real_generation_shows_summary_numbers_in_the_browser(em
         counts = stage_counts(dom, name)
         assert counts == {k: str(stage[k]) for k in ("requested", "from_cache", "answered", "parsed", "kept")}
     for node in summary["nodes"]:
-        assert node_rows(dom, node["path"]) == str(node["kept"])  # nodes with no rows are listed too
+        assert node_rows(dom, node["path"]) == str(node["kept"])
+    from syllabus.project import Project
+
+    asked = {n["path"] for n in summary["nodes"]}
+    others = [n.path for n in Project.load(project).load_taxonomy().select(None) if n.path not in asked]
+    assert others  # the run was asked for one node: the rest of the taxonomy is shown, with no rows
+    for path in others:
+        assert node_rows(dom, path) == "0"
     for reason, count in summary["filters"]["counts"].items():
         assert dom.one(filter=reason) == f"{reason}{count}"
 

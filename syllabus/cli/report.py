@@ -45,7 +45,14 @@ def report(
     """
     from ..report import write_report
 
-    outcome = write_report(run, out, compare=compare or [], template_dir=_template_dir(project, run))
+    found = _project(project, run)
+    outcome = write_report(
+        run,
+        out,
+        compare=compare or [],
+        template_dir=found.prompts_dir if found else None,
+        taxonomy=_taxonomy(found),
+    )
     for missing in outcome.missing:
         err_console.print(f"[yellow]missing:[/] {escape(missing)}")
     console.print(
@@ -58,15 +65,30 @@ def report(
         webbrowser.open(outcome.path.resolve().as_uri())
 
 
-def _template_dir(project: Optional[Path], run: Path) -> Optional[Path]:
-    """The prompts folder of the project that holds the report's template override: --project,
-    else the project the run lies in, else the one around the current folder; none is fine."""
+def _project(project: Optional[Path], run: Path):
+    """The project whose prompts folder may hold the template override and whose taxonomy the
+    coverage shows: --project, else the project the run lies in, else the one around the
+    current folder; none is fine (the built-in template, the run's own nodes)."""
     from ..project import CONFIG_FILE, Project
 
     if project is not None:
-        return Project.find(project).prompts_dir
+        return Project.find(project)
     for start in (run.resolve(), Path.cwd().resolve()):
         for folder in (start, *start.parents):
             if (folder / CONFIG_FILE).is_file():
-                return Project.load(folder).prompts_dir
+                return Project.load(folder)
     return None
+
+
+def _taxonomy(project) -> Optional[list[str]]:
+    """Every node path of the project's taxonomy; a taxonomy that does not load only costs
+    the page its unasked nodes (a warning), never the report."""
+    from ..errors import UserError
+
+    if project is None:
+        return None
+    try:
+        return [node.path for node in project.load_taxonomy().select(None)]
+    except UserError as exc:
+        err_console.print(f"[yellow]warning:[/] coverage without the taxonomy: {escape(str(exc))}")
+        return None

@@ -32,9 +32,11 @@ def write_report(
     *,
     compare: Sequence[str | Path] = (),
     template_dir: str | Path | None = None,
+    taxonomy: list[str] | None = None,
 ) -> ReportOutcome:
     """Read `run`, draw its charts, render the template (the project's override in
-    `template_dir` if it has one) and write the page to `out` (default RUN/report.html)."""
+    `template_dir` if it has one) and write the page to `out` (default RUN/report.html).
+    `taxonomy` (the project's node paths) adds the nodes a generation run was not asked for."""
     import plotly.offline
 
     from .figures import generation_charts, loop_charts
@@ -42,7 +44,7 @@ def write_report(
     from .render import render_page, template_file, write_page
 
     started = time.perf_counter()
-    model = read_run(run)
+    model = read_run(run, taxonomy=taxonomy)
     target = Path(out) if out is not None else Path(run) / REPORT_FILE
     if model["kind"] == "loop":
         model["compare"] = [compare_entry(read_run(other)) for other in compare]

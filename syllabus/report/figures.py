@@ -50,7 +50,12 @@ def generation_charts(model: dict[str, Any]) -> dict[str, str]:
     if model["filters"]:
         reasons = list(model["filters"])
         fig = go.Figure(go.Bar(x=reasons, y=[model["filters"][r] for r in reasons], marker_color="#7f7f7f"))
-        fig.update_layout(title="Rows dropped per filter", height=360, yaxis_title="rows")
+        top = max(model["filters"].values())
+        fig.update_layout(
+            title="Rows dropped per filter" + ("" if top else ": none"),
+            height=360,
+            yaxis={"title": "rows", "rangemode": "tozero", **({} if top else {"range": [0, 1]})},
+        )
         charts["filters"] = _html(fig, "filters")
     if model["nodes"]:
         charts["coverage"] = _html(coverage_figure(model["nodes"]), "coverage")
@@ -93,7 +98,9 @@ def coverage_figure(nodes: list[dict[str, Any]]):
             requested[prefix] = requested.get(prefix, 0) + (n.get("requested") or 0)
     ids = sorted(rows)
     top = max(rows.values()) or 1
-    colours = [NO_ROWS if rows[i] == 0 else sample_colorscale("Blues", [0.3 + 0.7 * rows[i] / top])[0] for i in ids]
+    shade = {i: 0.25 + 0.5 * rows[i] / top for i in ids}  # mid blues: text stays readable on every sector
+    colours = [NO_ROWS if rows[i] == 0 else sample_colorscale("Blues", [shade[i]])[0] for i in ids]
+    text = ["#222" if rows[i] == 0 or shade[i] < 0.5 else "white" for i in ids]
     fig = go.Figure(
         go.Sunburst(
             ids=ids,
@@ -102,6 +109,7 @@ def coverage_figure(nodes: list[dict[str, Any]]):
             customdata=[[rows[i], requested[i]] for i in ids],
             marker={"colors": colours, "line": {"color": "white", "width": 1}},
             texttemplate="%{label}<br>%{customdata[0]} rows",
+            textfont={"color": text},
             hovertemplate="%{id}<br>%{customdata[0]} rows kept, %{customdata[1]} requested<extra></extra>",
         )
     )

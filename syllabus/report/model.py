@@ -55,8 +55,11 @@ ROUND_FILES = (
 ROW_KINDS = ("corrections", "generated", "replay", "pairs")
 
 
-def read_run(path: str | Path) -> dict[str, Any]:
-    """The report model of a generation run or a loop run; a UserError for anything else."""
+def read_run(path: str | Path, *, taxonomy: list[str] | None = None) -> dict[str, Any]:
+    """The report model of a generation run or a loop run; a UserError for anything else.
+
+    `taxonomy`: every node of the project's taxonomy, so a generation run's coverage also shows
+    the nodes it was not asked for (with no rows)."""
     root = Path(path)
     if not root.exists():
         raise UserError("no such folder", where=root, hint="give a run folder, for example runs/default")
@@ -66,10 +69,18 @@ def read_run(path: str | Path) -> dict[str, Any]:
             where=root,
             hint="give the folder `syllabus generate` or `syllabus distill` wrote (runs/NAME)",
         )
-    if (root / "rounds").is_dir() or (root / "state.json").is_file():
+    summary = _json(root / "summary.json", [])
+    if (root / "state.json").is_file() or (isinstance(summary, dict) and "rounds" in summary):
         return read_loop(root)
     if any((root / name).is_file() for name in ("summary.json", "dataset.jsonl", "dropped.jsonl")):
-        return read_generation(root)
+        return read_generation(root, taxonomy or [])
+    rounds = sorted(p.parent for p in root.glob("rounds/*/data") if p.is_dir())
+    if rounds:  # `generate --round K` writes only under rounds/K/data
+        raise UserError(
+            "this run holds generated rounds, not one dataset: report a round's data folder",
+            where=root,
+            hint=f"for example `syllabus report {rounds[0] / 'data'}`",
+        )
     raise UserError(
         "not a run folder: no summary.json, dataset.jsonl or rounds/ here",
         where=root,
@@ -96,7 +107,7 @@ def _cut(text: Any, limit: int = TEXT_CUT) -> str:
 
 
 # Generation runs ---------------------------------------------------------------------------
-def read_generation(root: Path) -> dict[str, Any]:
+def read_generation(root: Path, taxonomy: list[str]) -> dict[str, Any]:
     from ..data.read import read_source
     from ..data.rows import answer_of, node_of, question_of
     from ..data.stats import HISTOGRAMS, compute_stats
@@ -160,7 +171,14 @@ def read_generation(root: Path) -> dict[str, Any]:
         "filters": stats["filters"] or {},
         "filter_seconds": filters.get("seconds") or {},
         "dropped_examples": dropped_examples,
-        "nodes": stats["nodes"],
+        "nodes": [
+            *stats["nodes"],
+            *(
+                {"node": n, "rows": 0, "note": "not asked for in this run"}
+                for n in taxonomy
+                if n not in {m["node"] for m in stats["nodes"]}
+            ),
+        ],
         "mixes": {c: stats[c] for c in HISTOGRAMS if stats.get(c) and c not in ("round",)},
         "lengths": stats["lengths"],
         "duplicates": stats["duplicates"],
@@ -314,7 +332,10 @@ def read_loop(root: Path) -> dict[str, Any]:
         "kind": "loop",
         "path": str(root),
         "title": root.name,
-        "baseline": bool((summary or {}).get("baseline", "baseline" in root.name)),
+        "baseline": bool(
+            (summary or {}).get("baseline")
+            or any(str(d.get("reason", "")).startswith("baseline") for r in rounds for d in r["decisions"])
+        ),
         "nodes": node_order,
         "rounds": rounds,
         "best_round": best,
