@@ -5,6 +5,7 @@ Each is made once per session so the suite stays quick enough for CI.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -205,3 +207,37 @@ def embedded_run(tmp_path_factory, embedded_dir):
 def copy_project(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def small_example(folder: Path, *, exam: int = 2, dev: int = 1, test: int = 1) -> Path:
+    """The distill example with `exam`/`dev`/`test` items per node and one training step a model."""
+    init_project(folder, example="distill")
+    rows = [json.loads(line) for line in (folder / "items.jsonl").read_text().splitlines()]
+    limits, taken, kept = {"exam": exam, "dev": dev, "test": test}, Counter(), []
+    for row in rows:
+        if taken[row["node"], row["split"]] < limits[row["split"]]:
+            taken[row["node"], row["split"]] += 1
+            kept.append(row)
+    write_jsonl(folder / "items.jsonl", kept)
+    config = folder / "syllabus.yaml"
+    text = (
+        config.read_text()
+        .replace("  max_steps: -1 ", "  max_steps: 1 ")
+        .replace("  save_steps: 10 ", "  save_steps: 1 ")
+    )
+    config.write_text(text)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def two_rounds(tmp_path_factory, embedded_dir):
+    """Two real rounds of `syllabus distill` on the small example, run once for every test that reads them."""
+    folder = small_example(tmp_path_factory.mktemp("distill") / "p")
+    done = run_cli("distill", "--rounds", "2", "--budget", "6", cwd=folder, timeout=1800)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return folder, done

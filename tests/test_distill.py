@@ -17,13 +17,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import cli_env, run_cli
+from conftest import cli_env, run_cli, small_example, write_jsonl
 
 from syllabus.errors import UserError
 from syllabus.loop.decide import RoundScores, best_round, forgot, stop_reason
 from syllabus.loop.items import load_items
 from syllabus.loop.tailor import degenerate, pick
-from syllabus.project import Project, init_project
+from syllabus.project import Project
 
 NODES = [
     "chemistry/elements",
@@ -33,31 +33,6 @@ NODES = [
     "physics/units",
     "reasoning/calendar",
 ]
-
-
-def write_jsonl(path: Path, rows) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
-def small_example(folder: Path, *, exam: int = 2, dev: int = 1, test: int = 1) -> Path:
-    """The distill example with `exam`/`dev`/`test` items per node and one training step a model."""
-    init_project(folder, example="distill")
-    rows = [json.loads(line) for line in (folder / "items.jsonl").read_text().splitlines()]
-    limits, taken, kept = {"exam": exam, "dev": dev, "test": test}, Counter(), []
-    for row in rows:
-        if taken[row["node"], row["split"]] < limits[row["split"]]:
-            taken[row["node"], row["split"]] += 1
-            kept.append(row)
-    write_jsonl(folder / "items.jsonl", kept)
-    config = folder / "syllabus.yaml"
-    text = (
-        config.read_text()
-        .replace("  max_steps: -1 ", "  max_steps: 1 ")
-        .replace("  save_steps: 10 ", "  save_steps: 1 ")
-    )
-    config.write_text(text)
-    return folder
 
 
 # Items -----------------------------------------------------------------------------------
@@ -223,14 +198,6 @@ def outcome_of(run: Path) -> dict:
         record.pop("student")
     summary.pop("best_student"), summary.pop("final_student")
     return summary
-
-
-@pytest.fixture(scope="module")
-def two_rounds(tmp_path_factory, embedded_dir):
-    folder = small_example(tmp_path_factory.mktemp("distill") / "p")
-    done = run_cli("distill", "--rounds", "2", "--budget", "6", cwd=folder, timeout=1800)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return folder, done
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ from .common import console, err_console
 from .distill import distill
 from .generate import generate, teacher_app
 from .mix import mix
+from .report import report
 from .stats import stats
 from .students import evaluate, probes_app, train_app
 from .taxonomy import taxonomy_app
@@ -45,6 +46,7 @@ app.command("eval")(evaluate)
 app.command()(distill)
 app.command()(stats)
 app.command()(mix)
+app.command()(report)
 
 
 @app.command()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import time
 import warnings
@@ -44,6 +45,8 @@ from .decide import RoundScores, best_round, forgot, stop_reason
 from .items import Items, load_items
 from .state import LoopState, fingerprint
 from .tailor import Tailored, sft_row
+
+log = logging.getLogger(__name__)
 
 STEPS = ("allocate", "correct", "generate", "assemble", "train", "examine")
 
@@ -178,6 +181,7 @@ class Loop:
                     self.state.stopped = reason
                     self.state.save()
             outcome.summary = self._write_summary(history)
+            self._report()
             return outcome
 
     def _round_zero(self) -> RoundScores:
@@ -189,6 +193,7 @@ class Loop:
                 folder, {"round": 0, "student": self.student, "budgets": {}, "rows": {}, **self._record_scores(folder)}
             )
             self.state.finish(0, "examine")
+            self._report()
         scores = self._scores(0)
         self.view.round_done(self._read(folder.record))
         return scores
@@ -217,6 +222,7 @@ class Loop:
                 **self._record_scores(folder),
             },
         )
+        self._report()
 
     def _step(self, k: int, step: str, work: Callable[[], Any]) -> Any:
         """Run `work` unless this step is done; either way return what it produced (read back)."""
@@ -458,6 +464,16 @@ class Loop:
         }
         self._write(self.layout.summary, summary)
         return summary
+
+    def _report(self) -> None:
+        """RUN/report.html again, so a long loop can be watched in a browser. Only a view of
+        the records: whatever goes wrong with it is a warning, never a stopped loop."""
+        try:
+            from ..report import write_report
+
+            write_report(self.layout.root, template_dir=self.project.prompts_dir)
+        except Exception as exc:
+            log.warning("could not write %s: %s", self.layout.root / "report.html", exc)
 
     def _write_held_out(self) -> None:
         held = [{"question": p.question, "split": s} for s in ("dev", "test") for p in getattr(self.items, s)]
