@@ -7,15 +7,19 @@ the student (SmolLM2-135M), so any gain comes from grounding (the exam items' re
 selection by the student's own signal, and budgets, not from a stronger teacher.
 
 How: the shipped example project (six nodes), trimmed to `--exam` exam and `--dev` dev
-items per node (the same items for every run; its test items are never read). For each
-seed: one project folder, the loop and its baseline run with the same budget, rounds
-and training recipe (syllabus.yaml of the example). Every node's dev accuracy and dev
-log-probability after every round, for both arms; the untrained student is round 0.
+items per node (the same items for every run; its test items are never read). One
+project folder for every seed (its subjects and syllabi are written by the first round
+that needs them, then read by every run, as a user's project would); per seed, the loop
+and its baseline run with the same budget, rounds and training recipe (the example's
+syllabus.yaml), each in its own run folder. The defaults fit about an hour on two cores.
+Every node's dev accuracy and dev log-probability after every round, for both arms; the
+untrained student is round 0.
 Reported per node: mean and spread (population standard deviation) over seeds. Dev
 items are never trained on, so each number is held out. Writes bench/results/loop.json
 and prints the table of docs/benchmarks.md.
 
-Run: .venv/bin/python bench/bench_loop.py [--seeds 0 1 2] [--rounds 2] [--budget 24] [--exam 8] [--dev 6]
+Run: .venv/bin/python bench/bench_loop.py [--seeds 0 1 2] [--rounds 2] [--budget 12] [--exam 6] [--dev 6]
+     [--workdir DIR] (a workdir kept: the same command again resumes each run where it stopped)
 """
 
 from __future__ import annotations
@@ -149,8 +153,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--budget", type=int, default=24)
-    parser.add_argument("--exam", type=int, default=8, help="exam items per node")
+    parser.add_argument("--budget", type=int, default=12)
+    parser.add_argument("--exam", type=int, default=6, help="exam items per node")
     parser.add_argument("--dev", type=int, default=6, help="dev items per node")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the projects here (default: a temp folder)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "loop.json")
@@ -159,10 +163,10 @@ def main() -> None:
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-loop-"))
     runs: dict[int, dict[str, dict]] = {}
     started = time.perf_counter()
+    folder = work / "project"
+    if not (folder / "syllabus.yaml").is_file():
+        trimmed_example(folder, args.exam, args.dev)
     for seed in args.seeds:
-        folder = work / f"seed-{seed}"
-        if not (folder / "syllabus.yaml").is_file():
-            trimmed_example(folder, args.exam, args.dev)
         runs[seed] = {}
         for baseline in (False, True):
             arm = "baseline" if baseline else "loop"

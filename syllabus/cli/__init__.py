@@ -16,6 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UserError
+from .align import align
 from .common import console, err_console
 from .distill import distill
 from .generate import generate, teacher_app
@@ -43,6 +44,7 @@ app.command()(generate)
 app.add_typer(train_app, name="train")
 app.add_typer(probes_app, name="probes")
 app.command("eval")(evaluate)
+app.command()(align)
 app.command()(distill)
 app.command()(stats)
 app.command()(mix)

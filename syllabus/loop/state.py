@@ -41,8 +41,8 @@ class LoopState:
     stopped: str | None = None  # why the loop stopped before its last round, once it has
 
     @classmethod
-    def open(cls, path: Path, expected: dict[str, str]) -> LoopState:
-        """The state at `path`, or a fresh one; a UserError when it belongs to another loop."""
+    def open(cls, path: Path, expected: dict[str, str], what: str = "loop") -> LoopState:
+        """The state at `path`, or a fresh one; a UserError when it belongs to another `what`."""
         if not path.is_file():
             state = cls(path, expected)
             state.save()
@@ -52,14 +52,14 @@ class LoopState:
             found = data["fingerprint"]
         except (ValueError, KeyError, TypeError):
             raise UserError(
-                "state.json is not a loop's state",
+                f"state.json is not a {what}'s state",
                 where=path,
                 hint="give --run a new folder; this one holds something else",
             ) from None
         changed = [k for k in sorted(set(found) | set(expected)) if found.get(k) != expected.get(k)]
         if changed:
             raise UserError(
-                f"this run folder was made by another loop configuration (its {', '.join(changed)} "
+                f"this folder was made by another {what} configuration (its {', '.join(changed)} "
                 "differ from this command's)",
                 where=path.parent,
                 hint="rerun with the settings it was made with, or give --run a new folder",

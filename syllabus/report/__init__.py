@@ -19,7 +19,7 @@ REPORT_FILE = "report.html"
 @dataclass(frozen=True)
 class ReportOutcome:
     path: Path
-    kind: str  # "generate" | "loop"
+    kind: str  # "generate" | "loop" | "align"
     charts: list[str]
     missing: list[str]  # what the run lacks (a killed round's files, a summary not written yet)
     seconds: float
@@ -54,7 +54,7 @@ def write_report(
             from ..errors import UserError
 
             raise UserError("--compare is for loop runs: this is a generation run", where=str(run))
-        charts = generation_charts(model)
+        charts = generation_charts(model) if model["kind"] == "generate" else {}
     template = template_file(template_dir)
     model["template"] = "built-in" if template.parent == Path(__file__).parent else str(template)
     page = render_page(model, charts, plotly.offline.get_plotlyjs(), template=template)

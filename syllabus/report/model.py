@@ -71,9 +71,13 @@ def read_run(path: str | Path, *, taxonomy: list[str] | None = None) -> dict[str
         )
     summary = _json(root / "summary.json", [])
     if (root / "state.json").is_file() or (isinstance(summary, dict) and "rounds" in summary):
-        return read_loop(root)
+        return with_alignment(read_loop(root), root)
     if any((root / name).is_file() for name in ("summary.json", "dataset.jsonl", "dropped.jsonl")):
-        return read_generation(root, taxonomy or [])
+        return with_alignment(read_generation(root, taxonomy or []), root)
+    if (root / "align" / "summary.json").is_file():  # a run folder `syllabus align` alone wrote
+        return with_alignment(
+            {"kind": "align", "path": str(root), "title": root.name, "warnings": [], "missing": []}, root
+        )
     rounds = sorted(p.parent for p in root.glob("rounds/*/data") if p.is_dir())
     if rounds:  # `generate --round K` writes only under rounds/K/data
         raise UserError(
@@ -86,6 +90,13 @@ def read_run(path: str | Path, *, taxonomy: list[str] | None = None) -> dict[str
         where=root,
         hint="give a folder written by `syllabus generate` (runs/NAME) or `syllabus distill` (runs/distill)",
     )
+
+
+def with_alignment(model: dict[str, Any], root: Path) -> dict[str, Any]:
+    """`model` with `alignment`: RUN/align/summary.json where `syllabus align` ran in this run, else None."""
+    found = _json(root / "align" / "summary.json", model["warnings"])
+    model["alignment"] = found if isinstance(found, dict) and isinstance(found.get("nodes"), dict) else None
+    return model
 
 
 def _json(path: Path, warnings: list[str]) -> Any:

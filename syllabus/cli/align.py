@@ -1,0 +1,157 @@
+"""`syllabus align`: score the teacher's drafts by this student, and align the teacher to the winners."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from .common import ProjectOption, console, err_console, open_project
+
+
+class StepView:
+    """One line for the step in flight, one bar (with time left) per stage within it."""
+
+    def __init__(self, bars: Progress):
+        self.bars = bars
+        self.tasks: dict[str, TaskID] = {}
+        self.totals: dict[str, int] = {}
+
+    def step(self, step: str) -> None:
+        self.bars.console.print(f"[bold]{step}[/]")
+
+    def add_total(self, stage: str, count: int) -> None:
+        if stage not in self.tasks:
+            self.tasks[stage] = self.bars.add_task(f"  {stage}", total=0)
+        self.totals[stage] = self.totals.get(stage, 0) + count
+        self.bars.update(self.tasks[stage], total=self.totals[stage])
+
+    def advance(self, stage: str, count: int = 1) -> None:
+        if stage not in self.tasks:
+            self.add_total(stage, 0)
+        self.bars.advance(self.tasks[stage], count)
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def align(
+    nodes: Annotated[
+        Optional[list[str]], typer.Option("--nodes", help="Glob over discipline paths (repeatable). Default: all.")
+    ] = None,
+    drafts: Annotated[int, typer.Option("--drafts", help="Draft questions per node (K).")] = 4,
+    rationales: Annotated[
+        int, typer.Option("--rationales", help="Rationales per question (R), each in another strategy.")
+    ] = 2,
+    items: Annotated[int, typer.Option("--items", help="Preference items per node the drafts are scored on (M).")] = 8,
+    scorer: Annotated[
+        str,
+        typer.Option(
+            "--scorer",
+            help="icl: the draft as an in-context example (ARTE); influence: the reference loss after one "
+            "step on it (Montessori-Instruct); both: pairs both agree on.",
+        ),
+    ] = "icl",
+    influence: Annotated[
+        str, typer.Option("--influence", help="exact (a real step, undone) or fast (first-order, one backward).")
+    ] = "exact",
+    mode: Annotated[
+        str,
+        typer.Option(
+            "--mode",
+            help="dpo: train the teacher on the pairs; in_context: pick exemplars and mixes for a served "
+            "teacher; auto: dpo when the teacher's weights are here.",
+        ),
+    ] = "auto",
+    probes: Annotated[
+        Optional[Path],
+        typer.Option("--probes", help="Preference items (JSONL: question, answer, node). Default: loop exam items."),
+    ] = None,
+    run: Annotated[Optional[Path], typer.Option("--run", help="Run folder. Default: runs/align.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of drafts and training. Default: generation.seed.")] = None,
+    teacher: Annotated[Optional[str], typer.Option("--teacher", "-t", help="Default: syllabus.yaml's teacher.")] = None,
+    student: Annotated[Optional[str], typer.Option("--student", help="Default: student.model.")] = None,
+    learning_rate: Annotated[float, typer.Option("--lr", help="Learning rate of the teacher's DPO.")] = 5e-6,
+    project: ProjectOption = None,
+) -> None:
+    """Align the teacher with what helps this student: drafts, scored by the student, become DPO pairs.
+
+    The teacher writes K draft questions per node and R rationales each; the student scores
+    every draft on the node's preference items; drafts that differ beyond the measured noise
+    become preference pairs (RUN/align/pairs.jsonl, a TRL DPO dataset). A local teacher is
+    then trained on them (RUN/align/teacher/final, a model folder); a served teacher gets
+    exemplars and strategy mixes instead (RUN/align/in_context.json). Kill it and run it
+    again: no draft is asked or scored twice.
+
+    Examples:
+
+    `syllabus align --drafts 4 --rationales 2 --items 8`
+
+    `syllabus generate --teacher runs/align/align/teacher/final` (regenerate with the aligned teacher)
+
+    `syllabus align --scorer influence --influence fast --nodes 'physics/*'`
+    """
+    from ..align.run import Aligner, AlignOptions
+
+    proj = open_project(project)
+    options = AlignOptions(
+        nodes=nodes,
+        drafts=drafts,
+        rationales=rationales,
+        items=items,
+        scorer=scorer,
+        influence=influence,
+        mode=mode,
+        probes=probes,
+        run_dir=run,
+        seed=seed,
+        teacher=teacher,
+        student=student,
+        learning_rate=learning_rate,
+        relative_to=Path.cwd(),
+    )
+    aligner = Aligner(proj, options)  # bad input fails here, before any model loads
+    columns = (
+        TextColumn("{task.description:<24}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=False) as bars:
+        aligner.view = StepView(bars)
+        outcome = aligner.run()
+    summary = outcome.summary
+    table = Table(
+        "node", "drafts", "score spread", "noise floor", "pairs", "mode", title=f"Alignment ({summary['scorer']})"
+    )
+    for node, block in summary["nodes"].items():
+        table.add_row(
+            escape(node),
+            str(block["drafts"]),
+            _num(block["score_spread"]),
+            _num(block["noise_floor"], 6),
+            str(block["pairs"]),
+            block["mode"],
+        )
+    console.print(table)
+    console.print(f"mode {summary['mode']}: {escape(summary['mode_reason'])}")
+    if summary["aligned_teacher"]:
+        console.print(f"[green]aligned teacher[/]: {escape(summary['aligned_teacher'])}")
+        console.print(f"regenerate with: syllabus generate --teacher {escape(summary['aligned_teacher'])}")
+    elif summary["in_context"]:
+        console.print(f"exemplars and mixes: {escape(summary['in_context'])}")
+    console.print(f"summary in {escape(str(outcome.folder / 'summary.json'))}")
