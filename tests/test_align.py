@@ -278,4 +278,4 @@ def test_align_end_to_end_killed_while_scoring_resumes_trains_the_teacher_and_re
     )
     assert regenerated.returncode == 0, regenerated.stderr[-3000:]
     rows = [json.loads(line) for line in (folder / "runs" / "regen" / "dataset.jsonl").read_text().splitlines()]
-    assert rows and all(r["teacher"] == teacher.name or str(teacher) in r["teacher"] for r in rows)
+    assert rows and all(r["teacher"] == teacher.name for r in rows)  # the folder's name; the cache keys it by more

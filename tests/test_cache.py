@@ -245,3 +245,19 @@ def test_identical_requests_in_flight_at_once_share_one_call(tmp_path):
     stats = teacher.stage("answer")
     assert (stats.requested, stats.answered, stats.cached) == (3, 1, 2)
     teacher.cache.close()
+
+
+def test_two_local_model_folders_of_one_name_are_two_models_to_the_cache(tmp_path):
+    """A trained student and an aligned teacher are both `.../final`: one's answers must never
+    be served for the other's requests; the same folder again keys the same."""
+    from syllabus.backends.local import LocalBackend
+
+    for name, weights in (("a", b"one"), ("b", b"two")):
+        (tmp_path / name / "final").mkdir(parents=True)
+        (tmp_path / name / "final" / "model.safetensors").write_bytes(weights)
+    first, second = LocalBackend(tmp_path / "a" / "final"), LocalBackend(tmp_path / "b" / "final")
+    assert first.model == second.model == "final"  # what rows and cards show
+    assert first.cache_identity != second.cache_identity
+    assert LocalBackend(tmp_path / "a" / "final").cache_identity == first.cache_identity
+    (tmp_path / "a" / "final" / "model.safetensors").write_bytes(b"retrained")  # trained again in place
+    assert LocalBackend(tmp_path / "a" / "final").cache_identity != first.cache_identity

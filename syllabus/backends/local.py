@@ -41,6 +41,9 @@ class LocalBackend:
     ):
         self.model_dir = Path(model_dir)
         self.model = model_name or self.model_dir.name
+        # What the request cache keys answers by: two folders both called `final` (a trained
+        # student, an aligned teacher) are different models, and so is a folder trained again.
+        self.cache_identity = model_name or f"{self.model}@{weights_digest(self.model_dir)}"
         self.batch_size = max(1, batch_size)
         self.dtype = dtype
         self.trust_remote_code = trust_remote_code
@@ -303,6 +306,17 @@ def _eos_ids(model, tokenizer) -> set[int]:
         elif isinstance(value, (list, tuple)):
             ids.update(v for v in value if isinstance(v, int))
     return ids
+
+
+def weights_digest(folder: Path) -> str:
+    """A short digest of a model folder's place and weight files (name, size, mtime): cheap, no reading."""
+    folder = Path(folder)
+    parts = [str(folder.resolve())]
+    for path in sorted(folder.glob("*")):
+        if path.suffix in (".safetensors", ".bin", ".gguf", ".pt") and path.is_file():
+            stat = path.stat()
+            parts.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
 
 
 def load_causal_lm(

@@ -109,7 +109,8 @@ class CachedTeacher:
 
     async def fetch(self, stage: str, request: ChatRequest, template_version: str) -> Fetched:
         """The answer to `request` from the cache, a call in flight, or the backend; counts nothing."""
-        key = request_key(self.backend.kind, self.backend.model, request, template_version)
+        identity = getattr(self.backend, "cache_identity", None) or self.backend.model  # see LocalBackend
+        key = request_key(self.backend.kind, identity, request, template_version)
         cached = self.cache.get(key)
         if cached is not None:
             return Fetched(cached, CACHE)
