@@ -140,6 +140,8 @@ def test_bad_loop_settings_exit_2_with_the_file_and_line(tmp_path):
     folder = small_example(tmp_path / "q")
     done = run_cli("distill", "--budget", "4", cwd=folder)
     assert done.returncode == 2 and "6 nodes" in done.stderr and "--budget" in done.stderr
+    done = run_cli("distill", "--align", "--baseline", cwd=folder)
+    assert done.returncode == 2 and "exclude each other" in done.stderr
 
     (folder / "items.jsonl").write_text(
         "".join(line + "\n" for line in (folder / "items.jsonl").read_text().splitlines() if '"dev"' not in line)

@@ -123,7 +123,9 @@ def _check(options: AlignOptions, strategies: int) -> None:
 class Aligner:
     """One alignment over a project: inputs checked at construction, before any model loads."""
 
-    def __init__(self, project: Project, options: AlignOptions, view: AlignView | None = None):
+    def __init__(self, project: Project, options: AlignOptions, view: AlignView | None = None, *, exam=None):
+        """`exam`: the preference items' source when a caller has already split them (the loop's exam
+        items); otherwise --probes, or the exam items of the loop's items file split as the loop splits them."""
         from ..backends.spec import parse_student_spec, parse_teacher_spec
 
         self.project, self.options = project, options
@@ -159,7 +161,7 @@ class Aligner:
             else ("the teacher's weights are on this machine" if trainable else "the teacher is served: no weights")
         )
         base = options.relative_to or project.root
-        self.items = self._preference_items(base)
+        self.items = self._preference_items(base, exam)
         run = options.run_dir or Path(project.config.runs) / "align"
         self.run_layout: RunLayout = ProjectLayout.of(project).run(run, relative_to=base)
         from ..loop.state import fingerprint
@@ -176,22 +178,26 @@ class Aligner:
         )
 
     # Inputs ------------------------------------------------------------------------------
-    def _preference_items(self, base: Path) -> dict[str, list[Probe]]:
+    def _preference_items(self, base: Path, exam) -> dict[str, list[Probe]]:
         from ..loop.items import load_items
         from ..students.probes import load_probes
 
         loop_items = self.project.root / self.project.config.loop.items
         held: dict[bytes, str] = {}
-        if loop_items.is_file():
-            every = load_items(loop_items, self._every_node(), dev_share=self.project.config.loop.dev_share)
+        if exam is not None:
+            every = exam
+            held = every.held_out_keys()
+        elif loop_items.is_file():
+            loop = self.project.config.loop
+            every = load_items(loop_items, self._every_node(), dev_share=loop.dev_share, seed=self.seed)
             held = every.held_out_keys()
         if self.options.probes is not None:
             path = self.options.probes if Path(self.options.probes).is_absolute() else base / self.options.probes
             probes = load_probes(path)
             source = str(path)
-        elif loop_items.is_file():
+        elif exam is not None or loop_items.is_file():
             probes = [p for p in every.exam if p.node in self.nodes]
-            source = f"{loop_items} (exam items)"
+            source = f"{every.source} (exam items)"
         else:
             raise UserError(
                 "no preference items: give --probes FILE (JSONL: question, answer, node)",
@@ -228,26 +234,33 @@ class Aligner:
         return [n.path for n in self.project.load_taxonomy().select(None)]
 
     # The run ------------------------------------------------------------------------------
-    def run(self) -> AlignOutcome:
+    def run(self, *, held: bool = False, folder: Path | None = None) -> AlignOutcome:
+        """Every step not done yet. `held`: the caller holds the run folder already (the loop),
+        and `folder` is where this alignment's files go (default RUN/align)."""
+        if held:
+            return self._run(self.run_layout.root, folder)
+        with run_folder(self.run_layout.root) as root:
+            return self._run(root, folder)
+
+    def _run(self, root: Path, folder: Path | None) -> AlignOutcome:
         from ..loop.state import LoopState
 
-        with run_folder(self.run_layout.root) as root:
-            folder = root / ALIGN_DIR
-            folder.mkdir(exist_ok=True)
-            self.folder, self.cache = folder, root / "cache.sqlite"
-            state = LoopState.open(folder / "state.json", self.fingerprint, what="align")
-            seconds: dict[str, float] = {}
-            for step in STEPS[: STEPS.index(self.options.until) + 1]:
-                if state.is_done(0, step):
-                    continue
-                self.view.step(step)
-                state.begin(0, step)
-                started = time.perf_counter()
-                getattr(self, f"_{step}")()
-                seconds[step] = round(time.perf_counter() - started, 2)
-                state.finish(0, step)
-            summary = self._summary(seconds)
-            return AlignOutcome(folder, summary, seconds)
+        folder = folder or root / ALIGN_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder, self.cache = folder, root / "cache.sqlite"
+        state = LoopState.open(folder / "state.json", self.fingerprint, what="align")
+        seconds: dict[str, float] = {}
+        for step in STEPS[: STEPS.index(self.options.until) + 1]:
+            if state.is_done(0, step):
+                continue
+            self.view.step(step)
+            state.begin(0, step)
+            started = time.perf_counter()
+            getattr(self, f"_{step}")()
+            seconds[step] = round(time.perf_counter() - started, 2)
+            state.finish(0, step)
+        summary = self._summary(seconds)
+        return AlignOutcome(folder, summary, seconds)
 
     # 1. drafts ---------------------------------------------------------------------------
     def _drafts(self) -> None:

@@ -113,6 +113,14 @@ def distill(
     student: Annotated[
         Optional[str], typer.Option("--student", help="The student to start from. Default: student.model.")
     ] = None,
+    align: Annotated[
+        bool,
+        typer.Option(
+            "--align",
+            help="Each round, first align the teacher on its two weakest nodes (`syllabus align`: drafts scored by "
+            "the student; a local teacher is DPO-trained on the pairs and writes the round's rows).",
+        ),
+    ] = False,
     project: ProjectOption = None,
 ) -> None:
     """Run tailored rounds until the student stops improving: examine, allocate, correct, generate, train.
@@ -131,7 +139,7 @@ def distill(
 
     Results: RUN/summary.json (per round and node: dev and exam scores, budgets; best and final student).
     """
-    from ..loop.distill import STEPS, DistillOptions, Loop
+    from ..loop.distill import DistillOptions, Loop
 
     proj = open_project(project)
     options = DistillOptions(
@@ -143,6 +151,7 @@ def distill(
         test=test,
         teacher=teacher,
         student=student,
+        align=align,
         relative_to=Path.cwd(),
         command=" ".join(["syllabus", *map(shlex.quote, sys.argv[1:])]),
     )
@@ -156,7 +165,7 @@ def distill(
     )
     loop = Loop(proj, options)  # bad input fails here, before the bars are drawn
     with Progress(*columns, console=err_console, transient=False) as bars:
-        loop.view = LiveView(bars, loop.rounds, len(STEPS))
+        loop.view = LiveView(bars, loop.rounds, len(loop.steps))
         outcome = loop.run()
     summary = outcome.summary
     console.print(f"[green]best round {summary['best_round']}[/]: {escape(str(summary['best_student']))}")

@@ -5,6 +5,8 @@ Round 0 examines the untrained student. Round k then:
 1. allocate: the round's rows per node from the dev scores so far (budgets.py);
 2. correct: the teacher corrects the student's wrong exam answers (tailor.py), grounded
    in the references; up to a node's budget of them are used;
+   (align, with `--align`: `syllabus align` on the weakest nodes that get GLAN rows, for the
+   student as it stands; the aligned teacher writes this round's rows);
 3. generate: GLAN rows for the rest of each node's budget, round-aware (round k asks new
    questions) and decontaminated against every dev and test question;
 4. assemble: corrections + generated rows + a replayed share of earlier rounds' rows, each
@@ -49,6 +51,9 @@ from .tailor import Tailored, sft_row
 log = logging.getLogger(__name__)
 
 STEPS = ("allocate", "correct", "generate", "assemble", "train", "examine")
+STEPS_ALIGNED = ("allocate", "correct", "align", "generate", "assemble", "train", "examine")
+ALIGN_NODES = 2  # the weakest nodes a round aligns the teacher on (`--align`)
+ALIGN_DIR = "align"  # rounds/<k>/align: that round's alignment
 
 
 class LoopView(Protocol):
@@ -61,6 +66,22 @@ class LoopView(Protocol):
     def advance(self, stage: str, count: int = 1) -> None: ...
 
     def round_done(self, record: dict[str, Any]) -> None: ...
+
+
+class _AlignStepView:
+    """The loop's view, as the alignment inside a round sees it."""
+
+    def __init__(self, view: LoopView, round_index: int):
+        self.view, self.round_index = view, round_index
+
+    def step(self, step: str) -> None:
+        pass  # the loop shows "align" as one step; its stages get bars of their own
+
+    def add_total(self, stage: str, count: int) -> None:
+        self.view.add_total(stage, count)
+
+    def advance(self, stage: str, count: int = 1) -> None:
+        self.view.advance(stage, count)
 
 
 class QuietView:
@@ -87,6 +108,7 @@ class DistillOptions:
     test: Path | None = None  # the user's test items: read only to refuse training data holding one
     teacher: str | None = None
     student: str | None = None
+    align: bool = False  # each round aligns the teacher on its weakest nodes first (`syllabus align`)
     relative_to: Path | None = None  # where relative paths start; default the project
     command: str = "syllabus distill"
 
@@ -152,7 +174,10 @@ class Loop:
             generation=config.generation.model_dump(),
             seed=self.seed,
             baseline=options.baseline,
+            align=options.align,
         )
+        if options.align and options.baseline:
+            raise UserError("--align and --baseline exclude each other", hint="the baseline has no feedback at all")
 
     # The whole loop -----------------------------------------------------------------------
     def run(self) -> DistillOutcome:
@@ -206,7 +231,10 @@ class Loop:
         tailored = self._step(k, "correct", lambda: self._correct(k, budgets))
         used = {n: sum(1 for r in tailored.used() if r["node"] == n) for n in budgets}
         generate = {n: budgets[n] - used[n] for n in budgets}
-        self._step(k, "generate", lambda: self._generate(k, generate))
+        teacher = self.teacher
+        if self.options.align:
+            teacher = self._step(k, "align", lambda: self._align(k, history, generate)) or teacher
+        self._step(k, "generate", lambda: self._generate(k, generate, teacher))
         rows = self._step(k, "assemble", lambda: self._assemble(k, tailored))
         student = self._step(k, "train", lambda: self._train(k, rows))
         self._step(k, "examine", lambda: self._examine(student, folder))
@@ -246,6 +274,8 @@ class Loop:
             return self._read(folder.root / "rows.json")
         if step == "train":
             return self._read(folder.root / "student.json")["student"]
+        if step == "align":
+            return self._read(folder.root / ALIGN_DIR / "summary.json")["aligned_teacher"]
         return None
 
     # The steps -----------------------------------------------------------------------------
@@ -299,7 +329,36 @@ class Loop:
         config = self.project.config.teacher
         return make_backend(parse_teacher_spec(self.teacher, config), config, project_root=self.project.root)
 
-    def _generate(self, k: int, budgets: dict[str, int]) -> None:
+    @property
+    def steps(self) -> tuple[str, ...]:
+        """The steps of a round, in order (the live view counts them)."""
+        return STEPS_ALIGNED if self.options.align else STEPS
+
+    def _align(self, k: int, history: list[RoundScores], budgets: dict[str, int]) -> None:
+        """`syllabus align` on the weakest nodes given GLAN rows this round, for the student as it
+        stands; its aligned teacher (if it trained one) writes the round's rows."""
+        from ..align.run import Aligner, AlignOptions
+        from ..generators.drafts import ALIGN_ROUND
+
+        given = [n for n in self.nodes if budgets.get(n, 0) > 0]
+        weakest = sorted(given, key=lambda n: (history[-1].dev.get(n, 0.0), n))[:ALIGN_NODES]
+        folder = self.layout.round(k).root / ALIGN_DIR
+        if not weakest:  # every row of the round is a correction: nothing to generate
+            folder.mkdir(parents=True, exist_ok=True)
+            self._write(folder / "summary.json", {"aligned_teacher": None, "nodes": {}, "reason": "no GLAN rows"})
+            return
+        student = self._read(self.layout.round(k - 1).root / "student.json")["student"] if k > 1 else self.student
+        options = AlignOptions(
+            nodes=weakest,
+            run_dir=self.layout.root,
+            seed=self.seed + k,
+            teacher=self.teacher,
+            student=student,
+            draft_round=ALIGN_ROUND + k,
+        )
+        Aligner(self.project, options, _AlignStepView(self.view, k), exam=self.items).run(held=True, folder=folder)
+
+    def _generate(self, k: int, budgets: dict[str, int], teacher: str | None = None) -> None:
         data = self.layout.round(k).data
         if sum(budgets.values()) == 0:
             data.mkdir(parents=True, exist_ok=True)  # every row of the round is a correction
@@ -311,7 +370,7 @@ class Loop:
             round=k,
             budget=budgets,
             seed=self.seed,
-            teacher=self.teacher,
+            teacher=teacher or self.teacher,
             decontaminate=[self.layout.held_out],
             command=self.options.command,
         )
