@@ -215,7 +215,8 @@ def write_jsonl(path: Path, rows) -> Path:
 
 
 def small_example(folder: Path, *, exam: int = 2, dev: int = 1, test: int = 1) -> Path:
-    """The distill example with `exam`/`dev`/`test` items per node and one training step a model."""
+    """The distill example with `exam`/`dev`/`test` items per node, one training step a model, and
+    short teacher replies."""
     init_project(folder, example="distill")
     rows = [json.loads(line) for line in (folder / "items.jsonl").read_text().splitlines()]
     limits, taken, kept = {"exam": exam, "dev": dev, "test": test}, Counter(), []
@@ -230,6 +231,13 @@ def small_example(folder: Path, *, exam: int = 2, dev: int = 1, test: int = 1) -
         .replace("  max_steps: -1 ", "  max_steps: 1 ")
         .replace("  save_steps: 10 ", "  save_steps: 1 ")
     )
+    # Shorter syllabi and questions (a test reads counts and provenance, not their quality); answers
+    # keep their length, since the truncation filter would drop most of them.
+    for stage, (was, now) in {"syllabus": (300, 120), "question": (96, 48)}.items():
+        line = f"    {stage}: {{temperature"
+        start = text.index(line)
+        end = text.index("}", start)
+        text = text[:start] + text[start:end].replace(f"max_tokens: {was}", f"max_tokens: {now}") + text[end:]
     config.write_text(text)
     return folder
 

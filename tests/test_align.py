@@ -279,3 +279,14 @@ def test_align_end_to_end_killed_while_scoring_resumes_trains_the_teacher_and_re
     assert regenerated.returncode == 0, regenerated.stderr[-3000:]
     rows = [json.loads(line) for line in (folder / "runs" / "regen" / "dataset.jsonl").read_text().splitlines()]
     assert rows and all(r["teacher"] == teacher.name for r in rows)  # the folder's name; the cache keys it by more
+
+
+def test_a_score_line_cut_short_by_a_kill_is_dropped_before_new_lines_are_appended(tmp_path):
+    from syllabus.align.run import _cut_partial_line, _read_jsonl
+
+    path = tmp_path / "scores.jsonl"
+    path.write_text('{"scorer": "icl", "id": "a#q0r0"}\n{"scorer": "icl", "id": "a#q0')
+    _cut_partial_line(path)
+    with open(path, "a") as f:
+        f.write('{"scorer": "icl", "id": "a#q0r1"}\n')
+    assert [r["id"] for r in _read_jsonl(path)] == ["a#q0r0", "a#q0r1"]

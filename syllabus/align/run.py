@@ -313,6 +313,7 @@ class Aligner:
     def _scores(self) -> None:
         scorers = ["icl", "influence"] if self.options.scorer == "both" else [self.options.scorer]
         drafts = self.drafts()
+        _cut_partial_line(self._scores_file)  # a kill mid-line: new lines must not be glued to it
         done = {(r["scorer"], r["id"]) for r in _read_jsonl(self._scores_file, tolerant=True)}
         for scorer in scorers:
             todo = [d for d in drafts if (scorer, d.id) not in done]
@@ -563,6 +564,18 @@ def _spread(scored: list[Scored]) -> dict[str, float] | None:
         return None
     helps = [s.help for s in scored]
     return {"min": min(helps), "max": max(helps), "mean": sum(helps) / len(helps)}
+
+
+def _cut_partial_line(path: Path) -> None:
+    """Drop whatever follows the last newline of `path` (what a kill cut short), so appends start clean."""
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
