@@ -7,18 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress, TaskID
 from rich.table import Table
 
-from .common import ProjectOption, console, err_console, open_project
+from .common import ProjectOption, bar_columns, console, err_console, open_project
 
 
 class StepView:
@@ -124,14 +116,7 @@ def align(
         relative_to=Path.cwd(),
     )
     aligner = Aligner(proj, options)  # bad input fails here, before any model loads
-    columns = (
-        TextColumn("{task.description:<24}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=err_console, transient=False) as bars:
+    with Progress(*bar_columns(), console=err_console, transient=False) as bars:
         aligner.view = StepView(bars)
         outcome = aligner.run()
     summary = outcome.summary

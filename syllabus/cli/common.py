@@ -8,6 +8,14 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.segment import Segment
 
 # C0 controls but tab and newline, DEL, C1 controls, and lone surrogates (the undecodable
@@ -82,3 +90,15 @@ def open_project_or_defaults(path: Optional[Path]):
         if path is not None:
             raise
         return Project(Path.cwd(), ProjectConfig())
+
+
+def bar_columns(width: int = 24, *extra: ProgressColumn) -> tuple[ProgressColumn, ...]:
+    """The columns of a long job's bars: what, how far, done of all, time so far and time left."""
+    return (
+        TextColumn(f"[bold]{{task.description:<{width}}}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        *extra,
+    )

@@ -10,18 +10,10 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress, TaskID, TextColumn
 from rich.table import Table
 
-from .common import ProjectOption, console, err_console, open_project
+from .common import ProjectOption, bar_columns, console, err_console, open_project
 
 
 class LiveView:
@@ -155,14 +147,7 @@ def distill(
         relative_to=Path.cwd(),
         command=" ".join(["syllabus", *map(shlex.quote, sys.argv[1:])]),
     )
-    columns = (
-        TextColumn("[bold]{task.description:<24}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[left]}"),
-    )
+    columns = bar_columns(24, TextColumn("{task.fields[left]}"))
     loop = Loop(proj, options)  # bad input fails here, before the bars are drawn
     with Progress(*columns, console=err_console, transient=False) as bars:
         loop.view = LiveView(bars, loop.rounds, len(loop.steps))
