@@ -290,3 +290,34 @@ def test_a_score_line_cut_short_by_a_kill_is_dropped_before_new_lines_are_append
     with open(path, "a") as f:
         f.write('{"scorer": "icl", "id": "a#q0r1"}\n')
     assert [r["id"] for r in _read_jsonl(path)] == ["a#q0r0", "a#q0r1"]
+
+
+def test_in_context_choices_become_a_generation_s_exemplars_and_mixes_and_bad_ones_are_refused(example, tmp_path):
+    from syllabus.errors import UserError
+    from syllabus.generators.run import GenerateOptions, prepare
+    from syllabus.project import Project
+
+    choices = {
+        NODES[0]: {
+            "seeds": [{"question": "Which city is the capital of Chile?", "answer": "Santiago is."}],
+            "strategies": {"direct": 0.7, "step_by_step": 0.3},
+            "bloom": {"remember": 1.0},
+        }
+    }
+    path = tmp_path / "in_context.json"
+    path.write_text(json.dumps(choices))
+    job = prepare(Project.load(example), GenerateOptions(in_context=path, questions=6))
+    nodes = {n.path: n for n in job.disciplines}
+    chosen, untouched = nodes[NODES[0]], nodes[NODES[1]]
+    assert chosen.seeds[0].question == "Which city is the capital of Chile?"
+    assert chosen.strategies == {"direct": 0.7, "step_by_step": 0.3} and chosen.bloom == {"remember": 1.0}
+    assert untouched.strategies is None and untouched.bloom is None
+    assert not (example / "taxonomy" / "geography" / "capitals" / "node.yaml").read_text().count("Chile")
+
+    choices[NODES[0]]["bloom"] = {"memorise": 1.0}
+    path.write_text(json.dumps(choices))
+    with pytest.raises(UserError, match="bloom must weigh"):
+        prepare(Project.load(example), GenerateOptions(in_context=path))
+    path.write_text("{not json")
+    done = run_cli("generate", "--in-context", str(path), "--dry-run", cwd=example, timeout=120)
+    assert done.returncode == 2 and "in_context.json" in done.stderr and "not valid JSON" in done.stderr

@@ -86,6 +86,15 @@ def generate(
             "and sharing RUN's request cache. Default: one generation in RUN itself.",
         ),
     ] = None,
+    in_context: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--in-context",
+            metavar="FILE",
+            help="`syllabus align`'s RUN/align/in_context.json (a served teacher): its best drafts as each "
+            "node's first exemplars, its strategy and Bloom mixes.",
+        ),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print requests per stage and estimated tokens; call nothing.")
     ] = False,
@@ -125,6 +134,7 @@ def generate(
         round=round_index,
         relative_to=Path.cwd(),
         command=" ".join(["syllabus", *map(shlex.quote, sys.argv[1:])]) if sys.argv else "syllabus generate",
+        in_context=in_context if in_context is None or in_context.is_absolute() else Path.cwd() / in_context,
     )
     if dry_run:
         _print_plan(proj, options)

@@ -77,6 +77,7 @@ class GenerateOptions:
     budget: Mapping[str, int] | None = None  # questions per discipline path; wins over `questions`
     relative_to: Path | None = None  # where relative run_dir / decontaminate paths start; default the project
     command: str | None = None  # the command line to record in the card
+    in_context: Path | None = None  # `align`'s in_context.json: exemplars and mixes per node for this run
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,8 @@ def prepare(project: Project, options: GenerateOptions) -> GenerateJob:
         raise UserError(f"--round must be >= 0, got {options.round}")
     taxonomy = project.load_taxonomy()
     disciplines = taxonomy.select(options.nodes)
+    if options.in_context is not None:
+        disciplines = with_in_context_choices(disciplines, Path(options.in_context))
     if not disciplines:
         raise UserError(
             "the selection has no discipline to generate for",
@@ -212,6 +215,51 @@ def prepare(project: Project, options: GenerateOptions) -> GenerateJob:
         project_root=project.root,
         window=2 * (options.concurrency or project.config.teacher.concurrency),  # keeps the backend saturated
     )
+
+
+def with_in_context_choices(disciplines: list[Node], path: Path) -> list[Node]:
+    """The disciplines as `syllabus align` chose for a teacher it could not train: its best drafts
+    first among each node's few-shot exemplars, and its strategy and Bloom mixes. The taxonomy on
+    disk is not changed; a node the file does not name is left as it is."""
+    import json
+
+    from ..safefile import read_text
+    from ..taxonomy.model import BLOOM_LEVELS, STRATEGIES, Seed
+
+    try:
+        choices = json.loads(read_text(path, limit=1 << 24, what="in-context choices"))
+    except ValueError as exc:
+        raise UserError(f"not valid JSON: {exc}", where=path, hint="give RUN/align/in_context.json") from None
+    if not isinstance(choices, dict):
+        raise UserError("not a node -> choices object", where=path, hint="give RUN/align/in_context.json")
+    out = []
+    for node in disciplines:
+        chosen = choices.get(node.path)
+        if not isinstance(chosen, dict):
+            out.append(node)
+            continue
+        try:
+            exemplars = [Seed(str(s["question"]), str(s["answer"])) for s in chosen.get("seeds", [])]
+            mixes = {k: {str(a): float(w) for a, w in (chosen.get(k) or {}).items()} for k in ("bloom", "strategies")}
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise UserError(f"node '{node.path}': malformed choices", where=path) from None
+        for key, known in (("bloom", BLOOM_LEVELS), ("strategies", STRATEGIES)):
+            mix = mixes[key]
+            if set(mix) - set(known) or any(w < 0 for w in mix.values()) or (mix and not sum(mix.values()) > 0):
+                raise UserError(
+                    f"node '{node.path}': {key} must weigh some of {', '.join(known)} (weights >= 0)",
+                    where=path,
+                    hint="rerun `syllabus align`, or fix the file by hand",
+                )
+        out.append(
+            replace(
+                node,
+                seeds=exemplars + list(node.seeds),
+                bloom=mixes["bloom"] or node.bloom,
+                strategies=mixes["strategies"] or node.strategies,
+            )
+        )
+    return out
 
 
 def prepare_filters(project: Project, options: GenerateOptions, filters) -> tuple[list[EvalSet], list[str]]:

@@ -231,10 +231,14 @@ class Loop:
         tailored = self._step(k, "correct", lambda: self._correct(k, budgets))
         used = {n: sum(1 for r in tailored.used() if r["node"] == n) for n in budgets}
         generate = {n: budgets[n] - used[n] for n in budgets}
-        teacher = self.teacher
+        aligned: dict[str, Any] = {}
         if self.options.align:
-            teacher = self._step(k, "align", lambda: self._align(k, history, generate)) or teacher
-        self._step(k, "generate", lambda: self._generate(k, generate, teacher))
+            aligned = self._step(k, "align", lambda: self._align(k, history, generate))
+        self._step(
+            k,
+            "generate",
+            lambda: self._generate(k, generate, aligned.get("aligned_teacher"), aligned.get("in_context")),
+        )
         rows = self._step(k, "assemble", lambda: self._assemble(k, tailored))
         student = self._step(k, "train", lambda: self._train(k, rows))
         self._step(k, "examine", lambda: self._examine(student, folder))
@@ -275,7 +279,7 @@ class Loop:
         if step == "train":
             return self._read(folder.root / "student.json")["student"]
         if step == "align":
-            return self._read(folder.root / ALIGN_DIR / "summary.json")["aligned_teacher"]
+            return self._read(folder.root / ALIGN_DIR / "summary.json")
         return None
 
     # The steps -----------------------------------------------------------------------------
@@ -345,7 +349,10 @@ class Loop:
         folder = self.layout.round(k).root / ALIGN_DIR
         if not weakest:  # every row of the round is a correction: nothing to generate
             folder.mkdir(parents=True, exist_ok=True)
-            self._write(folder / "summary.json", {"aligned_teacher": None, "nodes": {}, "reason": "no GLAN rows"})
+            self._write(
+                folder / "summary.json",
+                {"aligned_teacher": None, "in_context": None, "nodes": {}, "reason": "no GLAN rows this round"},
+            )
             return
         student = self._read(self.layout.round(k - 1).root / "student.json")["student"] if k > 1 else self.student
         options = AlignOptions(
@@ -358,7 +365,11 @@ class Loop:
         )
         Aligner(self.project, options, _AlignStepView(self.view, k), exam=self.items).run(held=True, folder=folder)
 
-    def _generate(self, k: int, budgets: dict[str, int], teacher: str | None = None) -> None:
+    def _generate(
+        self, k: int, budgets: dict[str, int], teacher: str | None = None, in_context: str | None = None
+    ) -> None:
+        """GLAN rows of round k; `teacher` (an aligned one) or `in_context` (align's choices for a
+        served teacher) where this round aligned first."""
         data = self.layout.round(k).data
         if sum(budgets.values()) == 0:
             data.mkdir(parents=True, exist_ok=True)  # every row of the round is a correction
@@ -371,6 +382,7 @@ class Loop:
             budget=budgets,
             seed=self.seed,
             teacher=teacher or self.teacher,
+            in_context=Path(in_context) if in_context else None,
             decontaminate=[self.layout.held_out],
             command=self.options.command,
         )
