@@ -196,6 +196,41 @@ def test_compare_sets_another_loop_against_this_one_per_node(tmp_path):
     assert not (run / "report.html").exists()  # --out is where it goes
 
 
+ALIGNMENT = {
+    "aligned_teacher": "runs/distill/align/teacher/final",
+    "mode": "dpo",
+    "mode_reason": "the teacher's weights are on this machine",
+    "scorer": "icl",
+    "influence": None,
+    "pairs": 3,
+    "pair_levels": {"question": 1, "rationale": 2},
+    "nodes": {
+        "geography/capitals": {"drafts": 4, "pairs": 2, "noise_floor": 6.4e-06, "score_spread": 0.812, "mode": "dpo"},
+        "physics/units": {"drafts": 4, "pairs": 1, "noise_floor": 9.1e-06, "score_spread": 0.305, "mode": "dpo"},
+    },
+}
+
+
+def test_where_align_ran_the_report_shows_its_summary_per_node(tmp_path):
+    run = shutil.copytree(LOOP_RUN, tmp_path / "distill")
+    (run / "align").mkdir()
+    (run / "align" / "summary.json").write_text(json.dumps(ALIGNMENT))
+    done = run_cli("report", str(run))
+    assert done.returncode == 0, done.stderr
+    dom = check_in_browser(run / "report.html", tmp_path, SUMMARY_LOOP_CHARTS)
+    assert dom.one(value="align-pairs") == "3 (question 1, rationale 2)"
+    # node, drafts, score spread, noise floor, pairs, mode: the row's cells, as the summary has them
+    assert dom.one(**{"align-node": "geography/capitals"}) == "geography/capitals" + "4" + "0.812" + "6.4e-06" + "2dpo"
+    # A run folder that `syllabus align` alone wrote is a report of its own.
+    alone = tmp_path / "align-run"
+    (alone / "align").mkdir(parents=True)
+    (alone / "align" / "summary.json").write_text(json.dumps(ALIGNMENT))
+    done = run_cli("report", str(alone))
+    assert done.returncode == 0, done.stderr
+    page = (alone / "report.html").read_text()
+    assert "alignment run" in page and 'data-align-node="physics/units"' in page
+
+
 def test_a_round_killed_before_its_examination_shows_what_finished_and_names_what_is_missing(tmp_path):
     run = shutil.copytree(LOOP_RUN, tmp_path / "distill")
     (run / "rounds/2/examination/results.json").unlink()
