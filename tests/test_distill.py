@@ -222,6 +222,8 @@ def test_two_rounds_write_every_record_and_the_second_budget_follows_the_first_r
         assert (r / "examination" / "results.json").is_file()
         budgets = json.loads((r / "budgets.json").read_text())
         assert sum(d["rows"] for d in budgets["decisions"]) == 6 and all(d["reason"] for d in budgets["decisions"])
+        # A finished model keeps final/ and its metrics; its checkpoints (1.6 GB each) are gone.
+        assert not list((r / "student").glob("*/checkpoints")) and list((r / "student").glob("*/final"))
         train = [json.loads(line) for line in (r / "train.jsonl").read_text().splitlines()]
         assert len({row["content_hash"] for row in train}) == len(train)  # no row twice
     first = json.loads((run / "rounds/1/budgets.json").read_text())["decisions"]

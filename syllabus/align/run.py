@@ -515,6 +515,7 @@ class Aligner:
                     max_steps=-1,
                     seed=self.seed,
                     quiet=True,
+                    keep_checkpoints=False,
                 )
             )
 

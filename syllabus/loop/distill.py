@@ -469,6 +469,7 @@ class Loop:
                         student=student,
                         seed=self.seed + k,
                         quiet=True,
+                        keep_checkpoints=False,
                         **extra,
                     )
                     train(options)
