@@ -160,6 +160,28 @@ def spread(values: list[float]) -> dict[str, float]:
     return {"mean": statistics.fmean(values), "sd": statistics.pstdev(values) if len(values) > 1 else 0.0}
 
 
+def write_result(args, work: Path, started: float, cost: dict, seeds: dict[str, dict]) -> dict:
+    effects = [s["effect"] for s in seeds.values() if s["effect"] is not None]
+    result = {
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "settings": vars(args) | {"workdir": str(work), "out": str(args.out)},
+        "seconds": round(time.perf_counter() - started, 1),
+        "scorers": cost,
+        "seeds": seeds,
+        "effect": spread(effects) if effects else None,
+        "unaligned_fresh": spread([s["fresh_mean_help"]["unaligned"]["all"] for s in seeds.values()]),
+        "aligned_fresh": spread(
+            [s["fresh_mean_help"]["aligned"]["all"] for s in seeds.values() if "aligned" in s["fresh_mean_help"]]
+        )
+        if effects
+        else None,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -216,24 +238,8 @@ def main() -> None:
             "fresh_mean_help": fresh,
             "effect": fresh["aligned"]["all"] - fresh["unaligned"]["all"] if "aligned" in fresh else None,
         }
-    effects = [s["effect"] for s in seeds.values() if s["effect"] is not None]
-    result = {
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "settings": vars(args) | {"workdir": str(work), "out": str(args.out)},
-        "seconds": round(time.perf_counter() - started, 1),
-        "scorers": cost,
-        "seeds": seeds,
-        "effect": spread(effects) if effects else None,
-        "unaligned_fresh": spread([s["fresh_mean_help"]["unaligned"]["all"] for s in seeds.values()]),
-        "aligned_fresh": spread(
-            [s["fresh_mean_help"]["aligned"]["all"] for s in seeds.values() if "aligned" in s["fresh_mean_help"]]
-        )
-        if effects
-        else None,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        write_result(args, work, started, cost, seeds)  # after every seed: a run cut short keeps what it measured
+    result = write_result(args, work, started, cost, seeds)
     print(json.dumps({k: result[k] for k in ("scorers", "effect", "unaligned_fresh", "aligned_fresh")}, indent=2))
 
 
