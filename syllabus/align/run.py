@@ -136,7 +136,9 @@ class Aligner:
         self.strategies = strategies
         self.seed = options.seed if options.seed is not None else generation.seed
         self.settings = generation.model_copy(update={"seed": self.seed})
-        self.nodes = {n.path: n for n in project.load_taxonomy().select(options.nodes)}
+        taxonomy = project.load_taxonomy()
+        self.every_node = [n.path for n in taxonomy.select(None)]  # the loop's items file names them all
+        self.nodes = {n.path: n for n in taxonomy.select(options.nodes)}
         if not self.nodes:
             raise UserError("the selection has no discipline to align for", where="--nodes")
         self.teacher = parse_teacher_spec(options.teacher, project.config.teacher)
@@ -189,7 +191,7 @@ class Aligner:
             held = every.held_out_keys()
         elif loop_items.is_file():
             loop = self.project.config.loop
-            every = load_items(loop_items, self._every_node(), dev_share=loop.dev_share, seed=self.seed)
+            every = load_items(loop_items, self.every_node, dev_share=loop.dev_share, seed=self.seed)
             held = every.held_out_keys()
         if self.options.probes is not None:
             path = self.options.probes if Path(self.options.probes).is_absolute() else base / self.options.probes
@@ -229,9 +231,6 @@ class Aligner:
             random.Random(f"align-items:{self.seed}:{path}").shuffle(mine)
             by_node[path] = mine[: self.options.items]
         return by_node
-
-    def _every_node(self) -> list[str]:
-        return [n.path for n in self.project.load_taxonomy().select(None)]
 
     # The run ------------------------------------------------------------------------------
     def run(self, *, held: bool = False, folder: Path | None = None) -> AlignOutcome:
