@@ -7,7 +7,8 @@ SmolLM2-135M as teacher and student (so the teacher learns what helps a copy of 
 
 How, side by side in one run:
 1. Cost and agreement: the drafts of the first seed's alignment (K questions x R
-   rationales x the nodes, at least 32) scored by each scorer on the same items:
+   rationales x the nodes, at least 32) scored by each scorer on the same preference
+   items, the ones that alignment scored on (`--items` a node):
    in-context (ARTE), exact influence (one real step, undone) and fast influence (the
    first-order estimate). Seconds per scored draft, and the Spearman rank correlation of
    fast against exact.
@@ -17,7 +18,7 @@ How, side by side in one run:
    items, which no alignment read. Reported: the mean help of the fresh drafts, both
    teachers, per seed, and the difference with its spread over seeds.
 
-Run: .venv/bin/python bench/bench_align.py [--seeds 0 1 2] [--drafts 8] [--rationales 2] [--items 4]
+Run: .venv/bin/python bench/bench_align.py [--seeds 0 1 2] [--drafts 10] [--rationales 2] [--items 4]
      [--fresh 4] [--workdir DIR] (a kept workdir resumes: the request cache and the scores are reused)
 Writes bench/results/align.json and prints the table of docs/benchmarks.md.
 """
@@ -73,10 +74,12 @@ def prepare(work: Path, nodes: list[str]) -> tuple[Path, Path, Path]:
 
 
 def run_align(folder: Path, **options):
-    from syllabus.align.run import AlignOptions, align
+    """The alignment's outcome, and the preference items it scored on, per node."""
+    from syllabus.align.run import Aligner, AlignOptions
     from syllabus.project import Project
 
-    return align(Project.load(folder), AlignOptions(**options))
+    aligner = Aligner(Project.load(folder), AlignOptions(**options))
+    return aligner.run(), aligner.items
 
 
 def mean_help(outcome) -> dict[str, float]:
@@ -91,8 +94,9 @@ def mean_help(outcome) -> dict[str, float]:
     return out
 
 
-def cost_and_agreement(folder: Path, outcome, items_file: Path, nodes: list[str]) -> dict:
-    """Each scorer over the same drafts: seconds per draft; fast vs exact influence rank correlation."""
+def cost_and_agreement(folder: Path, outcome, items: dict) -> dict:
+    """Each scorer over the same drafts and the alignment's own preference items: seconds per
+    draft; fast vs exact influence rank correlation."""
     import asyncio
 
     from scipy.stats import spearmanr
@@ -102,11 +106,10 @@ def cost_and_agreement(folder: Path, outcome, items_file: Path, nodes: list[str]
     from syllabus.project import Project
     from syllabus.students.influence import Example, InfluenceScorer
     from syllabus.students.preference import InContextScorer
-    from syllabus.students.probes import load_probes
 
     project = Project.load(folder)
     drafts = [Draft.from_dict(json.loads(line)) for line in (outcome.folder / "drafts.jsonl").read_text().splitlines()]
-    probes = load_probes(items_file)
+    nodes = list(items)
     system = project.config.generation.system_prompt
 
     def prompt(question: str) -> list[dict[str, str]]:
@@ -118,7 +121,7 @@ def cost_and_agreement(folder: Path, outcome, items_file: Path, nodes: list[str]
         model_folder(parse_student_spec("embedded")), learning_rate=config.learning_rate, max_length=config.max_length
     )
     for node in nodes:
-        scorer.use_reference([Example.of(prompt(p.question), p.answer) for p in probes if p.node == node])
+        scorer.use_reference([Example.of(prompt(p.question), p.answer) for p in items[node]])
         for draft in (d for d in drafts if d.node == node):
             example = Example.of(prompt(draft.question), draft.rationale)
             started = time.perf_counter()
@@ -134,9 +137,7 @@ def cost_and_agreement(folder: Path, outcome, items_file: Path, nodes: list[str]
         try:
             await backend.preflight()
             for node in nodes:
-                icl = InContextScorer(
-                    backend, [p for p in probes if p.node == node], max_tokens=project.config.loop.max_tokens
-                )
+                icl = InContextScorer(backend, items[node], max_tokens=project.config.loop.max_tokens)
                 mine = [d for d in drafts if d.node == node]
                 started = time.perf_counter()
                 await asyncio.gather(*(icl.draft(d.question, d.rationale) for d in mine))
@@ -148,7 +149,7 @@ def cost_and_agreement(folder: Path, outcome, items_file: Path, nodes: list[str]
     rho = spearmanr(exact, fast)
     return {
         "drafts": len(exact),
-        "items_per_node": {node: sum(1 for p in probes if p.node == node) for node in nodes},
+        "items_per_node": {node: len(items[node]) for node in nodes},
         "seconds_per_draft": {k: round(v / len(exact), 3) for k, v in seconds.items()},
         "spearman_fast_vs_exact": round(float(rho.statistic), 3),
         "spearman_p": float(rho.pvalue),
@@ -186,7 +187,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--nodes", nargs="+", default=NODES)
-    parser.add_argument("--drafts", type=int, default=8, help="draft questions per node for the alignment")
+    parser.add_argument(
+        "--drafts", type=int, default=10, help="draft questions per node for the alignment (x rationales x nodes >= 32)"
+    )
     parser.add_argument("--rationales", type=int, default=2)
     parser.add_argument("--items", type=int, default=4, help="preference items per node (each half of the exam items)")
     parser.add_argument("--fresh", type=int, default=4, help="fresh draft questions per node and teacher")
@@ -204,19 +207,19 @@ def main() -> None:
     cost: dict = {}
     for seed in args.seeds:
         print(f"seed {seed}: align ...", file=sys.stderr, flush=True)
-        aligned = run_align(
+        aligned, used = run_align(
             folder, **common, drafts=args.drafts, probes=align_items, run_dir=work / "runs" / f"align-{seed}", seed=seed
         )
         if not cost:
             print("cost and agreement of the scorers ...", file=sys.stderr, flush=True)
-            cost = cost_and_agreement(folder, aligned, align_items, args.nodes)
+            cost = cost_and_agreement(folder, aligned, used)
         teacher = aligned.summary["aligned_teacher"]
         fresh = {}
         for name, spec in (("unaligned", "embedded"), ("aligned", teacher)):
             if spec is None:
                 continue
             print(f"seed {seed}: fresh drafts of the {name} teacher ...", file=sys.stderr, flush=True)
-            outcome = run_align(
+            outcome, _ = run_align(
                 folder,
                 **common,
                 drafts=args.fresh,
