@@ -10,18 +10,29 @@ so an edit never makes a shared file private, nor a private one readable.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def jsonl_text(rows: Iterable[Any]) -> str:
+    """Rows as JSON Lines, one object a line, non-ASCII kept readable."""
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+
+def atomic_write_jsonl(path: Path, rows: Iterable[Any]) -> None:
+    """Replace `path` with `rows` as JSON Lines in one step: a reader never sees half a file."""
+    atomic_write_text(path, jsonl_text(rows))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

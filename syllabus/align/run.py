@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import UserError
-from ..fsutil import atomic_write_text
+from ..fsutil import atomic_write_jsonl, atomic_write_text
 from ..generators.drafts import ALIGN_ROUND, Draft
 from ..layout import ProjectLayout, RunLayout
 from ..project import Project
@@ -271,7 +271,7 @@ class Aligner:
                 where=self.folder / "drafts.jsonl",
                 hint="see RUN/syllabus.log and the stage counts; rerun to retry failed requests",
             )
-        _write_jsonl(self.folder / "drafts.jsonl", [d.as_dict() for d in drafts])
+        atomic_write_jsonl(self.folder / "drafts.jsonl", [d.as_dict() for d in drafts])
 
     async def _ask_drafts(self) -> list[Draft]:
         from ..backends.spec import make_backend
@@ -477,7 +477,7 @@ class Aligner:
             pairs = agreed(per_scorer.get("icl", []), per_scorer.get("influence", []))
         else:
             pairs = per_scorer.get(self.options.scorer, [])
-        _write_jsonl(self.folder / "pairs.jsonl", pairs)
+        atomic_write_jsonl(self.folder / "pairs.jsonl", pairs)
 
     # 4. teacher --------------------------------------------------------------------------
     def _teacher(self) -> None:
@@ -576,10 +576,6 @@ def _cut_partial_line(path: Path) -> None:
             f.truncate(data.rfind(b"\n") + 1)
             f.flush()
             os.fsync(f.fileno())
-
-
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def _read_jsonl(path: Path, *, tolerant: bool = False) -> list[dict[str, Any]]:

@@ -37,7 +37,7 @@ from ..data.read import iter_jsonl
 from ..data.rows import answer_of, question_of
 from ..data.shares import allocate as by_weight
 from ..errors import UserError
-from ..fsutil import atomic_write_text
+from ..fsutil import atomic_write_jsonl, atomic_write_text, jsonl_text
 from ..layout import ProjectLayout, RoundLayout, RunLayout
 from ..project import Project
 from ..runlock import run_folder
@@ -302,7 +302,7 @@ class Loop:
             assert previous is not None  # round k starts after round k-1 was examined
             tailored = asyncio.run(self._ask_corrections(k, previous.mistakes(), budgets))
             records, counts = tailored.records, dict(tailored.counts)
-        body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        body = jsonl_text(records)
         atomic_write_text(self.layout.round(k).corrections, body)
         self._write(self.layout.round(k).root / "corrections.json", counts)
 
@@ -430,9 +430,9 @@ class Loop:
                     hint=f"{split} items are never trained on: remove it from the items file's "
                     "exam items or from the data it came from",
                 )
-        atomic_write_text(folder.train, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        atomic_write_jsonl(folder.train, rows)
         pairs = [] if self.options.baseline or not self.settings.dpo else tailored.pairs()
-        atomic_write_text(folder.pairs, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs))
+        atomic_write_jsonl(folder.pairs, pairs)
         self._write(
             folder.root / "rows.json",
             {
@@ -549,7 +549,7 @@ class Loop:
 
     def _write_held_out(self) -> None:
         held = [{"question": p.question, "split": s} for s in ("dev", "test") for p in getattr(self.items, s)]
-        body = "".join(json.dumps(h, ensure_ascii=False) + "\n" for h in held)
+        body = jsonl_text(held)
         if not self.layout.held_out.is_file() or self.layout.held_out.read_text(encoding="utf-8") != body:
             atomic_write_text(self.layout.held_out, body)
 

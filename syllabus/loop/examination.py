@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.read import iter_jsonl
-from ..fsutil import atomic_write_text
+from ..fsutil import atomic_write_jsonl, atomic_write_text
 from ..students.examine import ProbeResult, summarise
 from ..students.probes import Probe
 from .items import Items
@@ -82,7 +82,7 @@ def _examination(splits: list[str], results: list[ProbeResult]) -> Examination:
 def write(examination: Examination, folder: Path, student: str) -> None:
     """answers.jsonl first, results.json last: results.json present means the examination is whole."""
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder / ANSWERS, "".join(json.dumps(a, ensure_ascii=False) + "\n" for a in examination.answers))
+    atomic_write_jsonl(folder / ANSWERS, examination.answers)
     atomic_write_text(folder / RESULTS, json.dumps({"student": student, **examination.splits}, indent=2) + "\n")
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from ..backends.base import ChatRequest, ScoringUnsupported
 from ..errors import UserError
-from ..fsutil import atomic_write_text, replace_dir
+from ..fsutil import atomic_write_jsonl, atomic_write_text, replace_dir
 from .probes import Probe
 
 SHORT_ANSWER_WORDS = 8
@@ -279,11 +279,9 @@ def write_examination(results: list[ProbeResult], out_dir: Path, student: str) -
     summary = {"student": student, **summarise(results)}
     atomic_write_text(out_dir / "results.json", json.dumps(summary, indent=2) + "\n")
     rows = [asdict(r) for r in results]
-    atomic_write_text(out_dir / "answers.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    atomic_write_jsonl(out_dir / "answers.jsonl", rows)
     mistakes = [r for r in results if r.correct is False]
-    atomic_write_text(
-        out_dir / "mistakes.jsonl", "".join(json.dumps(asdict(r), ensure_ascii=False) + "\n" for r in mistakes)
-    )
+    atomic_write_jsonl(out_dir / "mistakes.jsonl", (asdict(r) for r in mistakes))
     # Preference pairs: the reference is chosen over the student's answer wherever the student
     # was wrong, or (for long answers, which have no exact check) said something else.
     pairs = [

@@ -8,7 +8,6 @@ or Unicode form is the same question) or imported from a user's JSONL: free-form
 
 from __future__ import annotations
 
-import json
 import random
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -20,7 +19,7 @@ from ..data.read import iter_jsonl
 from ..data.rows import CHAT_COLUMN, QUESTION_COLUMNS, answer_of, node_of, question_of, user_turns
 from ..data.write import save_dataset
 from ..errors import UserError
-from ..fsutil import atomic_write_text
+from ..fsutil import atomic_write_jsonl
 from .data import load_checked, open_dataset
 
 PROBES_FILE = "probes.jsonl"
@@ -86,7 +85,7 @@ def probe_from_row(row: dict[str, Any], where: str) -> Probe:
 
 
 def write_probes(probes: list[Probe], path: Path) -> None:
-    atomic_write_text(path, "".join(json.dumps(asdict(p), ensure_ascii=False) + "\n" for p in probes))
+    atomic_write_jsonl(path, (asdict(p) for p in probes))
 
 
 def split_probes(
