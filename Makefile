@@ -11,6 +11,8 @@ LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 	-DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
 DEMO_DIR ?= demo-project
 DEMO_QUESTIONS ?= 12
+# Test processes: the slow files run side by side (each file stays in one process).
+TEST_WORKERS ?= 2
 
 .PHONY: demo test lint install install-test bench clean
 
@@ -36,7 +38,7 @@ demo: install
 	$(BIN)/syllabus generate --project $(DEMO_DIR) --questions $(DEMO_QUESTIONS)
 
 test: install-test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # ruff and mypy come with the test extras.
 lint: install-test

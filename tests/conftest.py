@@ -24,6 +24,35 @@ from syllabus.yamlio import dump, load
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _threads_per_worker() -> int:
+    """The cores each test process may use: all of them alone, a share under `pytest -n N`.
+
+    Two torch processes each spinning up every core run slower together than one after
+    the other, so a worker of `make test` (pytest-xdist) keeps to its share, and so do the
+    `python -m syllabus` processes and the llama.cpp server it starts (they inherit it).
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:  # before any test imports torch
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_name, str(_threads_per_worker()))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under `pytest -n N --dist loadgroup`: one file stays in one process (its module
+    fixtures are made once), the tests of a shared loop run (`two_rounds`) stay together
+    whatever their file, and the longest groups are handed out first so that no long file
+    starts last."""
+    for item in items:
+        group = "two_rounds" if "two_rounds" in getattr(item, "fixturenames", ()) else item.path.name
+        item.add_marker(pytest.mark.xdist_group(group))
+    slow_files = {item.path for item in items if item.get_closest_marker("slow") or item.get_closest_marker("server")}
+    # stable sort: a file's own order is kept
+    items.sort(key=lambda item: ("two_rounds" not in getattr(item, "fixturenames", ()), item.path not in slow_files))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -129,7 +158,7 @@ def _serve_gguf(gguf_path: Path, folder: Path, *extra: str):
             "--port",
             str(port),
             "--n_threads",
-            "2",
+            str(min(2, _threads_per_worker())),
             "--n_ctx",
             "2048",
             *extra,
