@@ -38,7 +38,7 @@ demo: install
 	$(BIN)/syllabus generate --project $(DEMO_DIR) --questions $(DEMO_QUESTIONS)
 
 test: install-test
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # ruff and mypy come with the test extras.
 lint: install-test

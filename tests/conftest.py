@@ -41,16 +41,12 @@ if "PYTEST_XDIST_WORKER_COUNT" in os.environ:  # before any test imports torch
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under `pytest -n N --dist loadgroup`: one file stays in one process (its module
-    fixtures are made once), the tests of a shared loop run (`two_rounds`) stay together
-    whatever their file, and the longest groups are handed out first so that no long file
-    starts last."""
-    for item in items:
-        group = "two_rounds" if "two_rounds" in getattr(item, "fixturenames", ()) else item.path.name
-        item.add_marker(pytest.mark.xdist_group(group))
+    """Files with slow tests first, the loop's own (the longest) at the head, so that under
+    `pytest -n N --dist loadfile` no long file starts last; a stable sort keeps each file's
+    own order. Every test of the shared loop run (`two_rounds`) lives in test_distill.py:
+    loadfile keeps a file in one process, so that run is made once."""
     slow_files = {item.path for item in items if item.get_closest_marker("slow") or item.get_closest_marker("server")}
-    # stable sort: a file's own order is kept
-    items.sort(key=lambda item: ("two_rounds" not in getattr(item, "fixturenames", ()), item.path not in slow_files))
+    items.sort(key=lambda item: (item.path.name != "test_distill.py", item.path not in slow_files))
 
 
 def free_port() -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import cli_env, run_cli, small_example, write_jsonl
+from test_report import SUMMARY_LOOP_CHARTS, Page, assert_loop_numbers, check_in_browser, pct
 
 from syllabus.errors import UserError
 from syllabus.loop.decide import RoundScores, best_round, forgot, stop_reason
@@ -272,6 +274,28 @@ def test_killed_in_round_two_it_resumes_without_redoing_round_one_and_ends_the_s
     assert {p: p.stat().st_mtime_ns for p in (run / "rounds" / "1").rglob("*") if p.is_file()} == round1
     assert _cache_rows(run / "cache.sqlite") == cache_rows  # round 2's requests were all answered before the kill
     assert outcome_of(run) == outcome_of(reference / "runs" / "distill")
+
+
+@pytest.mark.slow
+def test_the_report_of_a_real_two_round_loop_is_written_each_round_and_opens_in_the_browser(two_rounds, tmp_path):
+    folder, done = two_rounds
+    run = folder / "runs" / "distill"
+    page = run / "report.html"
+    assert page.is_file()  # distill wrote it, after the last round and the summary
+    assert "could not write" not in done.stderr
+    copy = shutil.copytree(run, tmp_path / "distill", ignore=shutil.ignore_patterns("final", "checkpoints", "*.sqlite"))
+    dom = check_in_browser(copy / "report.html", tmp_path, SUMMARY_LOOP_CHARTS)
+    assert_loop_numbers(dom, copy)
+    # Killed in round 2 before its examination: the report says so and shows rounds 0 and 1.
+    (copy / "rounds/2/examination/results.json").unlink()
+    (copy / "rounds/2/round.json").unlink()
+    result = run_cli("report", str(copy))
+    assert result.returncode == 0, result.stderr
+    again = Page((copy / "report.html").read_text())
+    assert again.one(node="physics/units", round="2") == "missing"
+    summary = json.loads((copy / "summary.json").read_text())
+    assert again.one(node="physics/units", round="1") == pct(summary["rounds"][1]["nodes"]["physics/units"]["dev"])
+    assert "missing examination/results.json, round.json" in (copy / "report.html").read_text()
 
 
 def _cache_rows(path: Path) -> int:

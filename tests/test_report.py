@@ -5,7 +5,8 @@ The browser is Debian's `chromium` (.ci/run installs it), driven from the comman
 the console. Every host name resolves nowhere, so a page that needed the network would show
 it (charts missing, console errors). `tests/data/loop-run` holds the records (JSON only: no
 models, no cache) of a real two-round loop on the embedded models, for the quick tests; the
-slow ones report on a fresh generation (`embedded_run`) and a fresh loop (`two_rounds`).
+slow one reports on a fresh generation (`embedded_run`); the loop's report is checked in
+test_distill.py, beside the loop run it reads (`two_rounds`).
 """
 
 from __future__ import annotations
@@ -412,25 +413,3 @@ def node_rows(dom: Page, node: str) -> str:
     a, t = dom.cells[index + 1]
     assert a.get("data-count") == "rows"
     return "".join(t).strip()
-
-
-@pytest.mark.slow
-def test_the_report_of_a_real_two_round_loop_is_written_each_round_and_opens_in_the_browser(two_rounds, tmp_path):
-    folder, done = two_rounds
-    run = folder / "runs" / "distill"
-    page = run / "report.html"
-    assert page.is_file()  # distill wrote it, after the last round and the summary
-    assert "could not write" not in done.stderr
-    copy = shutil.copytree(run, tmp_path / "distill", ignore=shutil.ignore_patterns("final", "checkpoints", "*.sqlite"))
-    dom = check_in_browser(copy / "report.html", tmp_path, SUMMARY_LOOP_CHARTS)
-    assert_loop_numbers(dom, copy)
-    # Killed in round 2 before its examination: the report says so and shows rounds 0 and 1.
-    (copy / "rounds/2/examination/results.json").unlink()
-    (copy / "rounds/2/round.json").unlink()
-    result = run_cli("report", str(copy))
-    assert result.returncode == 0, result.stderr
-    again = Page((copy / "report.html").read_text())
-    assert again.one(node="physics/units", round="2") == "missing"
-    summary = json.loads((copy / "summary.json").read_text())
-    assert again.one(node="physics/units", round="1") == pct(summary["rounds"][1]["nodes"]["physics/units"]["dev"])
-    assert "missing examination/results.json, round.json" in (copy / "report.html").read_text()
