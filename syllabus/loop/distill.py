@@ -302,8 +302,7 @@ class Loop:
             assert previous is not None  # round k starts after round k-1 was examined
             tailored = asyncio.run(self._ask_corrections(k, previous.mistakes(), budgets))
             records, counts = tailored.records, dict(tailored.counts)
-        body = jsonl_text(records)
-        atomic_write_text(self.layout.round(k).corrections, body)
+        atomic_write_jsonl(self.layout.round(k).corrections, records)
         self._write(self.layout.round(k).root / "corrections.json", counts)
 
     async def _ask_corrections(self, k: int, mistakes: list[dict[str, Any]], budgets: dict[str, int]) -> Tailored:
