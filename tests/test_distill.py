@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import cli_env, run_cli, small_example, write_jsonl
-from test_report import SUMMARY_LOOP_CHARTS, Page, assert_loop_numbers, check_in_browser, pct
+from report_helpers import SUMMARY_LOOP_CHARTS, Page, assert_loop_numbers, check_in_browser, pct
 
 from syllabus.errors import UserError
 from syllabus.loop.decide import RoundScores, best_round, forgot, stop_reason
