@@ -92,7 +92,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     try:
         app(args=argv, standalone_mode=True)
     except UserError as exc:
-        err_console.print(f"[bold red]error:[/] {_escape(str(exc))}", highlight=False)
+        _print_error(exc)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]: finished work is saved; rerun the same command to resume.")
@@ -101,8 +101,14 @@ def main(argv: Optional[list[str]] = None) -> None:
         problem = storage_problem(exc)
         if problem is None:
             raise
-        err_console.print(f"[bold red]error:[/] {_escape(str(problem))}", highlight=False)
+        _print_error(problem)
         sys.exit(problem.exit_code)
+
+
+def _print_error(exc: UserError) -> None:
+    """An error as its lines, never wrapped by us: the terminal wraps what it shows, and a log
+    keeps each line whole, so a path or a column list can be found with grep."""
+    err_console.print(f"[bold red]error:[/] {_escape(str(exc))}", highlight=False, soft_wrap=True)
 
 
 # Why a file could not be written, and what to do; each is the user's to fix, not a bug.
