@@ -1,38 +1,41 @@
-"""Learning gains of the closed loop: `distill` against `--baseline` and the untrained student.
+"""Does the loop teach? Each arm's best student against the untrained one, on test items no arm read.
 
-Why: the loop's claim is that feedback (budgets moved to weak or moving nodes, the
-teacher's corrections of the student's own mistakes, DPO against its wrong answers)
-teaches more than the same number of plain GLAN rows. On this machine the teacher is
-the student (SmolLM2-135M), so any gain comes from grounding (the exam items' references),
-selection by the student's own signal, and budgets, not from a stronger teacher.
+Why: a teacher-student loop is worth running only if its student gets better on
+questions it never trained or decided on. On this machine the teacher is the student
+(SmolLM2-135M), so a gain can only come from grounding in the exam items' references,
+the student's own right answers (self-answers, rehearsal), selection by its own signal,
+and budgets.
 
-How: the shipped example project (six nodes), trimmed to `--exam` exam and `--dev` dev
-items per node (the same items for every run; its test items are never read). One
-project folder for every seed (its subjects and syllabi are written by the first round
-that needs them, then read by every run, as a user's project would); per seed, the loop
-and its baseline run with the same budget, rounds and training recipe (the example's
-syllabus.yaml), each in its own run folder. The defaults fit about an hour on two cores.
-Every node's dev accuracy and dev log-probability after every round, for both arms; the
-untrained student is round 0.
-Reported per node: mean and spread (population standard deviation) over seeds. Dev
-items are never trained on, so each number is held out. Writes bench/results/loop.json
-and prints the table of docs/benchmarks.md.
+How: the shipped example project (`syllabus init --example distill`: six nodes, 45 exam,
+15 dev and 20 test items each). Every arm runs `distill` on the same items: it learns
+from exam items, decides on dev items, and only at its end are its best student and the
+untrained one examined on the **test** items (RUN/test/, written by the loop itself after
+every decision). Arms: `loop` (the example's defaults) over `--seeds`; `baseline` (GLAN
+rows, no feedback); one seed each of the ablations that justify a default
+(`no-restate`: no restatements, `no-rehearsal`, `previous`: continue from the last round, `dpo`: DPO on, `glan`: 30% GLAN
+rows, `shortest`: the shortest sound draft). Realised rows are recorded per arm.
 
-Run: .venv/bin/python bench/bench_loop.py [--seeds 0 1 2] [--rounds 2] [--budget 12] [--exam 6] [--dev 6]
-     [--workdir DIR] (a workdir kept: the same command again resumes each run where it stopped)
+Reported: per test item, correctness averaged over seeds; per node and pooled over the
+weak nodes (arithmetic, units, calendar) and the strong ones, the paired difference
+against the untrained student ± SE and the exact McNemar p per node (seed 0's student
+for the p-value, each item once). The JSON is written after every arm; the same command
+with the same --workdir resumes (each run folder resumes its loop).
+
+Run: .venv/bin/python bench/bench_loop.py [--arms loop baseline ...] [--seeds 0 1 2] [--rounds 2]
+     [--budget 60] [--workdir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
-from collections import Counter
+from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -43,156 +46,189 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+WEAK = ("mathematics/arithmetic", "physics/units", "reasoning/calendar")
+STRONG = ("chemistry/elements", "geography/capitals", "linguistics/antonyms")
+# arm -> (loop settings changed from the example's, baseline?)
+ARMS: dict[str, tuple[dict, bool]] = {
+    "loop": ({}, False),
+    "baseline": ({}, True),
+    "no-rehearsal": ({"rehearsal": 0.0}, False),
+    "previous": ({"restart": "previous"}, False),
+    "dpo": ({"dpo": True}, False),
+    "glan": ({"generated": 0.3}, False),
+    "shortest": ({"choose": "shortest"}, False),
+    "no-restate": ({"restatements": False}, False),
+}
+ABLATIONS = ("no-restate", "no-rehearsal", "previous", "dpo", "glan")
 
-def trimmed_example(folder: Path, exam: int, dev: int) -> Path:
-    from syllabus.project import init_project
 
-    init_project(folder, example="distill")
-    rows = [json.loads(line) for line in (folder / "items.jsonl").read_text().splitlines()]
-    limits, taken, kept = {"exam": exam, "dev": dev, "test": 0}, Counter(), []
-    for row in rows:
-        if taken[row["node"], row["split"]] < limits[row["split"]]:
-            taken[row["node"], row["split"]] += 1
-            kept.append(row)
-    (folder / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
-    return folder
-
-
-def run_arm(folder: Path, *, seed: int, rounds: int, budget: int, baseline: bool) -> dict:
+def run_arm(folder: Path, arm: str, *, seed: int, rounds: int, budget: int) -> dict:
     from syllabus.loop.distill import DistillOptions, distill
     from syllabus.project import Project
 
-    name = f"{'baseline' if baseline else 'loop'}-{seed}"
+    changes, baseline = ARMS[arm]
+    project = Project.load(folder)
+    project.config = project.config.model_copy(update={"loop": project.config.loop.model_copy(update=changes)})
     started = time.perf_counter()
     outcome = distill(
-        Project.load(folder),
-        DistillOptions(rounds=rounds, budget=budget, seed=seed, baseline=baseline, run_dir=Path("runs") / name),
+        project,
+        DistillOptions(
+            rounds=rounds, budget=budget, seed=seed, baseline=baseline, run_dir=Path("runs") / f"{arm}-{seed}"
+        ),
     )
-    seconds = time.perf_counter() - started
-    summary = outcome.summary
+    run = outcome.run_dir
+    comparison = json.loads((run / "test" / "comparison.json").read_text())
+    best = comparison["best_round"]
+
+    def answers(label: str) -> dict[str, bool]:
+        rows = [json.loads(line) for line in (run / "test" / label / "answers.jsonl").read_text().splitlines()]
+        return {f"{r['node']}\t{r['question']}": bool(r["correct"]) for r in rows if r["correct"] is not None}
+
+    rows = [r.get("rows") or {} for r in outcome.summary["rounds"][1:]]
     return {
-        "seconds": round(seconds, 1),
-        "rounds": [
-            {
-                "round": r["round"],
-                "dev": {n: b["dev"] for n, b in r["nodes"].items()},
-                "dev_logprob": {n: b["dev_logprob"] for n, b in r["nodes"].items()},
-                "budgets": r["budgets"],
-                "rows": r["rows"],
-            }
-            for r in summary["rounds"]
-        ],
-        "best_round": summary["best_round"],
-        "stopped": summary["stopped"],
+        "seconds": round(time.perf_counter() - started, 1),
+        "best_round": best,
+        "dev": [r["dev"] for r in outcome.summary["rounds"]],
+        "rows_trained": [r.get("train", 0) for r in rows],
+        "rows_kept": [r.get("kept", 0) for r in rows],
+        "rows_by_kind": rows,
+        "start": answers("start"),
+        "best": answers(f"round-{best}"),
     }
 
 
-def spread(values: list[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(values), "sd": statistics.pstdev(values) if len(values) > 1 else 0.0}
+def paired_block(start: dict[str, bool], arm: dict[str, float], keys: list[str]) -> dict | None:
+    """Mean over items of (arm's correctness averaged over seeds - the untrained student's), ± SE."""
+    if not keys:
+        return None
+    diffs = [arm[k] - float(start[k]) for k in keys]
+    mean = statistics.fmean(diffs)
+    se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
+    return {
+        "items": len(keys),
+        "untrained": statistics.fmean(float(start[k]) for k in keys),
+        "arm": statistics.fmean(arm[k] for k in keys),
+        "difference": mean,
+        "se": se,
+    }
 
 
-def aggregate(runs: dict[int, dict[str, dict]], rounds: int) -> dict:
-    """Per arm, round and node: dev accuracy and log-probability over seeds."""
-    seeds = sorted(runs)
-    nodes = sorted(runs[seeds[0]]["loop"]["rounds"][0]["dev"])
+def aggregate(results: dict[str, dict[int, dict]]) -> dict:
+    from syllabus.students.compare import paired
+
     out: dict = {}
-    for arm in ("loop", "baseline"):
-        out[arm] = []
-        for k in range(rounds + 1):
-            present = [runs[s][arm]["rounds"][k] for s in seeds if k < len(runs[s][arm]["rounds"])]
-            out[arm].append(
-                {
-                    "round": k,
-                    "seeds": len(present),
-                    "dev": {n: spread([r["dev"][n] for r in present]) for n in nodes},
-                    "dev_logprob": {n: spread([r["dev_logprob"][n] for r in present]) for n in nodes},
-                    "mean_dev": spread([statistics.fmean(r["dev"].values()) for r in present]),
-                }
-            )
+    for arm, seeds in results.items():
+        runs = list(seeds.values())
+        start = runs[0]["start"]
+        keys = sorted(set(start).intersection(*(set(r["best"]) for r in runs)))
+        mean = {k: statistics.fmean(float(r["best"][k]) for r in runs) for k in keys}
+        by_node: dict[str, list[str]] = defaultdict(list)
+        for k in keys:
+            by_node[k.split("\t")[0]].append(k)
+        first = runs[0]
+        out[arm] = {
+            "seeds": sorted(seeds),
+            "rows_trained": [r["rows_trained"] for r in runs],
+            "best_rounds": [r["best_round"] for r in runs],
+            "nodes": {
+                n: paired_block(start, mean, ks)
+                | {"mcnemar_p_seed0": paired([start[k] for k in ks], [first["best"][k] for k in ks]).p_value}
+                for n, ks in sorted(by_node.items())
+            },
+            "weak": paired_block(start, mean, [k for k in keys if k.split("\t")[0] in WEAK]),
+            "strong": paired_block(start, mean, [k for k in keys if k.split("\t")[0] in STRONG]),
+            "all": paired_block(start, mean, keys),
+        }
     return out
 
 
-def verdict(agg: dict, weak_below: float = 0.5) -> dict:
-    """Where the base student is weak, is the loop ahead of both? Is any node >5 points below untrained?"""
-    base = agg["loop"][0]["dev"]
-    loop, baseline = agg["loop"][-1]["dev"], agg["baseline"][-1]["dev"]
-    weak = [n for n in base if base[n]["mean"] < weak_below]
+def verdict(agg: dict) -> dict:
+    loop = agg.get("loop")
+    if not loop or not loop["weak"]:
+        return {}
+    weak = loop["weak"]
     return {
-        "weak_nodes": weak,
-        "loop_ahead_on_weak": {n: loop[n]["mean"] > max(baseline[n]["mean"], base[n]["mean"]) for n in weak},
-        "loop_below_untrained_by_5_points": [n for n in base if loop[n]["mean"] < base[n]["mean"] - 0.05],
-        "baseline_below_untrained_by_5_points": [n for n in base if baseline[n]["mean"] < base[n]["mean"] - 0.05],
+        "weak_gain": weak["difference"],
+        "weak_gain_se": weak["se"],
+        "goal_weak_gain_at_least_0.15": weak["difference"] >= 0.15,
+        "goal_more_than_2_se_above_zero": weak["difference"] > 2 * weak["se"],
+        "nodes_more_than_5_points_below_untrained": [
+            n for n, b in loop["nodes"].items() if b and b["difference"] < -0.05
+        ],
+        "loop_at_or_above_baseline_on_weak": (
+            weak["difference"] >= agg["baseline"]["weak"]["difference"] if "baseline" in agg else None
+        ),
     }
 
 
 def table(agg: dict) -> str:
-    nodes = sorted(agg["loop"][0]["dev"])
-    last = len(agg["loop"]) - 1
+    def cell(block: dict | None) -> str:
+        return "-" if not block else f"{block['difference']:+.2f} ± {block['se']:.2f}"
+
+    arms = list(agg)
+    nodes = sorted({n for a in agg.values() for n in a["nodes"]})
     lines = [
-        f"| node | untrained | baseline r{last} | loop r{last} | loop logprob r0 → r{last} |",
-        "|---|---|---|---|---|",
+        "| test items | untrained | " + " | ".join(f"{a} ({len(agg[a]['seeds'])} seed)" for a in arms) + " |",
+        "|---|---|" + "---|" * len(arms),
     ]
-
-    def cell(block):
-        return f"{block['mean']:.0%} ± {block['sd']:.0%}"
-
+    first = agg[arms[0]]
     for n in nodes:
+        base = first["nodes"][n]["untrained"] if first["nodes"].get(n) else float("nan")
+        lines.append(f"| {n} | {base:.0%} | " + " | ".join(cell(agg[a]["nodes"].get(n)) for a in arms) + " |")
+    for group in ("weak", "strong", "all"):
+        block = first[group]
         lines.append(
-            f"| {n} | {cell(agg['loop'][0]['dev'][n])} | {cell(agg['baseline'][last]['dev'][n])} | "
-            f"{cell(agg['loop'][last]['dev'][n])} | {agg['loop'][0]['dev_logprob'][n]['mean']:.2f} → "
-            f"{agg['loop'][last]['dev_logprob'][n]['mean']:.2f} |"
+            f"| **{group} nodes** | {block['untrained']:.0%} | " + " | ".join(cell(agg[a][group]) for a in arms) + " |"
         )
     lines.append(
-        f"| (mean) | {cell(agg['loop'][0]['mean_dev'])} | {cell(agg['baseline'][last]['mean_dev'])} | "
-        f"{cell(agg['loop'][last]['mean_dev'])} | |"
+        "| rows trained (last round, per seed) | - | "
+        + " | ".join(", ".join(str(r[-1] if r else 0) for r in agg[a]["rows_trained"]) for a in arms)
+        + " |"
     )
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--arms", nargs="+", default=["loop", "baseline", *ABLATIONS], choices=list(ARMS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the loop arm")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--budget", type=int, default=12)
-    parser.add_argument("--exam", type=int, default=6, help="exam items per node")
-    parser.add_argument("--dev", type=int, default=6, help="dev items per node")
-    parser.add_argument("--workdir", type=Path, default=None, help="keep the projects here (default: a temp folder)")
+    parser.add_argument("--budget", type=int, default=60)
+    parser.add_argument("--workdir", type=Path, default=ROOT / "bench" / "work-loop")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "loop.json")
     args = parser.parse_args()
 
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-loop-"))
-    runs: dict[int, dict[str, dict]] = {}
-    started = time.perf_counter()
-    folder = work / "project"
+    from syllabus.project import init_project
+
+    folder = args.workdir / "project"
     if not (folder / "syllabus.yaml").is_file():
-        trimmed_example(folder, args.exam, args.dev)
-    for seed in args.seeds:
-        runs[seed] = {}
-        for baseline in (False, True):
-            arm = "baseline" if baseline else "loop"
-            print(f"seed {seed}: {arm} ...", file=sys.stderr, flush=True)
-            runs[seed][arm] = run_arm(folder, seed=seed, rounds=args.rounds, budget=args.budget, baseline=baseline)
-            print(f"seed {seed}: {arm} done in {runs[seed][arm]['seconds']:.0f} s", file=sys.stderr, flush=True)
-    agg = aggregate(runs, args.rounds)
-    result = {
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "settings": {
-            "seeds": args.seeds,
-            "rounds": args.rounds,
-            "budget": args.budget,
-            "exam_per_node": args.exam,
-            "dev_per_node": args.dev,
-            "project": "syllabus init --example distill (items trimmed)",
-        },
-        "seconds": round(time.perf_counter() - started, 1),
-        "runs": {str(s): r for s, r in runs.items()},
-        "aggregate": agg,
-        "verdict": verdict(agg),
-        "table": table(agg),
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+        init_project(folder, example="distill")
+    started = time.perf_counter()
+    results: dict[str, dict[int, dict]] = {}
+    for arm in args.arms:
+        for seed in args.seeds if arm == "loop" else args.seeds[:1]:
+            print(f"{arm}, seed {seed} ...", file=sys.stderr, flush=True)
+            results.setdefault(arm, {})[seed] = run_arm(folder, arm, seed=seed, rounds=args.rounds, budget=args.budget)
+            print(f"{arm}, seed {seed}: {results[arm][seed]['seconds']:.0f} s", file=sys.stderr, flush=True)
+            agg = aggregate(results)
+            result = {
+                "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+                "settings": {
+                    "arms": {a: ARMS[a][0] | ({"baseline": True} if ARMS[a][1] else {}) for a in args.arms},
+                    "seeds": args.seeds,
+                    "rounds": args.rounds,
+                    "budget": args.budget,
+                    "project": "syllabus init --example distill (45 exam, 15 dev, 20 test items a node)",
+                },
+                "seconds": round(time.perf_counter() - started, 1),
+                "runs": {a: {str(s): r for s, r in seeds.items()} for a, seeds in results.items()},
+                "aggregate": agg,
+                "verdict": verdict(agg),
+                "table": table(agg),
+            }
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(result["table"])
     print(json.dumps(result["verdict"], indent=2))
 

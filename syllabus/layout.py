@@ -13,9 +13,15 @@ each other. The layout is the one convention:
             student/                 the student trained on it
             examination/             that student's examination (exam and dev items)
             budgets.json             rows per node and why (the allocator's decisions)
-            corrections.jsonl        the teacher's corrections of the student's mistakes
-            train.jsonl pairs.jsonl  the round's SFT rows and DPO pairs
+            self-answers.jsonl       the student's own unhinted answers to its mistakes
+            corrections.jsonl        the teacher's hinted corrections where none of those was sound
+            restatements.jsonl       the question restated with a blank, filled with the reference, where still none was
+            selected.jsonl           every candidate row and what became of it; selected.json its counts
+            align/                   that round's alignment of the teacher (`--align`)
+            kept.jsonl               the round's new rows; train.jsonl what it trains on; pairs.jsonl
+            rows.json student.json   row counts; the student the round trained
             round.json               the round's record, written last
+        test/                        the final comparison on test items (comparison.json), after every decision
     <project>/students/<name>/       `train` outputs by default
     <project>/exams/<name>/          `eval` outputs by default
 
@@ -31,6 +37,18 @@ CACHE_FILE = "cache.sqlite"
 STATE_FILE = "state.json"
 ROUNDS_DIR = "rounds"
 DEFAULT_RUN = "default"
+# The file each step of a loop round leaves, in step order: the report names a killed round's absent ones.
+ROUND_OUTPUTS = (
+    ("allocate", "budgets.json"),
+    ("answer", "self-answers.jsonl"),
+    ("correct", "corrections.jsonl"),
+    ("restate", "restatements.jsonl"),
+    ("select", "selected.json"),
+    ("assemble", "rows.json"),
+    ("train", "student.json"),
+    ("examine", "examination/results.json"),
+    ("examine", "round.json"),
+)
 
 
 @dataclass(frozen=True)
@@ -66,9 +84,48 @@ class RoundLayout:
         return self.root / "corrections.jsonl"
 
     @property
+    def restatements(self) -> Path:
+        """The teacher's restatements with a blank, filled with the reference, where nothing else was sound."""
+        return self.root / "restatements.jsonl"
+
+    @property
+    def self_answers(self) -> Path:
+        """The student's own unhinted samples for each wrong exam item tried."""
+        return self.root / "self-answers.jsonl"
+
+    @property
+    def selected(self) -> Path:
+        """Every candidate row (self-answer, correction, rehearsal) and what became of it."""
+        return self.root / "selected.jsonl"
+
+    @property
+    def selected_counts(self) -> Path:
+        return self.root / "selected.json"
+
+    @property
+    def align(self) -> Path:
+        """That round's alignment of the teacher (`distill --align`)."""
+        return self.root / "align"
+
+    @property
+    def kept(self) -> Path:
+        """The round's new SFT rows (fixes, rehearsal, generated), each once."""
+        return self.root / "kept.jsonl"
+
+    @property
     def train(self) -> Path:
-        """The round's SFT rows: corrections, generated rows and replay, each once."""
+        """What the round trains on: every round's kept rows (restart: base), or its own plus a replay share."""
         return self.root / "train.jsonl"
+
+    @property
+    def rows(self) -> Path:
+        """The round's row counts by kind."""
+        return self.root / "rows.json"
+
+    @property
+    def trained(self) -> Path:
+        """{"student": the model the round trained}."""
+        return self.root / "student.json"
 
     @property
     def record(self) -> Path:
@@ -97,6 +154,11 @@ class RunLayout:
     def held_out(self) -> Path:
         """The dev and test questions a loop's generation is decontaminated against."""
         return self.root / "held-out.jsonl"
+
+    @property
+    def test(self) -> Path:
+        """The final comparison of the best and the starting student on test items."""
+        return self.root / "test"
 
     @property
     def rounds(self) -> Path:

@@ -63,25 +63,38 @@ class StudentConfig(_Strict):
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
     dpo_beta: float = Field(0.1, gt=0)
+    # DPO has its own rate: published DPO runs use 5e-7 to 1e-6; at the SFT rate it undoes what SFT taught.
+    dpo_learning_rate: float = Field(1e-6, gt=0, le=1)
+    # Weight of an NLL (SFT) term on the chosen answer beside the DPO loss (RPO, Pang et al. 2024); 0: plain DPO.
+    dpo_nll: float = Field(1.0, ge=0, le=100)
     save_steps: int = Field(50, ge=1)
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     seed: int = 0
+    # Processes a training run uses (data parallel: gloo on CPU, nccl on GPU); under torchrun or
+    # `accelerate launch`, the launcher's count instead.
+    processes: int = Field(1, ge=1, le=1024)
 
 
 class StageSampling(_Strict):
     temperature: float = Field(0.7, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
     max_tokens: int = Field(256, ge=1, le=1 << 20)
+    # Further draws of a sample whose reply does not parse or fails the stage's cheap check
+    # (each its own cached request); 0: none.
+    redraws: int = Field(0, ge=0, le=16)
 
 
 # Each stage's sampling defaults (generation.stages in syllabus.yaml): a new stage adds its line here.
 STAGE_SAMPLING: dict[str, dict[str, float | int]] = {
-    "subjects": {"temperature": 1.0, "max_tokens": 160},
-    "syllabus": {"temperature": 0.7, "max_tokens": 300},
-    "question": {"temperature": 0.9, "max_tokens": 96},
-    "answer": {"temperature": 0.3, "max_tokens": 256},
+    "subjects": {"temperature": 1.0, "max_tokens": 160, "redraws": 2},
+    "syllabus": {"temperature": 0.7, "max_tokens": 300, "redraws": 2},
+    "question": {"temperature": 0.9, "max_tokens": 96, "redraws": 2},
+    "answer": {"temperature": 0.3, "max_tokens": 256, "redraws": 2},
     "judge": {"temperature": 0.0, "max_tokens": 64},
     "correction": {"temperature": 0.7, "max_tokens": 48},
+    "restatement": {"temperature": 0.5, "max_tokens": 48},
+    "skill_mix": {"temperature": 0.9, "max_tokens": 128, "redraws": 2},
+    "skill_mix_judge": {"temperature": 0.7, "max_tokens": 64, "redraws": 2},  # a reply that does not parse is no vote
 }
 
 
@@ -113,6 +126,15 @@ class JudgeFilterConfig(_Strict):
     threshold: int = Field(3, ge=1, le=5)  # the lowest score kept
 
 
+class SkillMixJudgeConfig(_Strict):
+    """The Skill-Mix rubric on mixed questions: k + 3 points (one per concept, topic, sense, length)."""
+
+    enabled: bool = False  # `graders` more teacher requests per mixed row: on when wanted
+    # The share of a question's k + 3 points it must earn to be kept (1.0: full marks, the paper's measure).
+    threshold: float = Field(1.0, gt=0, le=1)
+    graders: int = Field(3, ge=1, le=9)  # grader replies per question; each point by majority vote
+
+
 class ChecksConfig(_Strict):
     """Length and format checks on each row by itself."""
 
@@ -130,6 +152,7 @@ class FiltersConfig(_Strict):
     minhash: MinHashFilterConfig = Field(default_factory=MinHashFilterConfig)
     embedding: EmbeddingFilterConfig = Field(default_factory=EmbeddingFilterConfig)
     judge: JudgeFilterConfig = Field(default_factory=JudgeFilterConfig)
+    skill_mix_judge: SkillMixJudgeConfig = Field(default_factory=SkillMixJudgeConfig)
     decontaminate: list[str] = Field(default_factory=list)  # evaluation sets, relative to the project
     decontaminate_ngram: int = Field(13, ge=2, le=64)
     decontaminate_short_ngram: int = Field(8, ge=2, le=64)
@@ -146,6 +169,22 @@ class FiltersConfig(_Strict):
         if self.decontaminate_short_ngram > self.decontaminate_ngram:
             raise ValueError("decontaminate_short_ngram must be <= decontaminate_ngram")
         return self
+
+
+class SkillMixConfig(_Strict):
+    """Skill-Mix questions: each combines one key concept from each of k different disciplines."""
+
+    share: float = Field(0.0, ge=0, le=1)  # of the question budget (rounded half up); 0: none
+    k: int = Field(2, ge=2, le=4)  # disciplines (and concepts) per mixed question
+    sentences: int = Field(4, ge=1, le=20)  # a mixed question's longest length, asked and counted by program
+    exclude: list[str] = Field(default_factory=list)  # disciplines (globs over paths) never mixed
+
+    @field_validator("exclude", mode="before")
+    @classmethod
+    def _one_or_many(cls, value):
+        if value is None:
+            return []
+        return [value] if isinstance(value, str) else value
 
 
 class GenerationConfig(_Strict):
@@ -181,6 +220,7 @@ class GenerationConfig(_Strict):
         return value
 
     filters: FiltersConfig = Field(default_factory=FiltersConfig)
+    skill_mix: SkillMixConfig = Field(default_factory=SkillMixConfig)
 
     @field_validator("concepts")
     @classmethod
@@ -217,20 +257,64 @@ class LoopConfig(_Strict):
 
     items: str = "items.jsonl"  # exam/dev/test items (question, answer, node, split), relative to the project
     rounds: int = Field(2, ge=1, le=100)
-    budget: int = Field(24, ge=1, le=10_000_000)  # GLAN rows generated per round, spread over the nodes
+    budget: int = Field(24, ge=1, le=10_000_000)  # training rows per round, spread over the nodes
     exploration: float = Field(0.2, ge=0, le=1)  # share of the budget spread evenly, so no node starves
     window: int = Field(3, ge=2, le=100)  # rounds the learning-progress slope is fitted over
-    replay: float = Field(0.5, ge=0, le=1)  # share of earlier rounds' training rows trained on again
-    corrections: bool = True  # the teacher corrects the student's wrong exam answers (SFT rows, DPO pairs)
-    correction_samples: int = Field(
-        2, ge=1, le=16
-    )  # correction drafts per mistake; the first reaching the reference wins
-    dpo: bool = True  # after SFT, DPO on correction (chosen) vs the student's wrong answer (rejected)
+    # What each round trains from. base: the starting student, on every row kept so far, each once
+    # (STaR, ReST-EM, LLM2LLM); previous: the previous round's student on this round's rows and a replay share.
+    restart: Literal["base", "previous"] = "base"
+    replay: float = Field(0.5, ge=0, le=1)  # restart: previous only: share of earlier rounds' rows trained on again
+    # Unhinted samples of the student per wrong exam item; a sound one is the row (STaR, RFT). 0: none.
+    self_answers: int = Field(4, ge=0, le=64)
+    self_temperature: float = Field(0.8, gt=0, le=2)
+    # Rehearsal (S3FT): exam items the student already answers right, in its own words, trained on again.
+    rehearsal: float = Field(0.3, ge=0, le=1)  # share of a node's rows
+    rehearsal_per_node: int = Field(10, ge=0, le=100_000)  # at most this many a node and round
+    corrections: bool = True  # hinted corrections by the teacher where no self-answer is sound
+    correction_samples: int = Field(2, ge=1, le=16)  # correction drafts per mistake
+    # Where nothing is sound yet: the question restated with a blank by the teacher, the blank
+    # filled with the reference (shown the node's own restatements; grounded in the reference).
+    restatements: bool = True
+    restatement_samples: int = Field(2, ge=1, le=16)  # restatement drafts per mistake
+    # Among sound drafts of an item: the one the student finds most likely given the plain question, or the shortest.
+    choose: Literal["likelihood", "shortest"] = "likelihood"
+    generated: float = Field(0.0, ge=0, le=1)  # share of a round's rows that are GLAN rows of the teacher
+    # How a round trains on its rows: sft, on their text; distill, on the teacher's logits over them
+    # (`distillation:`, TAID; the teacher a local model sharing the student's tokenizer).
+    train: Literal["sft", "distill"] = "sft"
+    dpo: bool = False  # after SFT, DPO: a kept fix (chosen) over the student's wrong answer (rejected)
     dpo_epochs: float = Field(1.0, gt=0, le=100)
+    dpo_near_copy: float = Field(0.8, gt=0, le=1)  # pairs whose answers share this much (0-1) are dropped
     forgetting: float = Field(0.1, ge=0, le=1)  # a round dropping any node's dev score more than this is not "best"
     max_tokens: int = Field(40, ge=1, le=4096)  # longest student answer in an examination
     dev_share: float = Field(0.25, gt=0, lt=1)  # share of a node's items held for dev when the file has no `split`
     stop: LoopStopConfig = Field(default_factory=LoopStopConfig)
+
+
+class AlignConfig(_Strict):
+    """`syllabus align` and `distill --align`: the teacher aligned with what helps this student (flags override)."""
+
+    drafts: int = Field(4, ge=1, le=1000)  # draft questions per node (K)
+    rationales: int = Field(2, ge=1, le=100)  # rationales per question (R), each in another strategy
+    items: int = Field(8, ge=1, le=100_000)  # preference items per node the drafts are scored on (M)
+    scorer: Literal["icl", "influence", "both"] = "icl"  # ARTE in-context, Montessori-Instruct influence, or both
+    influence: Literal["exact", "fast"] = "exact"  # a real step undone, or its first-order estimate
+    mode: Literal["auto", "dpo", "in_context"] = "auto"  # train the teacher, or exemplars and mixes for a served one
+    learning_rate: float = Field(5e-6, gt=0, le=1)  # the teacher's DPO
+    epochs: float = Field(1.0, gt=0, le=100)
+    nodes_per_round: int = Field(2, ge=1, le=100_000)  # distill --align: the weakest nodes aligned each round
+
+
+class DistillationConfig(_Strict):
+    """`syllabus train distill`: the student learns the logits of a teacher that shares its tokenizer."""
+
+    method: Literal["taid", "kl"] = "taid"  # TAID's moving target, or KL to the teacher throughout
+    learning_rate: float = Field(1e-4, gt=0, le=1)  # TAID's published rate
+    t_start: float = Field(0.4, ge=0, le=1)  # TAID: the target's share of the teacher at the first step
+    t_end: float = Field(1.0, ge=0, le=1)  # ... and at the last (the linear ramp's end)
+    alpha: float = Field(5e-4, ge=0, le=1)  # TAID: how fast t moves ahead of the ramp while the loss falls
+    beta: float = Field(0.99, ge=0, lt=1)  # TAID: momentum of the loss's relative change
+    chunk: int = Field(256, ge=1, le=1_000_000)  # completion positions whose vocabulary-wide tensors exist at once
 
 
 class ProjectConfig(_Strict):
@@ -242,6 +326,8 @@ class ProjectConfig(_Strict):
     student: StudentConfig = Field(default_factory=StudentConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     loop: LoopConfig = Field(default_factory=LoopConfig)
+    align: AlignConfig = Field(default_factory=AlignConfig)
+    distillation: DistillationConfig = Field(default_factory=DistillationConfig)
 
     @model_validator(mode="after")
     def _version(self):

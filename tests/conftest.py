@@ -226,6 +226,7 @@ def embedded_run(tmp_path_factory, embedded_dir):
     tune_project(folder)
     result = run_cli("generate", "--project", str(folder), "--nodes", "mathematics/linear-algebra", "--questions", "4")
     assert result.returncode == 0, result.stdout + result.stderr
+    (folder / "generate.stderr").write_text(result.stderr)  # what a log of the run shows (test_cli_generate.py)
     return folder
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-SUMMARY_LOOP_CHARTS = {"dev_lines", "dev_heatmap", "budgets", "rows", "loss"}
+SUMMARY_LOOP_CHARTS = {"dev_lines", "dev_heatmap", "budgets", "rows", "loss", "test"}
 
 
 # The browser ------------------------------------------------------------------------------
@@ -156,3 +156,8 @@ def assert_loop_numbers(dom: Page, run: Path) -> None:
             assert dom.one(**{"budget-node": node, "round": k}).startswith(f"{rows} ·")
     assert dom.one(value="best-round") == str(summary["best_round"])
     assert dom.one(value="rounds-finished") == str(len(summary["rounds"]) - 1)
+    # The final comparison on test items: each node's row ends with its verdict, its items counted.
+    test = json.loads((run / "test" / "comparison.json").read_text())
+    for node, block in test["nodes"].items():
+        cells = dom.one(**{"test-node": node})
+        assert cells.startswith(f"{node}{block['items']}") and cells.endswith(block["verdict"]), cells

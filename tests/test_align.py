@@ -282,14 +282,15 @@ def test_align_end_to_end_killed_while_scoring_resumes_trains_the_teacher_and_re
 
 
 def test_a_score_line_cut_short_by_a_kill_is_dropped_before_new_lines_are_appended(tmp_path):
-    from syllabus.align.run import _cut_partial_line, _read_jsonl
+    from syllabus.align.scores import ScoreJournal
 
     path = tmp_path / "scores.jsonl"
     path.write_text('{"scorer": "icl", "id": "a#q0r0"}\n{"scorer": "icl", "id": "a#q0')
-    _cut_partial_line(path)
-    with open(path, "a") as f:
-        f.write('{"scorer": "icl", "id": "a#q0r1"}\n')
-    assert [r["id"] for r in _read_jsonl(path)] == ["a#q0r0", "a#q0r1"]
+    journal = ScoreJournal(path)
+    assert journal.open_for_append() == {("icl", "a#q0r0")}
+    journal.record({"scorer": "icl", "id": "a#q0r1"})
+    assert [r["id"] for r in journal.rows()] == ["a#q0r0", "a#q0r1"]
+    assert path.read_text().count("\n") == 2
 
 
 def test_in_context_choices_become_a_generation_s_exemplars_and_mixes_and_bad_ones_are_refused(example, tmp_path):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
+from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 from syllabus.backends.base import ChatRequest, Completion, RequestFailed
 from syllabus.generators.cache import RequestCache, request_key
@@ -261,3 +264,30 @@ def test_two_local_model_folders_of_one_name_are_two_models_to_the_cache(tmp_pat
     assert LocalBackend(tmp_path / "a" / "final").cache_identity == first.cache_identity
     (tmp_path / "a" / "final" / "model.safetensors").write_bytes(b"retrained")  # trained again in place
     assert LocalBackend(tmp_path / "a" / "final").cache_identity != first.cache_identity
+
+
+@pytest.mark.slow
+def test_a_run_folder_made_by_an_older_build_resumes_without_asking_again(tmp_path):
+    """Cache keys are the resume mechanism: a change to how a request is keyed (its fields, their
+    order, the template text, the sampling defaults) would make every old run ask its teacher again.
+
+    tests/data/cache-9a1f78f.sqlite was written by commit 9a1f78f for the command below on a fresh
+    `syllabus init` project (embedded teacher). To regenerate after a deliberate change of a
+    request: `git worktree add /tmp/old <commit>`, run the same two commands with
+    PYTHONPATH=/tmp/old, and copy runs/default/cache.sqlite here."""
+    import shutil
+
+    project = tmp_path / "p"
+    assert run_cli("init", str(project)).returncode == 0
+    config = project / "syllabus.yaml"  # no redraws: the refused answers would be drawn again (new requests)
+    config.write_text(config.read_text().replace("max_tokens: 256}", "max_tokens: 256, redraws: 0}"))
+    (project / "runs" / "default").mkdir(parents=True)
+    shutil.copy(Path(__file__).parent / "data" / "cache-9a1f78f.sqlite", project / "runs/default/cache.sqlite")
+    result = run_cli(
+        "generate", "--nodes", "mathematics/linear-algebra", "--questions", "3", "--seed", "3", cwd=project
+    )
+    summary = json.loads((project / "runs/default/summary.json").read_text())
+    asked = {name: (s["requested"], s["from_cache"], s["answered"]) for name, s in summary["stages"].items()}
+    assert asked == {"subjects": (2, 2, 0), "syllabus": (2, 2, 0), "question": (3, 3, 0), "answer": (3, 3, 0)}, (
+        result.stderr
+    )

@@ -111,3 +111,47 @@ def test_unknown_order_is_refused_before_any_work(make_project):
     result = run_cli("generate", "--project", str(project), "--order", "alphabetical")
     assert result.returncode == 2 and "unknown --order 'alphabetical'" in result.stderr
     assert not (project / "runs").exists()
+
+
+def test_output_that_is_not_a_terminal_gets_a_line_per_stage_every_few_seconds_with_time_left():
+    import io
+
+    from rich.console import Console
+
+    from syllabus.cli.common import PlainProgress
+
+    now = [0.0]
+    out = io.StringIO()
+    progress = PlainProgress(Console(file=out, width=200), every=5.0, clock=lambda: now[0])
+    progress.add_total("answer", 10)
+    for _ in range(4):  # 4 answers in 2 seconds: too soon for a line
+        now[0] += 0.5
+        progress.advance("answer")
+    assert out.getvalue() == ""
+    now[0] += 4.0  # 6 s since the start: a line, at the pace so far (5 answers in 6 s) 6 s left
+    progress.advance("answer")
+    assert out.getvalue().splitlines() == ["answer: 5/10, 6s, about 6s left"]
+    for _ in range(5):
+        progress.advance("answer")
+    assert out.getvalue().splitlines()[-1] == "answer: 10/10, 6s (done)"
+
+
+def test_generate_into_a_log_prints_progress_lines_not_bars(embedded_run):
+    log = (embedded_run / "generate.stderr").read_text()
+    assert "question: " in log and "(done)" in log and "\x1b[" not in log
+
+
+def test_a_taxonomy_path_is_never_cut_in_an_80_column_table():
+    import io
+
+    from rich.console import Console
+
+    from syllabus.cli.distill import round_table
+
+    nodes = {
+        "mathematics/arithmetic-and-number-sense": {"dev": 0.25, "exam": 0.5, "dev_logprob": -3.2},
+        "reasoning/calendar": {"dev": 1.0, "exam": 0.75, "dev_logprob": -1.0},
+    }
+    out = io.StringIO()
+    Console(file=out, width=80).print(round_table({"round": 1, "nodes": nodes, "dev": 0.6, "exam": 0.6}))
+    assert "mathematics/arithmetic-and-number-sense" in out.getvalue() and "…" not in out.getvalue()

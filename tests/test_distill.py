@@ -8,6 +8,7 @@ teacher and student, as a user runs it: `python -m syllabus distill`.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -22,10 +23,10 @@ from conftest import cli_env, run_cli, small_example, write_jsonl
 from report_helpers import SUMMARY_LOOP_CHARTS, Page, assert_loop_numbers, check_in_browser, pct
 
 from syllabus.errors import UserError
-from syllabus.loop.decide import RoundScores, best_round, forgot, stop_reason
-from syllabus.loop.items import load_items
+from syllabus.loop.decide import RoundScores, best_round, forgot, paired_se, stop_reason
 from syllabus.loop.tailor import degenerate, pick
 from syllabus.project import Project
+from syllabus.students.items import load_items
 
 NODES = [
     "chemistry/elements",
@@ -105,6 +106,26 @@ def test_a_round_that_forgot_a_node_is_never_the_best():
     assert best_round([base, forgetting], forgetting=0.1) == 0  # only harm: keep the untrained student
 
 
+def _answers(right: int, of: int) -> dict[str, bool]:
+    return {f"q{i}": i < right for i in range(of)}
+
+
+def test_a_drop_the_dev_items_cannot_tell_from_noise_is_not_forgetting():
+    """15 dev items: two that flip (0.13 below the start) are within 2 SE of the paired difference;
+    eight that flip (0.53) are not."""
+    base = RoundScores(0, {"calendar": 2 / 15}, {"calendar": -1.0}, {"calendar": _answers(2, 15)})
+    noisy = RoundScores(1, {"calendar": 0.0}, {"calendar": -1.0}, {"calendar": _answers(0, 15)})
+    assert paired_se(noisy, base, "calendar") == pytest.approx(
+        math.sqrt((2 * (13 / 15) ** 2 + 13 * (2 / 15) ** 2) / 14 / 15)
+    )
+    assert 2 * paired_se(noisy, base, "calendar") > 2 / 15
+    assert forgot(noisy, base, 0.1) == []
+    start = RoundScores(0, {"capitals": 10 / 15}, {"capitals": -1.0}, {"capitals": _answers(10, 15)})
+    lost = RoundScores(1, {"capitals": 2 / 15}, {"capitals": -1.0}, {"capitals": _answers(2, 15)})
+    assert forgot(lost, start, 0.1) == ["capitals"]
+    assert best_round([start, lost], forgetting=0.1) == 0
+
+
 def test_the_loop_stops_on_a_plateau_or_a_regression_and_not_before():
     assert stop_reason([scores(0, a=0.2)], plateau_rounds=2, min_gain=0.01, regression=0.15) is None
     rising = [scores(0, a=0.2), scores(1, a=0.4), scores(2, a=0.6)]
@@ -171,9 +192,32 @@ def test_a_run_folder_of_another_loop_configuration_is_refused(tmp_path):
     assert (run / "state.json").read_bytes() == before  # nothing overwritten
 
 
-def test_a_dev_question_in_the_training_data_stops_the_round(tmp_path):
+def test_a_setting_at_its_default_leaves_the_fingerprint_as_it_was(tmp_path):
+    """What a later version adds at its default must not make an older run folder another loop's:
+    the fingerprint holds settings as changed from their defaults; a changed one still tells."""
     from syllabus.loop.distill import DistillOptions, Loop
-    from syllabus.loop.tailor import Tailored
+
+    folder = small_example(tmp_path / "p")
+    project = Project.load(folder)
+    plain = Loop(project, DistillOptions()).fingerprint
+    config = project.config
+    spelled = config.model_copy(
+        update={
+            "loop": config.loop.model_copy(update={"restatements": True}),
+            "student": config.student.model_copy(update={"processes": 1}),
+        }
+    )
+    assert "restatements" in spelled.loop.model_fields_set
+    project.config = spelled
+    assert Loop(project, DistillOptions()).fingerprint == plain
+    project.config = config.model_copy(update={"loop": config.loop.model_copy(update={"restatements": False})})
+    changed = Loop(project, DistillOptions()).fingerprint
+    assert [k for k in plain if plain[k] != changed[k]] == ["loop"]
+
+
+def test_a_dev_question_in_the_training_data_stops_the_round(tmp_path):
+    from syllabus.loop import steps
+    from syllabus.loop.distill import DistillOptions, Loop
 
     folder = small_example(tmp_path / "p")
     loop = Loop(Project.load(folder), DistillOptions())
@@ -190,8 +234,9 @@ def test_a_dev_question_in_the_training_data_stops_the_round(tmp_path):
             }
         ],
     )
+    write_jsonl(loop.layout.round(1).selected, [])
     with pytest.raises(UserError) as err:
-        loop._assemble(1, Tailored())
+        steps.assemble(loop, 1)
     assert "dev question" in str(err.value) and "train.jsonl:1" in str(err.value)
     assert not loop.layout.round(1).train.exists()
 
@@ -219,7 +264,16 @@ def test_two_rounds_write_every_record_and_the_second_budget_follows_the_first_r
         assert all({"dev", "exam", "dev_logprob"} <= set(block) for block in record["nodes"].values())
     for k in (1, 2):
         r = run / "rounds" / str(k)
-        for name in ("budgets.json", "corrections.jsonl", "train.jsonl", "pairs.jsonl", "round.json"):
+        for name in (
+            "budgets.json",
+            "self-answers.jsonl",
+            "corrections.jsonl",
+            "selected.jsonl",
+            "kept.jsonl",
+            "train.jsonl",
+            "pairs.jsonl",
+            "round.json",
+        ):
             assert (r / name).is_file(), name
         assert (r / "examination" / "results.json").is_file()
         budgets = json.loads((r / "budgets.json").read_text())
@@ -239,10 +293,22 @@ def test_two_rounds_write_every_record_and_the_second_budget_follows_the_first_r
     assert [d["score"] for d in second] == [summary["rounds"][1]["nodes"][d["node"]]["dev"] for d in second]
     assert summary["best_student"] and summary["final_student"].endswith("final")
     assert Path(summary["final_student"]).is_dir()
-    # Corrections were asked of the teacher for round 0's wrong exam answers, and each says what became of it.
-    corrections = [json.loads(line) for line in (run / "rounds/1/corrections.jsonl").read_text().splitlines()]
-    assert corrections and all(c.get("used") or c.get("dropped") for c in corrections)
-    assert "Round 2" in done.stdout + done.stderr
+    # Round 0's wrong exam answers were tried again by the student, and each candidate row says what became of it.
+    tried = [json.loads(line) for line in (run / "rounds/1/self-answers.jsonl").read_text().splitlines()]
+    assert tried and all(len(t["samples"]) == 4 and t["correct"] is False for t in tried)
+    selected = [json.loads(line) for line in (run / "rounds/1/selected.jsonl").read_text().splitlines()]
+    assert selected and all(r.get("used") or r.get("dropped") for r in selected)
+    # Restart from base: round 2 trained the starting student on round 1's kept rows and its own, each once.
+    kept = {
+        k: [json.loads(x)["content_hash"] for x in (run / f"rounds/{k}/kept.jsonl").read_text().splitlines()]
+        for k in (1, 2)
+    }
+    train2 = [json.loads(x)["content_hash"] for x in (run / "rounds/2/train.jsonl").read_text().splitlines()]
+    assert sorted(train2) == sorted(set(kept[1]) | set(kept[2]))
+    # After the last round: the best and the starting student on the test items, item by item.
+    test = json.loads((run / "test" / "comparison.json").read_text())
+    assert test["items"] == 6 and test["best_round"] == summary["best_round"] and test["pooled"]["items"] >= 1
+    assert "Round 2" in done.stdout + done.stderr and "exact McNemar" in done.stdout and "(all)" in done.stdout
 
 
 @pytest.mark.slow

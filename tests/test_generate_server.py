@@ -49,6 +49,27 @@ def test_full_generation_against_the_server(llama_server, make_project):
     assert "Generation summary" in result.stdout
 
 
+def test_answers_the_checks_would_drop_are_drawn_again_and_a_rerun_asks_nothing(llama_server, make_project):
+    """Answers cut at 12 tokens fail the truncation check: each is drawn again (twice at most), each
+    redraw its own cached request, counted by reason; the last draw goes on to the filters."""
+    project = make_project(
+        max_tokens={"subjects": 60, "syllabus": 120, "question": 48, "answer": 12}, drop_truncated=True
+    )
+    command = ["generate", "--project", str(project), "--nodes", NODE, "--questions", "3", *teacher_args(llama_server)]
+    run_cli(*command)
+    summary = json.loads((project / "runs/default/summary.json").read_text())
+    answer = summary["stages"]["answer"]
+    redrawn = answer["redrawn"].get("truncated", 0)
+    assert redrawn > 0 and answer["requested"] == 3 + redrawn <= 3 * 3
+    assert answer["kept"] == 3  # every sample ends with one draw, kept or not, for the filters to judge
+    truncated = summary["filters"]["counts"]["truncated"]
+    assert truncated <= 3 and redrawn >= 2 * truncated  # a row dropped as cut off had used both redraws
+    before = cached_answers(project)
+    run_cli(*command)
+    again = json.loads((project / "runs/default/summary.json").read_text())["stages"]["answer"]
+    assert cached_answers(project) == before and again["answered"] == 0 and again["from_cache"] == answer["requested"]
+
+
 def test_kill_then_resume_sends_only_missing_requests(llama_server, make_project):
     base = make_project("base", questions=6)
     reference = copy_project(base, base.parent / "reference")

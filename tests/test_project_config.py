@@ -60,7 +60,17 @@ def test_stage_defaults_stay_when_a_stage_sets_only_some_fields(tmp_path):
         )
     ).config
     stages = config.generation.stages
-    assert set(stages) == {"subjects", "syllabus", "question", "answer", "judge", "correction"}
+    assert set(stages) == {
+        "subjects",
+        "syllabus",
+        "question",
+        "answer",
+        "judge",
+        "correction",
+        "restatement",
+        "skill_mix",
+        "skill_mix_judge",
+    }
     assert (stages["answer"].temperature, stages["answer"].max_tokens) == (0.1, 256)
     assert (stages["question"].temperature, stages["question"].max_tokens) == (0.9, 50)
     assert stages["syllabus"] == ProjectConfig().generation.stages["syllabus"]

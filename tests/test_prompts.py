@@ -74,6 +74,35 @@ def contexts(node, course):
             "student_answer": "It moves at 9.8 m/s.",
             "reference": "19.6 m/s",
         },
+        "restatement": {
+            "discipline": node,
+            "question": "How fast is a ball moving 2 s after it is dropped from rest?",
+            "shots": [
+                {"question": "How fast is a ball moving 1 s after it is dropped?", "restatement": "It moves at ___."}
+            ],
+        },
+        "skill_mix": {
+            **question,
+            "parts": [
+                {"discipline": node, "subject": course, "session": course.sessions[0], "concept": "velocity"},
+                {
+                    "discipline": node,
+                    "subject": Subject("Algebra I", "undergraduate", [], [Session("Ratios", ["percentage change"])]),
+                    "session": Session("Ratios", ["percentage change"]),
+                    "concept": "percentage change",
+                },
+            ],
+            "topic": "Kinematics (Classical Mechanics)",
+            "sentences": 3,
+        },
+        "skill_mix_judge": {
+            "question": "By how many percent does a cyclist's speed grow each second?",
+            "topic": "Kinematics (Classical Mechanics)",
+            "skills": [
+                {"concept": "velocity", "discipline": "Physics", "subject": "Classical Mechanics"},
+                {"concept": "percentage change", "discipline": "Mathematics", "subject": "Algebra I"},
+            ],
+        },
         "judge": {
             "question": "How fast is a ball moving 2 s after it is dropped from rest?",
             "answer": "v = g t = 9.8 m/s² × 2 s ≈ 19.6 m/s.",

@@ -103,7 +103,10 @@ def test_a_round_killed_before_its_examination_shows_what_finished_and_names_wha
     assert done.returncode == 0, done.stderr
     assert "round 2: examination/results.json" in done.stderr and "round 2: round.json" in done.stderr
     page = (run / "report.html").read_text()
-    assert "round 2 (stopped in step examine, steps done: allocate, correct, generate, assemble, train)" in page
+    assert (
+        "round 2 (stopped in step examine, steps done: allocate, answer, correct, restate, select, generate, assemble, "
+        "train)" in page
+    )
     assert "missing examination/results.json, round.json" in page
     assert "summary.json (written when the loop ends" in page
     dom = Page(page)

@@ -196,3 +196,72 @@ def test_a_plan_prices_a_stage_from_its_definition(toy_templates):
 def test_a_stage_needs_at_least_one_sample():
     with pytest.raises(ValueError, match="samples must be >= 1"):
         toy_stage(samples=0)
+
+
+# Redraws ----------------------------------------------------------------------------------
+def _redrawing(name: str, parse=parse_word, check=None, redraws: int = 2, samples: int = 1) -> Stage:
+    return Stage(
+        name,
+        "toy",
+        StageSampling(temperature=0.9, max_tokens=8, redraws=redraws),
+        variables=lambda thing: {"thing": thing},
+        parse=parse,
+        samples=samples,
+        check=check,
+    )
+
+
+@pytest.mark.server
+def test_a_refused_draw_is_drawn_again_as_its_own_cached_request_and_a_rerun_asks_nothing(
+    llama_server, toy_templates, tmp_path
+):
+    from syllabus.generators.stages import REDRAW_STRIDE
+
+    cache_file, items = tmp_path / "cache.sqlite", ["the sky", "grass"]
+    seen: Counter = Counter()
+
+    def first_refused(thing, word, reply):  # each item's first draw is refused, the next one kept
+        seen[thing] += 1
+        return "refused once" if seen[thing] == 1 else None
+
+    never = _redrawing("never", check=lambda thing, word, reply: "never kept")
+    unparsable = _redrawing("unparsable", parse=rejecting)
+    bars = Bars()
+    (once, kept_last, nothing), runner = run_stage(
+        llama_server.base_url,
+        "smollm2",
+        cache_file,
+        toy_templates,
+        [_redrawing("once", check=first_refused), never, unparsable],
+        items,
+        bars,
+    )
+    summary = runner.summary()
+    # Refused once: two draws an item, the second kept.
+    assert summary["once"]["requested"] == 4 and summary["once"]["redrawn"] == {"refused once": 2}
+    assert summary["once"]["kept"] == 2 and all(len(o.values) == 1 for o in once)
+    indices = sorted(r["sample_index"] for r in asked(cache_file, "once"))
+    assert indices == [0, 0, REDRAW_STRIDE, REDRAW_STRIDE]
+    # Never passing: the bound holds (1 + 2 draws), and the last draw goes on to the filters.
+    assert summary["never"]["requested"] == 6 and summary["never"]["redrawn"] == {"never kept": 4}
+    assert summary["never"]["kept"] == 2 and all(len(o.values) == 1 for o in kept_last)
+    # Never parsing: the bound holds, the last failure is counted as unparsed.
+    assert summary["unparsable"]["redrawn"] == {"never good enough": 4}
+    assert summary["unparsable"]["unparsed"] == {"never good enough": 2}
+    assert summary["unparsable"]["kept"] == 0 and not any(o.values for o in nothing)
+    assert bars.total == bars.done  # every redraw announced on its bar and advanced
+
+    # Again on the same cache, the same checks: every draw from the cache, the same words kept.
+    seen.clear()
+    before = llama_server.wait_idle(quiet=1.0)
+    (again, _, _), rerun = run_stage(
+        llama_server.base_url,
+        "smollm2",
+        cache_file,
+        toy_templates,
+        [_redrawing("once", check=first_refused), never, unparsable],
+        items,
+    )
+    assert llama_server.wait_idle(quiet=1.0) == before
+    assert rerun.summary()["once"]["from_cache"] == 4 and rerun.summary()["once"]["answered"] == 0
+    assert [o.values for o in again] == [o.values for o in once]

@@ -370,3 +370,13 @@ def test_cli_stats_bad_input_exits_2_without_traceback(tmp_path):
     assert bad.returncode == 2, bad.stdout + bad.stderr
     assert f"{broken}:2" in bad.stderr.replace("\n", "") and "Traceback" not in bad.stderr
     assert not (tmp_path / "broken-stats").exists()
+
+
+def test_a_saved_dataset_keeps_the_columns_its_first_row_lacks(tmp_path):
+    """pyarrow infers a batch's columns from its first row: a column only later rows have (a mixed
+    row's taxonomy_paths after single-node rows) must still reach the datasets folder."""
+    rows = [make_row(ALG, 0, "What is a vector?"), make_row(ALG, 1, "Why?", taxonomy_paths=[ALG, ETH], skill_mix=2)]
+    write_dataset(rows, tmp_path / "run")
+    saved = read_source(tmp_path / "run" / "dataset").rows
+    assert [(r.get("taxonomy_paths"), r.get("skill_mix")) for r in saved] == [(None, None), ([ALG, ETH], 2)]
+    assert (tmp_path / "run" / "dataset.jsonl").read_text().count("taxonomy_paths") == 1  # the JSONL as written

@@ -6,9 +6,9 @@ Four steps, each writing its files whole before it is marked done in `RUN/align/
 1. drafts: K questions per node, R rationales each (`generators.drafts`), through the
    run's request cache: asking again costs nothing.
 2. scores: every draft by the chosen scorer(s) on the node's preference items
-   (`students.preference` in context, `students.influence` by one step), one line per
-   draft appended to `scores.jsonl` as it is scored, so a resumed run scores no draft twice;
-   each node's baseline and noise floor first.
+   (scores.py: in context or by one step), one line per draft appended to `scores.jsonl`
+   as it is scored, so a resumed run scores no draft twice; each node's baseline and noise
+   floor first.
 3. pairs: rationale and question pairs beyond their margins (`align.pairs`), a TRL DPO
    dataset (`pairs.jsonl`).
 4. teacher: with a local teacher, DPO on the pairs (`students.train`, the same trainer as
@@ -24,71 +24,77 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import time
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from ..errors import UserError
 from ..fsutil import atomic_write_jsonl, atomic_write_text
 from ..generators.drafts import ALIGN_ROUND, Draft
 from ..layout import ProjectLayout, RunLayout
+from ..progress import NoProgress, Progress
 from ..project import Project
 from ..runlock import run_folder
 from ..students.probes import Probe
 from ..taxonomy.model import BLOOM_LEVELS
 from .pairs import Scored, agreed, in_context_choices, question_pairs, rationale_pairs
+from .scores import ScoreJournal, read_jsonl
 
 SCORERS = ("icl", "influence", "both")
 INFLUENCE_MODES = ("exact", "fast")
 MODES = ("auto", "dpo", "in_context")
 STEPS = ("drafts", "scores", "pairs", "teacher")
 ALIGN_DIR = "align"
-ICL_DRAFTS_IN_FLIGHT = 4  # drafts scored at once: their items fill a local student's batches
-
-
-class AlignView(Protocol):
-    """What a caller sees: the step in flight and counted work within it."""
-
-    def step(self, step: str) -> None: ...
-
-    def add_total(self, stage: str, count: int) -> None: ...
-
-    def advance(self, stage: str, count: int = 1) -> None: ...
-
-
-class QuietAlignView:
-    def step(self, step: str) -> None:
-        pass
-
-    def add_total(self, stage: str, count: int) -> None:
-        pass
-
-    def advance(self, stage: str, count: int = 1) -> None:
-        pass
 
 
 @dataclass(frozen=True)
 class AlignOptions:
+    """What a caller asks for; a setting left None comes from `align:` in syllabus.yaml (project.AlignConfig)."""
+
     nodes: list[str] | None = None  # globs over discipline paths; default every discipline
-    drafts: int = 4  # draft questions per node (K)
-    rationales: int = 2  # rationales per question (R), each in another strategy
-    items: int = 8  # preference items per node the drafts are scored on (M)
-    scorer: str = "icl"  # icl | influence | both
-    influence: str = "exact"  # exact | fast (first-order)
-    mode: str = "auto"  # auto | dpo | in_context
+    drafts: int | None = None  # draft questions per node (K)
+    rationales: int | None = None  # rationales per question (R), each in another strategy
+    items: int | None = None  # preference items per node the drafts are scored on (M)
+    scorer: str | None = None  # icl | influence | both
+    influence: str | None = None  # exact | fast (first-order)
+    mode: str | None = None  # auto | dpo | in_context
     probes: Path | None = None  # preference items (JSONL question, answer, node); default loop items' exam split
     run_dir: Path | None = None  # default runs/align
     seed: int | None = None  # default generation.seed
     teacher: str | None = None
     student: str | None = None
-    learning_rate: float = 5e-6  # the teacher's DPO
-    epochs: float = 1.0
+    learning_rate: float | None = None  # the teacher's DPO
+    epochs: float | None = None
     draft_round: int = ALIGN_ROUND  # the draft round: another gives fresh drafts of the same nodes
     until: str = "teacher"  # the last step to run (a caller that only wants scores stops at "scores")
     relative_to: Path | None = None
+
+    def resolved(self, config) -> Resolved:
+        """These options with every unset setting taken from `config` (an AlignConfig)."""
+        settings = {name: getattr(self, name) for name in SETTINGS}
+        return Resolved(**{**vars(self), **{k: getattr(config, k) if v is None else v for k, v in settings.items()}})
+
+
+SETTINGS = ("drafts", "rationales", "items", "scorer", "influence", "mode", "learning_rate", "epochs")
+
+
+@dataclass(frozen=True)
+class Resolved(AlignOptions):
+    """AlignOptions once `align:` filled what the caller left unset: every setting has a value."""
+
+    drafts: int = 0
+    rationales: int = 0
+    items: int = 0
+    scorer: str = ""
+    influence: str = ""
+    mode: str = ""
+    learning_rate: float = 0.0
+    epochs: float = 0.0
 
 
 @dataclass
@@ -98,7 +104,7 @@ class AlignOutcome:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _check(options: AlignOptions, strategies: int) -> None:
+def _check(options: Resolved, strategies: int) -> None:
     for name, value in (("--drafts", options.drafts), ("--rationales", options.rationales), ("--items", options.items)):
         if value < 1:
             raise UserError(f"{name} must be at least 1, got {value}", where=name, hint="a budget of 0 scores nothing")
@@ -123,13 +129,14 @@ def _check(options: AlignOptions, strategies: int) -> None:
 class Aligner:
     """One alignment over a project: inputs checked at construction, before any model loads."""
 
-    def __init__(self, project: Project, options: AlignOptions, view: AlignView | None = None, *, exam=None):
+    def __init__(self, project: Project, options: AlignOptions, view: Progress | None = None, *, exam=None):
         """`exam`: the preference items' source when a caller has already split them (the loop's exam
         items); otherwise --probes, or the exam items of the loop's items file split as the loop splits them."""
         from ..backends.spec import parse_student_spec, parse_teacher_spec
 
+        options = options.resolved(project.config.align)
         self.project, self.options = project, options
-        self.view: AlignView = view or QuietAlignView()
+        self.view: Progress = view or NoProgress()
         generation = project.config.generation
         strategies = [name for name, weight in generation.strategies.items() if weight > 0]
         _check(options, len(strategies))
@@ -142,7 +149,8 @@ class Aligner:
         if not self.nodes:
             raise UserError("the selection has no discipline to align for", where="--nodes")
         self.teacher = parse_teacher_spec(options.teacher, project.config.teacher)
-        self.student = parse_student_spec(options.student or project.config.student.model)
+        self.student_spec = options.student or project.config.student.model
+        self.student = parse_student_spec(self.student_spec)
         if self.student.backend == "openai" and options.scorer != "icl":
             raise UserError(
                 "the influence scorer trains a step on the student, which needs its weights here",
@@ -166,7 +174,7 @@ class Aligner:
         self.items = self._preference_items(base, exam)
         run = options.run_dir or Path(project.config.runs) / "align"
         self.run_layout: RunLayout = ProjectLayout.of(project).run(run, relative_to=base)
-        from ..loop.state import fingerprint
+        from ..runstate import fingerprint
 
         self.fingerprint = fingerprint(
             project=str(project.root.resolve()),
@@ -175,13 +183,18 @@ class Aligner:
             scorer=[options.scorer, options.influence],
             teacher=[self.teacher.backend, self.teacher.model],
             student=[self.student.backend, self.student.model],
-            training=[self.mode, options.learning_rate, options.epochs, project.config.student.model_dump()],
-            generation=self.settings.model_dump(),
+            training=[
+                self.mode,
+                options.learning_rate,
+                options.epochs,
+                project.config.student.model_dump(exclude_defaults=True),
+            ],
+            generation=self.settings.model_dump(exclude_defaults=True),
         )
 
     # Inputs ------------------------------------------------------------------------------
     def _preference_items(self, base: Path, exam) -> dict[str, list[Probe]]:
-        from ..loop.items import load_items
+        from ..students.items import load_items
         from ..students.probes import load_probes
 
         loop_items = self.project.root / self.project.config.loop.items
@@ -242,24 +255,24 @@ class Aligner:
             return self._run(root, folder)
 
     def _run(self, root: Path, folder: Path | None) -> AlignOutcome:
-        from ..loop.state import LoopState
+        from ..runstate import RunState
 
         folder = folder or root / ALIGN_DIR
         folder.mkdir(parents=True, exist_ok=True)
         self.folder, self.cache = folder, root / "cache.sqlite"
-        state = LoopState.open(folder / "state.json", self.fingerprint, what="align")
+        self.journal = ScoreJournal(folder / "scores.jsonl")
+        state = RunState.open(folder / "state.json", self.fingerprint, what="align")
         seconds: dict[str, float] = {}
-        for step in STEPS[: STEPS.index(self.options.until) + 1]:
-            if state.is_done(0, step):
-                continue
-            self.view.step(step)
-            state.begin(0, step)
+        for name, work in self._steps()[: STEPS.index(self.options.until) + 1]:
             started = time.perf_counter()
-            getattr(self, f"_{step}")()
-            seconds[step] = round(time.perf_counter() - started, 2)
-            state.finish(0, step)
+            if state.step(0, name, work, on_begin=partial(self.view.step, name)):
+                seconds[name] = round(time.perf_counter() - started, 2)
         summary = self._summary(seconds)
         return AlignOutcome(folder, summary, seconds)
+
+    def _steps(self) -> list[tuple[str, Callable[[], None]]]:
+        """The step table: each step's name (STEPS, in order) and the one function that does it."""
+        return [("drafts", self._drafts), ("scores", self._scores), ("pairs", self._pairs), ("teacher", self._teacher)]
 
     # 1. drafts ---------------------------------------------------------------------------
     def _drafts(self) -> None:
@@ -274,19 +287,13 @@ class Aligner:
         atomic_write_jsonl(self.folder / "drafts.jsonl", [d.as_dict() for d in drafts])
 
     async def _ask_drafts(self) -> list[Draft]:
-        from ..backends.spec import make_backend
-        from ..generators.cache import RequestCache
         from ..generators.drafts import node_drafts
         from ..generators.glan import GlanGenerator
-        from ..generators.stages import StageRunner
-        from ..generators.teacher import CachedTeacher
+        from ..generators.session import teacher_backend, teacher_session
         from ..prompts import Templates
 
-        backend = make_backend(self.teacher, self.project.config.teacher, project_root=self.project.root)
-        cache = RequestCache(self.cache)
-        try:
-            await backend.preflight()
-            runner = StageRunner(CachedTeacher(backend, cache), Templates(self.project.prompts_dir), self.view)
+        backend = teacher_backend(self.project, self.teacher)
+        async with teacher_session(backend, self.cache, Templates(self.project.prompts_dir), self.view) as runner:
             generator = GlanGenerator(runner=runner, settings=self.settings, round_index=self.options.draft_round)
             found = await asyncio.gather(
                 *(
@@ -300,94 +307,54 @@ class Aligner:
                     for node in self.nodes.values()
                 )
             )
-            return [d for group in found for d in group]
-        finally:
-            await backend.aclose()
-            cache.close()
+        return [d for group in found for d in group]
 
     def drafts(self) -> list[Draft]:
-        return [Draft.from_dict(row) for row in _read_jsonl(self.folder / "drafts.jsonl")]
+        return [Draft.from_dict(row) for row in read_jsonl(self.folder / "drafts.jsonl")]
 
     # 2. scores ---------------------------------------------------------------------------
     def _scores(self) -> None:
+        from .scores import score_influence
+
         scorers = ["icl", "influence"] if self.options.scorer == "both" else [self.options.scorer]
         drafts = self.drafts()
-        _cut_partial_line(self._scores_file)  # a kill mid-line: new lines must not be glued to it
-        done = {(r["scorer"], r["id"]) for r in _read_jsonl(self._scores_file, tolerant=True)}
+        done = self.journal.open_for_append()
         for scorer in scorers:
             todo = [d for d in drafts if (scorer, d.id) not in done]
             nodes = [n for n in self.nodes if (scorer, f"{n}#baseline") not in done or any(d.node == n for d in todo)]
             if not nodes:
                 continue
+            items = {n: self.items[n] for n in nodes}
             self.view.add_total(f"score {scorer}", len(todo) + 2 * len(nodes))
             if scorer == "icl":
-                asyncio.run(self._score_in_context(nodes, todo, done))
-            else:
-                self._score_influence(nodes, todo, done)
+                asyncio.run(self._in_context(items, todo, done))
+                continue
+            with self._influence_scorer() as influence:
+                score_influence(
+                    self.journal,
+                    influence,
+                    items,
+                    todo,
+                    done,
+                    self.view,
+                    prompt_of=self._training_prompt,
+                    exact=self.options.influence == "exact",
+                    any_draft=lambda node: next(d for d in drafts if d.node == node),
+                )
 
-    @property
-    def _scores_file(self) -> Path:
-        return self.folder / "scores.jsonl"
+    async def _in_context(self, items, todo: list[Draft], done: set[tuple[str, str]]) -> None:
+        from ..generators.session import opened, student_backend
+        from .scores import score_in_context
 
-    def _record(self, record: dict[str, Any]) -> None:
-        """One scored line, on disk before the next draft is scored (a kill loses at most the one in flight)."""
-        with open(self._scores_file, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-
-    async def _score_in_context(self, nodes: list[str], todo: list[Draft], done: set) -> None:
-        from ..backends.spec import make_backend
-        from ..students.preference import InContextScorer
-
-        backend = make_backend(self.student, self.project.config.teacher, project_root=self.project.root)
-        try:
-            await backend.preflight()
-            for node in nodes:
-                scorer = InContextScorer(backend, self.items[node], max_tokens=self.project.config.loop.max_tokens)
-                if ("icl", f"{node}#baseline") not in done:
-                    baseline = await scorer.baseline()
-                    noise = await scorer.noise_floor(baseline)
-                    self._record(
-                        {
-                            "scorer": "icl",
-                            "id": f"{node}#baseline",
-                            "node": node,
-                            "logprobs": list(baseline.logprobs),
-                            "accuracy": baseline.accuracy,
-                            "noise_floor": noise,
-                        }
-                    )
-                self.view.advance("score icl", 2)
-                base = self._baselines("icl")[node]
-                await self._drafts_in_context(scorer, base, [d for d in todo if d.node == node])
-        finally:
-            await backend.aclose()
-
-    async def _drafts_in_context(self, scorer, base: list[float], drafts: list[Draft]) -> None:
-        in_flight = asyncio.Semaphore(ICL_DRAFTS_IN_FLIGHT)
-
-        async def one(draft: Draft) -> None:
-            async with in_flight:
-                scored = await scorer.draft(draft.question, draft.rationale)
-            per_item = [a - b for a, b in zip(scored.logprobs, base)]
-            self._record(
-                {
-                    "scorer": "icl",
-                    "id": draft.id,
-                    "node": draft.node,
-                    "help": sum(per_item) / len(per_item),
-                    "per_item": per_item,
-                    "accuracy": scored.accuracy,
-                }
+        async with opened(student_backend(self.project, self.student_spec)) as backend:
+            await score_in_context(
+                self.journal, backend, items, todo, done, self.view, max_tokens=self.project.config.loop.max_tokens
             )
-            self.view.advance("score icl")
 
-        await asyncio.gather(*(one(d) for d in drafts))
-
-    def _score_influence(self, nodes: list[str], todo: list[Draft], done: set) -> None:
+    @contextmanager
+    def _influence_scorer(self):
         from ..backends.spec import model_folder
-        from ..students.influence import Example, InfluenceScorer
+        from ..students.influence import InfluenceScorer
 
         config = self.project.config.student
         scorer = InfluenceScorer(
@@ -396,72 +363,20 @@ class Aligner:
             max_length=config.max_length,
             seed=self.seed,
         )
-        system = self.settings.system_prompt
-        prompt_of = (
-            (lambda q: [{"role": "system", "content": system}, {"role": "user", "content": q}])
-            if system
-            else (lambda q: [{"role": "user", "content": q}])
-        )
-        measure = scorer.exact if self.options.influence == "exact" else scorer.fast
         try:
-            for node in nodes:
-                scorer.use_reference([Example.of(prompt_of(p.question), p.answer) for p in self.items[node]])
-                mine = [d for d in todo if d.node == node]
-                if ("influence", f"{node}#baseline") not in done:
-                    # The noise floor: one draft scored twice, the student restored in between.
-                    probe = mine[0] if mine else next(d for d in self.drafts() if d.node == node)
-                    example = Example.of(prompt_of(probe.question), probe.rationale)
-                    first, second = scorer.exact(example), scorer.exact(example)
-                    noise = max(abs(a - b) for a, b in zip(first.per_item, second.per_item))
-                    self._record(
-                        {
-                            "scorer": "influence",
-                            "id": f"{node}#baseline",
-                            "node": node,
-                            "losses": list(scorer.before),
-                            "noise_floor": noise,
-                        }
-                    )
-                self.view.advance("score influence", 2)
-                for draft in mine:
-                    started = time.perf_counter()
-                    result = measure(Example.of(prompt_of(draft.question), draft.rationale))
-                    self._record(
-                        {
-                            "scorer": "influence",
-                            "id": draft.id,
-                            "node": node,
-                            "help": -result.change,
-                            "per_item": [-v for v in result.per_item],
-                            "mode": result.mode,
-                            "seconds": round(time.perf_counter() - started, 4),
-                        }
-                    )
-                    self.view.advance("score influence")
+            yield scorer
         finally:
             scorer.close()
 
-    def _baselines(self, scorer: str) -> dict[str, list[float]]:
-        field_name = "logprobs" if scorer == "icl" else "losses"
-        return {
-            r["node"]: r[field_name]
-            for r in _read_jsonl(self._scores_file, tolerant=True)
-            if r["scorer"] == scorer and r["id"].endswith("#baseline")
-        }
+    def _training_prompt(self, question: str) -> list[dict[str, str]]:
+        """A question as the student is trained on it (with the project's system prompt, if any)."""
+        system = self.settings.system_prompt
+        user = [{"role": "user", "content": question}]
+        return [{"role": "system", "content": system}, *user] if system else user
 
     def scored(self) -> tuple[dict[str, dict[str, list[Scored]]], dict[str, dict[str, float]]]:
         """scorer -> node -> scored drafts, and scorer -> node -> noise floor, from scores.jsonl."""
-        drafts = {d.id: d for d in self.drafts()}
-        scored: dict[str, dict[str, list[Scored]]] = {}
-        noise: dict[str, dict[str, float]] = {}
-        for r in _read_jsonl(self._scores_file, tolerant=True):
-            if r["id"].endswith("#baseline"):
-                noise.setdefault(r["scorer"], {})[r["node"]] = r["noise_floor"]
-            elif r["id"] in drafts:
-                scored.setdefault(r["scorer"], {}).setdefault(r["node"], []).append(
-                    Scored(drafts[r["id"]], r["scorer"], r["help"], tuple(r["per_item"]), r.get("accuracy"))
-                )
-        return scored, noise
+        return self.journal.scored(self.drafts())
 
     # 3. pairs ----------------------------------------------------------------------------
     def _pairs(self) -> None:
@@ -481,7 +396,7 @@ class Aligner:
 
     # 4. teacher --------------------------------------------------------------------------
     def _teacher(self) -> None:
-        pairs = _read_jsonl(self.folder / "pairs.jsonl")
+        pairs = read_jsonl(self.folder / "pairs.jsonl")
         if self.mode == "in_context":
             scored, noise = self.scored()
             lead = "icl" if "icl" in scored else "influence"
@@ -523,7 +438,7 @@ class Aligner:
         from ..students.train import FINAL
 
         scored, noise = self.scored()
-        pairs = _read_jsonl(self.folder / "pairs.jsonl")
+        pairs = read_jsonl(self.folder / "pairs.jsonl")
         lead = "icl" if "icl" in scored else "influence"
         aligned = self.folder / "teacher" / FINAL
         nodes = {}
@@ -566,27 +481,6 @@ def _spread(scored: list[Scored]) -> dict[str, float] | None:
     return {"min": min(helps), "max": max(helps), "mean": sum(helps) / len(helps)}
 
 
-def _cut_partial_line(path: Path) -> None:
-    """Drop whatever follows the last newline of `path` (what a kill cut short), so appends start clean."""
-    if not path.is_file():
-        return
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with open(path, "r+b") as f:
-            f.truncate(data.rfind(b"\n") + 1)
-            f.flush()
-            os.fsync(f.fileno())
-
-
-def _read_jsonl(path: Path, *, tolerant: bool = False) -> list[dict[str, Any]]:
-    """Rows of `path` ([] when absent); `tolerant` passes over a line a kill cut short."""
-    from ..data.read import iter_jsonl
-
-    if not path.is_file():
-        return []
-    return [row for _, row in iter_jsonl(path, skipped=[] if tolerant else None)]
-
-
-def align(project: Project, options: AlignOptions, view: AlignView | None = None) -> AlignOutcome:
+def align(project: Project, options: AlignOptions, view: Progress | None = None) -> AlignOutcome:
     """The library entry point: check, then run (resuming whatever a killed run left)."""
     return Aligner(project, options, view).run()

@@ -23,7 +23,7 @@ from .generate import generate, teacher_app
 from .mix import mix
 from .report import report
 from .stats import stats
-from .students import evaluate, probes_app, train_app
+from .students import evaluate, probes_app, students_app, train_app
 from .taxonomy import taxonomy_app
 
 app = typer.Typer(
@@ -43,6 +43,7 @@ app.add_typer(teacher_app, name="teacher")
 app.command()(generate)
 app.add_typer(train_app, name="train")
 app.add_typer(probes_app, name="probes")
+app.add_typer(students_app, name="students")
 app.command("eval")(evaluate)
 app.command()(align)
 app.command()(distill)

@@ -7,33 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 from rich.markup import escape
-from rich.progress import Progress, TaskID
+from rich.progress import Progress
 from rich.table import Table
 
-from .common import ProjectOption, bar_columns, console, err_console, open_project
-
-
-class StepView:
-    """One line for the step in flight, one bar (with time left) per stage within it."""
-
-    def __init__(self, bars: Progress):
-        self.bars = bars
-        self.tasks: dict[str, TaskID] = {}
-        self.totals: dict[str, int] = {}
-
-    def step(self, step: str) -> None:
-        self.bars.console.print(f"[bold]{step}[/]")
-
-    def add_total(self, stage: str, count: int) -> None:
-        if stage not in self.tasks:
-            self.tasks[stage] = self.bars.add_task(f"  {stage}", total=0)
-        self.totals[stage] = self.totals.get(stage, 0) + count
-        self.bars.update(self.tasks[stage], total=self.totals[stage])
-
-    def advance(self, stage: str, count: int = 1) -> None:
-        if stage not in self.tasks:
-            self.add_total(stage, 0)
-        self.bars.advance(self.tasks[stage], count)
+from .common import ProjectOption, StageBars, bar_columns, console, err_console, open_project
 
 
 def _num(value: float | None, digits: int = 3) -> str:
@@ -44,30 +21,42 @@ def align(
     nodes: Annotated[
         Optional[list[str]], typer.Option("--nodes", help="Glob over discipline paths (repeatable). Default: all.")
     ] = None,
-    drafts: Annotated[int, typer.Option("--drafts", help="Draft questions per node (K).")] = 4,
+    drafts: Annotated[
+        Optional[int], typer.Option("--drafts", help="Draft questions per node (K). Default: align.drafts.")
+    ] = None,
     rationales: Annotated[
-        int, typer.Option("--rationales", help="Rationales per question (R), each in another strategy.")
-    ] = 2,
-    items: Annotated[int, typer.Option("--items", help="Preference items per node the drafts are scored on (M).")] = 8,
+        Optional[int],
+        typer.Option(
+            "--rationales", help="Rationales per question (R), each in another strategy. Default: align.rationales."
+        ),
+    ] = None,
+    items: Annotated[
+        Optional[int],
+        typer.Option("--items", help="Preference items per node the drafts are scored on (M). Default: align.items."),
+    ] = None,
     scorer: Annotated[
-        str,
+        Optional[str],
         typer.Option(
             "--scorer",
             help="icl: the draft as an in-context example (ARTE); influence: the reference loss after one "
-            "step on it (Montessori-Instruct); both: pairs both agree on.",
+            "step on it (Montessori-Instruct); both: pairs both agree on. Default: align.scorer.",
         ),
-    ] = "icl",
+    ] = None,
     influence: Annotated[
-        str, typer.Option("--influence", help="exact (a real step, undone) or fast (first-order, one backward).")
-    ] = "exact",
+        Optional[str],
+        typer.Option(
+            "--influence",
+            help="exact (a real step, undone) or fast (first-order, one backward). Default: align.influence.",
+        ),
+    ] = None,
     mode: Annotated[
-        str,
+        Optional[str],
         typer.Option(
             "--mode",
             help="dpo: train the teacher on the pairs; in_context: pick exemplars and mixes for a served "
-            "teacher; auto: dpo when the teacher's weights are here.",
+            "teacher; auto: dpo when the teacher's weights are here. Default: align.mode.",
         ),
-    ] = "auto",
+    ] = None,
     probes: Annotated[
         Optional[Path],
         typer.Option("--probes", help="Preference items (JSONL: question, answer, node). Default: loop exam items."),
@@ -76,7 +65,9 @@ def align(
     seed: Annotated[Optional[int], typer.Option(help="Seed of drafts and training. Default: generation.seed.")] = None,
     teacher: Annotated[Optional[str], typer.Option("--teacher", "-t", help="Default: syllabus.yaml's teacher.")] = None,
     student: Annotated[Optional[str], typer.Option("--student", help="Default: student.model.")] = None,
-    learning_rate: Annotated[float, typer.Option("--lr", help="Learning rate of the teacher's DPO.")] = 5e-6,
+    learning_rate: Annotated[
+        Optional[float], typer.Option("--lr", help="Learning rate of the teacher's DPO. Default: align.learning_rate.")
+    ] = None,
     project: ProjectOption = None,
 ) -> None:
     """Align the teacher with what helps this student: drafts, scored by the student, become DPO pairs.
@@ -117,7 +108,7 @@ def align(
     )
     aligner = Aligner(proj, options)  # bad input fails here, before any model loads
     with Progress(*bar_columns(), console=err_console, transient=False) as bars:
-        aligner.view = StepView(bars)
+        aligner.view = StageBars(bars, indent="  ")
         outcome = aligner.run()
     summary = outcome.summary
     table = Table(

@@ -8,15 +8,21 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
+    Progress,
     ProgressColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.segment import Segment
+from rich.table import Column, Table
+
+from ..progress import NoProgress
 
 # C0 controls but tab and newline, DEL, C1 controls, and lone surrogates (the undecodable
 # bytes of a file name that is not UTF-8).
@@ -102,3 +108,119 @@ def bar_columns(width: int = 24, *extra: ProgressColumn) -> tuple[ProgressColumn
         TimeRemainingColumn(),
         *extra,
     )
+
+
+class StageBars(NoProgress):
+    """progress.Progress on a terminal: one bar per stage (done of all, time so far, time left), and
+    each step, where the work has steps, as a line above them."""
+
+    def __init__(self, bars: Progress, indent: str = ""):
+        self.bars, self.indent = bars, indent
+        self.tasks: dict[str, TaskID] = {}
+        self.totals: dict[str, int] = {}
+
+    def step(self, name: str, round_index: int | None = None) -> None:
+        self.bars.console.print(f"[bold]{escape(name)}[/]")
+
+    def _task(self, stage: str) -> TaskID:
+        if stage not in self.tasks:
+            self.tasks[stage] = self.bars.add_task(f"{self.indent}{stage}", total=0, left="")
+        return self.tasks[stage]
+
+    def add_total(self, stage: str, count: int) -> None:
+        self.totals[stage] = self.totals.get(stage, 0) + count
+        self.bars.update(self._task(stage), total=self.totals[stage])
+
+    def advance(self, stage: str, count: int = 1) -> None:
+        self.bars.advance(self._task(stage), count)
+
+
+class PlainProgress(NoProgress):
+    """progress.Progress for output that is not a terminal (a CI log, `make demo > log`, `| tee`): a
+    line per stage at most every `every` seconds, and at its end, with counts, time so far and time
+    left; a line per step. A command picks this or the bars by where its output goes."""
+
+    def __init__(self, out: Console, every: float = 5.0, clock=None, on_round=None):
+        import time
+
+        self.out, self.every, self.clock = out, every, clock or time.monotonic
+        self.on_round = on_round
+        self.totals: dict[str, int] = {}
+        self.done: dict[str, int] = {}
+        self.started: dict[str, float] = {}
+        self.shown: dict[str, float] = {}
+
+    def add_total(self, stage: str, count: int) -> None:
+        self.totals[stage] = self.totals.get(stage, 0) + count
+        self.done.setdefault(stage, 0)
+        self.started.setdefault(stage, self.clock())
+
+    def advance(self, stage: str, count: int = 1) -> None:
+        self.done[stage] = self.done.get(stage, 0) + count
+        now = self.clock()
+        started = self.started.setdefault(stage, now)
+        total = self.totals.get(stage, 0)
+        finished = total and self.done[stage] >= total
+        if not finished and now - self.shown.get(stage, started) < self.every:
+            return
+        self.shown[stage] = now
+        elapsed = now - started
+        line = f"{stage}: {self.done[stage]}/{total or '?'}, {_duration(elapsed)}"
+        if finished:
+            line += " (done)"
+        elif total and self.done[stage]:
+            line += f", about {_duration(elapsed / self.done[stage] * (total - self.done[stage]))} left"
+        self.out.print(line, markup=False, highlight=False)
+
+    def step(self, name: str, round_index: int | None = None) -> None:
+        where = "" if round_index is None else f"round {round_index}: "
+        self.out.print(f"{where}{name}", markup=False, highlight=False)
+
+    def round_done(self, record: dict) -> None:
+        if self.on_round is not None:
+            self.on_round(record)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def path_column(header: str, paths=()) -> Column:
+    """A table column of taxonomy paths that is never cut or wrapped: the other columns wrap or shrink
+    first (a path cut to `mathematics/arithme…` names no node)."""
+    return Column(header, no_wrap=True)
+
+
+def comparison_table(title: str, blocks: list[tuple[str, dict | None]], a: str = "A", b: str = "B") -> Table:
+    """Two students item by item (students/compare.py's blocks): per row the verdict, the items, both
+    accuracies, the paired difference ± its SE and the exact McNemar p; under it, the smallest
+    difference each row's items could show at all."""
+    from rich import box
+
+    shown = [(name, block) for name, block in blocks if block and block.get("items")]
+    table = Table(
+        path_column("nodes", [name for name, _ in shown]),
+        "verdict",
+        "n",
+        f"{a} → {b}",
+        f"{b} - {a}",
+        "p",
+        title=title,
+        box=box.SIMPLE_HEAD,
+        caption="p: exact McNemar. The smallest difference n items can show: "
+        + ", ".join(
+            f"{d:.2f} at {n}" for n, d in sorted({(blk["items"], blk["smallest_detectable"]) for _, blk in shown})
+        ),
+    )
+    for name, block in shown:
+        se = "" if block["se"] is None else f" ± {block['se']:.2f}"
+        table.add_row(
+            escape(name),
+            block["verdict"],
+            str(block["items"]),
+            f"{block['accuracy_a']:.0%} → {block['accuracy_b']:.0%}",
+            f"{block['difference']:+.2f}{se}",
+            f"{block['p_value']:.3f}",
+        )
+    return table

@@ -10,28 +10,36 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.markup import escape
-from rich.progress import Progress, TaskID, TextColumn
+from rich.progress import Progress, TextColumn
 from rich.table import Table
 
-from .common import ProjectOption, bar_columns, console, err_console, open_project
+from .common import (
+    PlainProgress,
+    ProjectOption,
+    StageBars,
+    bar_columns,
+    comparison_table,
+    console,
+    err_console,
+    open_project,
+    path_column,
+)
 
 
-class LiveView:
+class LiveView(StageBars):
     """One bar for the loop (steps done of all rounds, with the time left at the pace so far),
     one per stage of the step in flight, and a table of per-node scores as each round ends."""
 
     def __init__(self, bars: Progress, rounds: int, steps: int):
-        self.bars = bars
+        super().__init__(bars, indent="  ")
         self.total = 1 + rounds * steps
         self.loop = bars.add_task("loop", total=self.total, left="")
-        self.tasks: dict[str, TaskID] = {}
-        self.totals: dict[str, int] = {}
         self.seen: set[str] = set()
         self.started = time.monotonic()
         self.done_here = 0  # steps this process finished (resumed ones cost nothing, so they set no pace)
 
-    def step(self, round_index: int, step: str) -> None:
-        key = f"{round_index}:{step}"
+    def step(self, name: str, round_index: int | None = None) -> None:
+        key = f"{round_index}:{name}"
         if key not in self.seen and self.seen:
             self.bars.advance(self.loop)
             self.done_here += 1
@@ -45,35 +53,33 @@ class LiveView:
             remaining = self.total - (len(self.seen) - 1)
             seconds = (time.monotonic() - self.started) / self.done_here * remaining
             left = f"~{seconds / 60:.0f} min left" if seconds >= 60 else f"~{seconds:.0f} s left"
-        self.bars.update(self.loop, description=f"round {round_index} · {step}", left=left)
-
-    def _task(self, stage: str) -> TaskID:
-        if stage not in self.tasks:
-            self.tasks[stage] = self.bars.add_task(f"  {stage}", total=0, left="")
-        return self.tasks[stage]
-
-    def add_total(self, stage: str, count: int) -> None:
-        self.totals[stage] = self.totals.get(stage, 0) + count
-        self.bars.update(self._task(stage), total=self.totals[stage])
-
-    def advance(self, stage: str, count: int = 1) -> None:
-        self.bars.advance(self._task(stage), count)
+        self.bars.update(self.loop, description=f"round {round_index} · {name}", left=left)
 
     def round_done(self, record: dict[str, Any]) -> None:
-        k = record["round"]
-        table = Table(
-            "node", "dev", "exam", "dev logprob", "rows", title=f"Round {k}" + (" (untrained)" if k == 0 else "")
+        self.bars.console.print(round_table(record))
+
+
+def round_table(record: dict[str, Any]) -> Table:
+    """A round's scores per node, as the round's record has them."""
+    k = record["round"]
+    table = Table(
+        path_column("node", record["nodes"]),
+        "dev",
+        "exam",
+        "dev logprob",
+        "rows",
+        title=f"Round {k}" + (" (untrained)" if k == 0 else ""),
+    )
+    for node, block in sorted(record["nodes"].items()):
+        table.add_row(
+            escape(node),
+            _pct(block.get("dev")),
+            _pct(block.get("exam")),
+            f"{block.get('dev_logprob', 0.0):.2f}",
+            str(record.get("budgets", {}).get(node, "-")),
         )
-        for node, block in sorted(record["nodes"].items()):
-            table.add_row(
-                escape(node),
-                _pct(block.get("dev")),
-                _pct(block.get("exam")),
-                f"{block.get('dev_logprob', 0.0):.2f}",
-                str(record.get("budgets", {}).get(node, "-")),
-            )
-        table.add_row("(mean)", _pct(record.get("dev")), _pct(record.get("exam")), "", "")
-        self.bars.console.print(table)
+    table.add_row("(mean)", _pct(record.get("dev")), _pct(record.get("exam")), "", "")
+    return table
 
 
 def _pct(value: float | None) -> str:
@@ -99,7 +105,11 @@ def distill(
     ] = False,
     test: Annotated[
         Optional[Path],
-        typer.Option("--test", help="Your test items (JSONL): never scored here, only kept out of the training data."),
+        typer.Option(
+            "--test",
+            help="More test items (JSONL): kept out of the training data, and answered once at the end by the best "
+            "and the starting student.",
+        ),
     ] = None,
     teacher: Annotated[Optional[str], typer.Option("--teacher", "-t", help="Default: syllabus.yaml's teacher.")] = None,
     student: Annotated[
@@ -115,21 +125,26 @@ def distill(
     ] = False,
     project: ProjectOption = None,
 ) -> None:
-    """Run tailored rounds until the student stops improving: examine, allocate, correct, generate, train.
+    """Run tailored rounds until the student stops improving, then compare it with the start on test items.
 
-    Each round examines the student on every node's exam and dev items, spends its rows
-    where the student is weak or moving, has the teacher correct the wrong exam answers
-    (SFT rows, and DPO pairs against the student's own answer), adds GLAN rows and a
-    replay of earlier rounds, trains, and examines again. Dev items decide; they are never
-    trained on. Kill it at any point and run the same command again: it continues.
+    Each round examines the student on every node's exam and dev items and spends its rows
+    where the student is weak or moving: the student's own right retries of its wrong exam
+    answers first, the teacher's corrections where none was right, rehearsal of what it
+    already answers right, each row checked (it reaches the reference, names no competing
+    answer, restates the question) and chosen by the student's own likelihood. Each round
+    trains the starting student on every row kept so far (`loop.restart`). Dev items decide;
+    they are never trained on. At the end the best and the starting student answer the test
+    items once: per node, the paired difference, its standard error and a McNemar p-value.
+    Kill it at any point and run the same command again: it continues.
 
     Examples:
 
-    `syllabus init --example distill my-loop && cd my-loop && syllabus distill --rounds 2`
+    `syllabus init --example distill my-loop && cd my-loop && syllabus distill`
 
-    `syllabus distill --baseline` (the same rows and training without feedback, to compare)
+    `syllabus distill --baseline` (GLAN rows by node weight, no feedback, the same training, to compare)
 
-    Results: RUN/summary.json (per round and node: dev and exam scores, budgets; best and final student).
+    Results: RUN/summary.json (per round and node: dev and exam scores, budgets; best and final student),
+    RUN/test/comparison.json, RUN/report.html. The recipe is `loop:` in syllabus.yaml (docs/configuration.md).
     """
     from ..loop.distill import DistillOptions, Loop
 
@@ -149,12 +164,29 @@ def distill(
     )
     columns = bar_columns(24, TextColumn("{task.fields[left]}"))
     loop = Loop(proj, options)  # bad input fails here, before the bars are drawn
-    with Progress(*columns, console=err_console, transient=False) as bars:
-        loop.view = LiveView(bars, loop.rounds, len(loop.steps))
+    if not err_console.is_terminal:  # a log or a pipe: plain lines, the per-round table all the same
+        loop.view = PlainProgress(err_console, on_round=lambda record: err_console.print(round_table(record)))
         outcome = loop.run()
+    else:
+        with Progress(*columns, console=err_console, transient=False) as bars:
+            loop.view = LiveView(bars, loop.rounds, len(loop.steps))
+            outcome = loop.run()
     summary = outcome.summary
     console.print(f"[green]best round {summary['best_round']}[/]: {escape(str(summary['best_student']))}")
     console.print(f"final student: {escape(str(summary['final_student']))}")
     if summary["stopped"]:
         console.print(f"[yellow]stopped early[/]: {escape(summary['stopped'])}")
+    _print_test(outcome.run_dir / "test" / "comparison.json")
     console.print(f"summary in {escape(str(outcome.run_dir / 'summary.json'))}")
+
+
+def _print_test(path: Path) -> None:
+    """The final comparison on test items, as the loop wrote it (none without test items)."""
+    import json
+
+    if not path.is_file():
+        return
+    found = json.loads(path.read_text(encoding="utf-8"))
+    blocks = [*found["nodes"].items(), ("(weak nodes)", found.get("group")), ("(all)", found["pooled"])]
+    title = f"Round {found['best_round']}'s student against the starting one, on test items no round read"
+    console.print(comparison_table(title, blocks, a="start", b="best"))

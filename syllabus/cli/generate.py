@@ -9,10 +9,19 @@ from typing import Annotated, Optional
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .common import ProjectOption, console, err_console, open_project, open_project_or_defaults
+from .common import (
+    PlainProgress,
+    ProjectOption,
+    StageBars,
+    console,
+    err_console,
+    open_project,
+    open_project_or_defaults,
+    path_column,
+)
 
 TeacherOption = Annotated[
     Optional[str],
@@ -24,26 +33,6 @@ BaseUrlOption = Annotated[
     Optional[list[str]],
     typer.Option("--base-url", help="OpenAI-compatible server URL (repeat to spread requests across servers)."),
 ]
-
-
-class RichProgress:
-    """The pipeline's progress events shown as one bar per stage."""
-
-    def __init__(self, progress: Progress):
-        self.progress = progress
-        self.tasks: dict[str, TaskID] = {}
-
-    def _task(self, stage: str) -> TaskID:
-        if stage not in self.tasks:
-            self.tasks[stage] = self.progress.add_task(stage, total=0)
-        return self.tasks[stage]
-
-    def add_total(self, stage: str, count: int) -> None:
-        task = self._task(stage)
-        self.progress.update(task, total=(self.progress.tasks[task].total or 0) + count)
-
-    def advance(self, stage: str, count: int = 1) -> None:
-        self.progress.advance(self._task(stage), count)
 
 
 def generate(
@@ -142,9 +131,12 @@ def generate(
     from ..generators.run import prepare, run_job
 
     job = prepare(proj, options)  # bad input fails here, before the progress bars are drawn
-    columns = (TextColumn("[bold]{task.description:<9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=False) as bars:
-        outcome = run_job(job, progress=RichProgress(bars))
+    if not err_console.is_terminal:  # a log or a pipe: a line per stage every few seconds, not bars
+        outcome = run_job(job, progress=PlainProgress(err_console))
+    else:
+        columns = (TextColumn("[bold]{task.description:<9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=err_console, transient=False) as bars:
+            outcome = run_job(job, progress=StageBars(bars))
     result = outcome.result
     _print_summary(result)
     _print_filters(outcome)
@@ -167,16 +159,26 @@ def generate(
 
 def _print_summary(result) -> None:
     table = Table(
-        "stage", "requested", "from cache", "answered", "parsed", "failed", "kept", title="Generation summary"
+        "stage",
+        "requested",
+        "from cache",
+        "answered",
+        "redrawn",
+        "parsed",
+        "failed",
+        "kept",
+        title="Generation summary",
     )
     for stage, stats in result.stats.items():
         s = stats.as_dict()
         failed = ", ".join(f"{n} {r}" for r, n in {**s["failed"], **s["unparsed"]}.items()) or "0"
+        redrawn = ", ".join(f"{n} {r}" for r, n in s["redrawn"].items()) or "0"  # why each was drawn again
         table.add_row(
             stage,
             str(s["requested"]),
             str(s["from_cache"]),
             str(s["answered"]),
+            escape(redrawn),
             str(s["parsed"]),
             escape(failed),
             str(s["kept"]),
@@ -184,7 +186,13 @@ def _print_summary(result) -> None:
     console.print(table)
     short = [n for n in result.nodes if n.delivered < n.requested]
     if short:
-        nodes = Table("node", "requested", "delivered", "why", title="Nodes short of their share")
+        nodes = Table(
+            path_column("node", [n.path for n in short]),
+            "requested",
+            "delivered",
+            "why",
+            title="Nodes short of their share",
+        )
         for n in short:
             nodes.add_row(
                 escape(n.path), str(n.requested), str(n.delivered), escape(n.note or "dropped by a stage above")

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .common import console, err_console
+from .common import console, err_console, path_column
 
 
 def mix(
@@ -72,7 +72,13 @@ def mix(
             style="yellow" if e.short > 0 else None,
         )
     console.print(table)
-    nodes = Table("node", "entry", "available", "delivered", title="Per node")
+    nodes = Table(
+        path_column("node", [node for e in outcome.entries for node in e.nodes]),
+        "entry",
+        "available",
+        "delivered",
+        title="Per node",
+    )
     for e in outcome.entries:
         for node, n in e.nodes.items():
             nodes.add_row(escape(node), escape(e.match), str(n["available"]), str(n["delivered"]))

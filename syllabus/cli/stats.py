@@ -24,7 +24,7 @@ def stats(
     ] = None,
     charts: Annotated[bool, typer.Option("--charts/--no-charts", help="Draw the PNG charts.")] = True,
 ) -> None:
-    """Counts per node, stage and filter; duplicates; lengths; Bloom, level and difficulty histograms.
+    """Counts per node, stage and filter; Skill-Mix pairs; duplicates; lengths; Bloom, level, difficulty.
 
     Examples:
 
@@ -93,6 +93,21 @@ def print_stats(result: dict[str, Any]) -> None:
         if not result["filters"]:
             filters.add_row("(none)", "0")
         console.print(filters)
+    mixed = result.get("skill_mix")
+    if mixed:
+        ks = ", ".join(f"k={k}: {n}" for k, n in mixed["k"].items()) or "none kept"
+        dropped_column = mixed["dropped"] is not None
+        pairs = Table(
+            "discipline",
+            "with discipline",
+            "rows",
+            *(["dropped"] if dropped_column else []),
+            title=f"Skill-Mix: {mixed['rows']} mixed rows ({ks}), disciplines combined",
+        )
+        for pair in mixed["pairs"]:
+            cells = [escape(pair["a"]), escape(pair["b"]), str(pair["rows"])]
+            pairs.add_row(*cells, *([str(pair.get("dropped", 0))] if dropped_column else []))
+        console.print(pairs)
     quality = Table("measure", "rows", "exact", "normalised", title="Duplicate questions")
     for scope, d in result["duplicates"].items():
         quality.add_row(

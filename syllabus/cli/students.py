@@ -10,17 +10,18 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..layout import ProjectLayout
-from .common import ProjectOption, console, open_project_or_defaults
+from .common import ProjectOption, comparison_table, console, open_project_or_defaults, path_column
 
 train_app = typer.Typer(
     help=(
-        "Train the student with TRL. Multi-GPU: `accelerate launch -m syllabus train sft DATASET` "
-        "(the same command, one process per GPU)."
+        "Train the student with TRL. Several processes (data parallel, CPU or GPUs): `--processes N` "
+        "(student.processes), or the same command under `torchrun` / `accelerate launch`."
     ),
     no_args_is_help=True,
     rich_markup_mode="markdown",
 )
 probes_app = typer.Typer(help="Held-out probe sets for examining the student.", no_args_is_help=True)
+students_app = typer.Typer(help="Make students: a smaller copy of a model (`shrink`).", no_args_is_help=True)
 
 
 def _student_config(project: Optional[Path]):
@@ -54,7 +55,13 @@ OutOpt = Annotated[
         "--out", help="Output folder (checkpoints/, final/, loss.png). Default: students/METHOD-NAME in the project."
     ),
 ]
-LrOpt = Annotated[Optional[float], typer.Option("--lr", help="Learning rate. Default: 2e-5 full, 2e-4 LoRA.")]
+LrOpt = Annotated[
+    Optional[float],
+    typer.Option(
+        "--lr",
+        help="Learning rate. Default: student.learning_rate (full), lora_learning_rate (LoRA), dpo_learning_rate (DPO).",
+    ),
+]
 EpochsOpt = Annotated[Optional[float], typer.Option("--epochs", help="Passes over the data.")]
 StepsOpt = Annotated[
     Optional[int], typer.Option("--max-steps", min=-1, help="Stop after N steps (overrides --epochs).")
@@ -66,6 +73,15 @@ ProbesOpt = Annotated[
     Optional[Path], typer.Option("--probes", help="Probe file that must not leak into the training data.")
 ]
 SaveOpt = Annotated[Optional[int], typer.Option("--save-steps", min=1, help="Checkpoint every N steps.")]
+ProcessesOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--processes",
+        min=1,
+        help="Training processes, each on its share of every batch (torchrun; gloo on CPU, nccl on GPU). "
+        "Default: student.processes.",
+    ),
+]
 
 
 @train_app.command("sft")
@@ -83,6 +99,7 @@ def sft(
     lora: LoraOpt = None,
     probes: ProbesOpt = None,
     save_steps: SaveOpt = None,
+    processes: ProcessesOpt = None,
     project: ProjectOption = None,
 ) -> None:
     """Supervised fine-tuning on generated data (loss on the completion only).
@@ -105,6 +122,7 @@ def sft(
         lora=lora,
         probes=probes,
         save_steps=save_steps,
+        processes=processes,
     )
 
 
@@ -123,6 +141,7 @@ def dpo(
     lora: LoraOpt = None,
     probes: ProbesOpt = None,
     save_steps: SaveOpt = None,
+    processes: ProcessesOpt = None,
     project: ProjectOption = None,
 ) -> None:
     """Direct preference optimisation: the teacher's answer chosen, the student's wrong one rejected.
@@ -143,6 +162,107 @@ def dpo(
         lora=lora,
         probes=probes,
         save_steps=save_steps,
+        processes=processes,
+    )
+
+
+@train_app.command("distill")
+def distill_logits(
+    dataset: Annotated[
+        Path, typer.Argument(help="Run folder, datasets folder, JSONL or Parquet (prompt/completion or messages).")
+    ],
+    teacher: Annotated[
+        str, typer.Option("--teacher", help="'embedded' or a model folder that shares the student's tokenizer.")
+    ],
+    student: StudentOpt = None,
+    method: Annotated[
+        Optional[str],
+        typer.Option(
+            "--method",
+            help="taid (a target moving from the student to the teacher) or kl. Default: distillation.method.",
+        ),
+    ] = None,
+    out: OutOpt = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Default: distillation.learning_rate.")] = None,
+    epochs: EpochsOpt = None,
+    max_steps: StepsOpt = None,
+    batch_size: BatchOpt = None,
+    max_length: LengthOpt = None,
+    save_steps: SaveOpt = None,
+    project: ProjectOption = None,
+) -> None:
+    """Logit distillation: the student learns the teacher's whole next-token distribution (TAID or KL).
+
+    Teacher and student must share a tokenizer (sizes of one family; a shrunk copy from
+    `syllabus students shrink`). Settings: `distillation:` in syllabus.yaml.
+
+    Example: `syllabus students shrink --layers 12 --out students/small && syllabus train distill
+    runs/default --teacher embedded --student students/small --max-steps 50`
+
+    A killed run resumes from its last checkpoint, TAID's t included, when the same command is run again.
+    """
+    from ..students.logit_distill import DistillTrainOptions, train_distill
+
+    proj = open_project_or_defaults(project)
+    out = out or ProjectLayout.of(proj).student(f"distill-{method or proj.config.distillation.method}", dataset.name)
+    options = DistillTrainOptions.from_config(
+        proj.config.student,
+        proj.config.distillation,
+        dataset=dataset,
+        teacher=teacher,
+        out_dir=out,
+        student=student,
+        method=method,
+        learning_rate=lr,
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        max_length=max_length,
+        save_steps=save_steps,
+    )
+    result = train_distill(options)
+    if result.resumed_from:
+        console.print(f"resumed from {escape(result.resumed_from)}")
+    console.print(
+        f"[green]distilled[/] {result.steps} steps, loss {result.train_loss:.4f}; model in {escape(str(result.final_dir))}"
+    )
+
+
+@students_app.command("shrink")
+def shrink_student(
+    layers: Annotated[Optional[int], typer.Option("--layers", min=1, help="Layers to keep, evenly spaced.")] = None,
+    out: Annotated[Path, typer.Option("--out", help="The new model folder.")] = Path("students/shrunk"),
+    keep: Annotated[
+        Optional[str], typer.Option("--keep", help="Exactly these layers instead, by index: '0,3,7,11'.")
+    ] = None,
+    student: StudentOpt = None,
+    project: ProjectOption = None,
+) -> None:
+    """A weaker student with the same tokenizer: a copy of the model keeping K of its layers.
+
+    The first and last layers are kept and the rest evenly spaced (or `--keep` names them).
+    The result is a plain model folder that `train`, `eval`, `distill` and `train distill` accept;
+    distillation from the full model recovers much of what was cut (Minitron).
+
+    Example: `syllabus students shrink --layers 12 --out students/small12`
+    """
+    from ..errors import UserError
+    from ..students.shrink import shrink
+
+    if layers is None and not keep:
+        raise UserError("say how many layers to keep", where="--layers", hint="--layers 12, or --keep 0,5,10,29")
+    chosen = None
+    if keep:
+        try:
+            chosen = [int(x) for x in keep.split(",") if x.strip()]
+        except ValueError:
+            raise UserError(
+                f"--keep {keep!r} is not a list of layer numbers", where="--keep", hint="--keep 0,3,7,11"
+            ) from None
+    spec = student or _student_config(project).model
+    folder, kept = shrink(spec, out, layers or len(chosen or []), chosen)
+    console.print(
+        f"[green]kept layers[/] {', '.join(map(str, kept))} of {escape(spec)}; model in {escape(str(folder))}"
     )
 
 
@@ -172,9 +292,18 @@ EvalStudentOpt = Annotated[
 
 def evaluate(
     probes: Annotated[
-        Path, typer.Option("--probes", help="Probe JSONL (question, answer, node; or options + correct).")
-    ],
+        Optional[Path], typer.Option("--probes", help="Probe JSONL (question, answer, node; or options + correct).")
+    ] = None,
     student: EvalStudentOpt = None,
+    compare: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--compare",
+            help="Give twice: two students (examined on --probes) or two finished examination folders (their "
+            "answers.jsonl). Prints per node and pooled the paired difference B - A, its standard error, an exact "
+            "McNemar p-value and a verdict; writes comparison.json.",
+        ),
+    ] = None,
     base_url: Annotated[
         Optional[list[str]],
         typer.Option(
@@ -218,8 +347,72 @@ def evaluate(
 
     Wrong answers are kept (mistakes.jsonl) and turned into DPO pairs (pairs/) for the next round.
     A probe longer than the model's context is cut to fit and counted as truncated.
+
+    Compare two students on the same items: `syllabus eval --compare embedded --compare
+    runs/distill/rounds/2/student/sft/final --probes test.jsonl` (or two examination folders).
     """
+    from ..errors import UserError
+
+    if compare is not None:
+        if len(compare) != 2:
+            raise UserError(f"--compare is given twice (A, then B), got {len(compare)}", where="--compare")
+        answers = []
+        for side in compare:
+            folder = Path(side)
+            if (folder / "answers.jsonl").is_file():
+                from ..data.read import iter_jsonl
+
+                answers.append([row for _, row in iter_jsonl(folder / "answers.jsonl")])
+                continue
+            if probes is None:
+                raise UserError(
+                    f"{side!r} is not an examination folder, so it is examined on --probes, which is missing",
+                    where="--compare",
+                    hint="add --probes FILE, or give two folders `syllabus eval` wrote",
+                )
+            answers.append(
+                _examine(side, probes, base_url, chat_template, None, batch_size, max_tokens, max_context, project)
+            )
+        _print_comparison(compare, answers, out or ProjectLayout.of(open_project_or_defaults(project)).exams)
+        return
+    if probes is None:
+        raise UserError("--probes is required", where="--probes", hint="a JSONL file of question, answer, node")
+    _examine(student, probes, base_url, chat_template, out, batch_size, max_tokens, max_context, project)
+
+
+def _print_comparison(sides: list[str], answers: list[list[dict]], out: Path) -> None:
+    import json
+
+    from ..fsutil import atomic_write_text
+    from ..students.compare import compare_answers
+
+    result = {"a": sides[0], "b": sides[1], **compare_answers(answers[0], answers[1])}
+    title = f"B ({escape(sides[1])}) against A ({escape(sides[0])}), item by item"
+    console.print(comparison_table(title, [*result["nodes"].items(), ("(pooled)", result["pooled"])]))
+    if result["unmatched"] or result["ungraded"]:
+        console.print(
+            f"[yellow]left out[/]: {result['unmatched']} item(s) only one side answered, "
+            f"{result['ungraded']} with no exact grade (long references)"
+        )
+    target = out / "comparison.json" if out.suffix != ".json" else out
+    atomic_write_text(target, json.dumps(result, indent=2) + "\n")
+    console.print(f"comparison in {escape(str(target))}")
+
+
+def _examine(
+    student: str | None,
+    probes: Path,
+    base_url: list[str] | None,
+    chat_template: str | None,
+    out: Path | None,
+    batch_size: int,
+    max_tokens: int,
+    max_context: int | None,
+    project: Path | None,
+) -> list[dict]:
+    """Examine one student on `probes`, write its examination, print its table; its answers."""
     import asyncio
+    from dataclasses import asdict
 
     from rich.progress import Progress
 
@@ -282,7 +475,13 @@ def evaluate(
     out = out or ProjectLayout.of(proj).exam(spec)
     summary, outputs = write_examination(results, out, spec)
     table = Table(
-        "node", "probes", "graded", "accuracy", "mean logprob", "truncated", title=f"Examination of {escape(spec)}"
+        path_column("node", [*summary["nodes"], "(all)"]),
+        "probes",
+        "graded",
+        "accuracy",
+        "mean logprob",
+        "truncated",
+        title=f"Examination of {escape(spec)}",
     )
     for node, block in [*summary["nodes"].items(), ("(all)", summary["overall"])]:
         accuracy = "-" if block["accuracy"] is None else f"{block['accuracy']:.0%}"
@@ -304,3 +503,4 @@ def evaluate(
         f"results in {escape(str(outputs['results']))}"
         + (f"; DPO pairs in {escape(str(outputs['pairs']))}" if "pairs" in outputs else "")
     )
+    return [asdict(r) for r in results]

@@ -1,8 +1,9 @@
 """The natural order of the level columns, which both sorting and display follow.
 
 Bloom's revised taxonomy (`bloom_level`), the education level (`level`) and the GLAN
-`difficulty`. Unknown values rank after the known ones, by name; a missing column ranks
-every row alike. `mix` orders easy to hard by them, `stats` draws its histograms in them.
+`difficulty` (Skill-Mix's `skill-mix` after two-session). Unknown values rank after the
+known ones, by name; a missing column ranks every row alike. `mix` orders easy to hard by
+them, `stats` draws its histograms in them.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ EDUCATION_LEVELS = (
     ("graduate", "master", "postgraduate", "post-graduate"),
     ("doctoral", "phd", "ph.d", "research", "doctorate"),
 )
-DIFFICULTIES = ("single-session", "two-session")
+DIFFICULTIES = ("single-session", "two-session", "skill-mix")  # skill-mix: concepts of k disciplines
 UNKNOWN = 99  # rank of a value we do not know: after every known one
 
 

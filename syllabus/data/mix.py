@@ -24,7 +24,9 @@ How rows are chosen:
   `mix_source` (the source as the recipe names it); nothing else about it changes.
 - A pattern matches a row when it matches its `taxonomy_path` or one of its ancestors
   (`mathematics` takes everything under it), as `--nodes` does. A row belongs to the first
-  entry whose pattern matches it, so put narrow patterns before wide ones.
+  entry whose pattern matches it, so put narrow patterns before wide ones. A mixed
+  (Skill-Mix) row is a row of every node it combines (`taxonomy_paths`): any of them may
+  take it, it is taken once, and the delivered counts credit each of its nodes.
 - Shares are turned into rows with the largest-remainder method over `total`; counts and
   shares together may not ask for more than `total`.
 - Each entry draws a seeded random sample of its rows. Nothing is capped silently: an entry
@@ -67,7 +69,7 @@ from ..yamlio import line_of, load
 from .keys import content_hash
 from .levels import bloom_rank, difficulty_rank, level_rank
 from .read import ColumnKinds, Source, check_source, read_source
-from .rows import answer_of, node_of, question_of, row_format
+from .rows import answer_of, node_of, nodes_of, question_of, row_format
 from .shares import allocate
 
 ORDERS = ("shuffled", "easy_to_hard", "interleaved")
@@ -403,8 +405,8 @@ def prepare(recipe_path: str | Path, out: str | Path | None = None) -> MixPlan:
     # Every pattern must match a node of the sources, and not only nodes earlier entries own.
     node_rows: dict[str, list[int]] = {}
     for j, row in enumerate(pool):
-        if node_of(row):
-            node_rows.setdefault(node_of(row), []).append(j)
+        for node in nodes_of(row):  # a mixed row is a row of each node it combines
+            node_rows.setdefault(node, []).append(j)
     owner: dict[str, int] = {}
     for i, take in enumerate(recipe.nodes):
         matched = [node for node in node_rows if matches(node, take.match)]
@@ -446,17 +448,19 @@ def select(plan: MixPlan) -> tuple[list[dict[str, Any]], list[EntryResult]]:
     asked = requested(recipe)
     chosen: list[dict[str, Any]] = []
     taken: list[int] = []
+    picked_before: set[int] = set()  # a mixed row another entry took (as a row of another of its nodes)
     results = []
     for i, take in enumerate(recipe.nodes):
         matched = [node for node in plan.node_rows if matches(node, take.match)]
         own = sorted(node for node in matched if plan.owner[node] == i)
-        matching = sum(len(plan.node_rows[node]) for node in matched)
-        free = sorted(j for node in own for j in plan.node_rows[node])  # pool order: reproducible
+        matching = len({j for node in matched for j in plan.node_rows[node]})  # a mixed row once
+        free = sorted({j for node in own for j in plan.node_rows[node]} - picked_before)  # pool order: reproducible
         entry = EntryResult(take.match, take.count, take.share, asked[i], matching, matching - len(free), len(free))
         rng = random.Random(f"mix:{recipe.seed}:{i}:{take.match}")
         picked = sorted(rng.sample(free, min(entry.requested, len(free))))
+        picked_before.update(picked)
         entry.delivered = len(picked)
-        delivered = Counter(node_of(plan.pool[j]) for j in picked)
+        delivered = Counter(node for j in picked for node in nodes_of(plan.pool[j]))
         entry.nodes = {
             node: {"available": len(plan.node_rows[node]), "delivered": delivered.get(node, 0)} for node in own
         }
@@ -493,7 +497,7 @@ def mix(recipe_path: str | Path, out: str | Path | None = None, *, write: bool =
     rows = order_rows(chosen, plan.recipe.order, plan.recipe.seed)
     outcome = MixOutcome(plan, rows, entries)
     recipe = plan.recipe
-    delivered_nodes = Counter(node_of(r) for r in rows)
+    delivered_nodes = Counter(node for r in rows for node in nodes_of(r))
     outcome.summary = {
         "recipe": str(plan.recipe_path),
         "seed": recipe.seed,

@@ -80,8 +80,19 @@ def answer_of(row: dict[str, Any]) -> str:
 
 
 def node_of(row: dict[str, Any]) -> str:
+    """The row's node: the first of a mixed row's (Skill-Mix), or "" when it names none."""
     value = row.get("taxonomy_path")
     return value if isinstance(value, str) else ""
+
+
+def nodes_of(row: dict[str, Any]) -> list[str]:
+    """Every node the row belongs to: a mixed row's `taxonomy_paths` (each credited once), else
+    its `taxonomy_path` alone; [] when it names none. Counts per node credit each of them."""
+    paths = row.get("taxonomy_paths")
+    if isinstance(paths, list) and paths and all(isinstance(p, str) and p for p in paths):
+        return list(dict.fromkeys(paths))
+    node = node_of(row)
+    return [node] if node else []
 
 
 def has_column(rows: Iterable[dict[str, Any]], column: str) -> bool:

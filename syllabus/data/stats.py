@@ -4,6 +4,9 @@ For a run folder (`RUN/dataset` + `RUN/dropped.jsonl` + `RUN/summary.json`) or a
 (datasets folder, JSONL, Parquet) it counts:
 
 - rows per taxonomy node (with the dropped rows and, from summary.json, requested/delivered);
+  a mixed (Skill-Mix) row counts for every node it combines (`taxonomy_paths`);
+- mixed rows: how many, per k, and how often each pair of disciplines was combined (`skill_mix`,
+  None when no row is mixed);
 - the pipeline stages (summary.json, when there) and the rows dropped per filter reason
   (`filtered_by` of dropped.jsonl, with every reason summary.json lists, zeros included);
 - duplicates among the rows that have a question: exact (same text) and normalised
@@ -39,7 +42,7 @@ from ..outdir import claim
 from .keys import normalise
 from .levels import ordered_counts
 from .read import Source, read_source
-from .rows import answer_of, has_column, node_of, question_of
+from .rows import answer_of, has_column, node_of, nodes_of, question_of
 
 STATS_DIR = "stats"
 STATS_FILE = "stats.json"
@@ -140,6 +143,40 @@ def summary_parts(summary: dict[str, Any] | None, warnings: list[str]) -> dict[s
     return parts
 
 
+def _pairs(rows: list[dict[str, Any]]) -> Counter:
+    """(a, b) -> mixed rows combining disciplines a and b (a < b), over rows naming several nodes."""
+    pairs: Counter = Counter()
+    for row in rows:
+        paths = nodes_of(row)
+        pairs.update((a, b) if a < b else (b, a) for i, a in enumerate(paths) for b in paths[i + 1 :])
+    return pairs
+
+
+def skill_mix_stats(rows: list[dict[str, Any]], dropped: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    """Mixed rows (those naming several nodes): their count, their count per k, and how often each
+    pair of disciplines was combined among kept rows (and dropped ones, for a run); None when none is."""
+    mixed = [row for row in rows if len(nodes_of(row)) > 1]
+    mixed_dropped = [row for row in dropped or [] if len(nodes_of(row)) > 1]
+    if not mixed and not mixed_dropped:
+        return None
+    kept, lost = _pairs(mixed), _pairs(mixed_dropped)
+    pairs = [
+        {
+            "a": a,
+            "b": b,
+            "rows": kept.get((a, b), 0),
+            **({"dropped": lost.get((a, b), 0)} if dropped is not None else {}),
+        }
+        for a, b in sorted(set(kept) | set(lost), key=lambda pair: (-kept.get(pair, 0), -lost.get(pair, 0), pair))
+    ]
+    return {
+        "rows": len(mixed),
+        "dropped": len(mixed_dropped) if dropped is not None else None,
+        "k": {str(k): n for k, n in sorted(Counter(len(nodes_of(row)) for row in mixed).items())},
+        "pairs": pairs,
+    }
+
+
 def _reason(row: dict[str, Any]) -> str:
     value = row.get("filtered_by")
     return "(no reason)" if not value else value if isinstance(value, str) else str(value)
@@ -150,8 +187,8 @@ def compute_stats(source: Source) -> dict[str, Any]:
     rows, dropped, summary = source.rows, source.dropped, source.summary
     warnings = list(source.warnings)
     parts = summary_parts(summary, warnings)
-    per_node = Counter(node_of(row) or NO_NODE for row in rows)
-    dropped_per_node = Counter(node_of(row) or NO_NODE for row in dropped or [])
+    per_node = Counter(node for row in rows for node in nodes_of(row) or [NO_NODE])
+    dropped_per_node = Counter(node for row in dropped or [] for node in nodes_of(row) or [NO_NODE])
     planned = {n["path"]: n for n in parts["nodes"]}
     nodes = []
     for path in sorted(set(per_node) | set(dropped_per_node) | set(planned)):
@@ -192,6 +229,7 @@ def compute_stats(source: Source) -> dict[str, Any]:
         "stages": parts["stages"],
         "failed_requests": parts["failed_requests"],
         "filters": filters,
+        "skill_mix": skill_mix_stats(rows, dropped),
         "duplicates": duplicates,
         "lengths": {
             "question_words": distribution([n for n in map(_words, map(question_of, rows)) if n]),

@@ -47,7 +47,10 @@ def write_dataset(rows: Iterable[dict[str, Any]], run_dir: Path, name: str = "da
         schemas = []
         with open(staged_jsonl, "w", encoding="utf-8") as handle:
             for batch in _batched(map(plain_row, rows)):
-                schemas.append(pa.Table.from_pylist(list(batch)).schema)
+                # Every column any row of the batch has (pyarrow infers from the first row's keys
+                # alone: a Skill-Mix row's `taxonomy_paths` after single-node rows would be lost).
+                columns = list(dict.fromkeys(key for row in batch for key in row))
+                schemas.append(pa.Table.from_pylist([{c: row.get(c) for c in columns} for row in batch]).schema)
                 handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in batch)
             handle.flush()
             os.fsync(handle.fileno())
@@ -57,7 +60,8 @@ def write_dataset(rows: Iterable[dict[str, Any]], run_dir: Path, name: str = "da
         def read_back():
             with open(staged_jsonl, encoding="utf-8") as handle:
                 for line in handle:
-                    yield json.loads(line)
+                    row = json.loads(line)
+                    yield {c: row.get(c) for c in schema.names}  # a column a row lacks is null there
 
         dataset = Dataset.from_generator(
             read_back, features=features, cache_dir=str(scratch / "cache"), fingerprint=uuid.uuid4().hex

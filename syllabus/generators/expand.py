@@ -12,16 +12,14 @@ from pathlib import Path
 
 from ruamel.yaml.comments import CommentedMap
 
-from ..backends import make_backend, parse_teacher_spec
 from ..backends.base import ChatRequest
 from ..errors import UserError
 from ..project import Project
 from ..prompts import Templates
 from ..taxonomy.model import slugify
 from ..yamlio import dump, load
-from .cache import RequestCache
 from .parsers import ParseError, parse_proposals
-from .teacher import CachedTeacher
+from .session import teacher_backend, teacher_session
 
 REVIEW_DIR = "review"
 
@@ -50,29 +48,17 @@ def expand_node(
     messages = templates.render(
         "expand", node=node, children=[c.name for c in node.children], count=count, child_kind=child_kind
     )
-    backend = make_backend(
-        parse_teacher_spec(teacher, project.config.teacher),
-        project.config.teacher,
-        base_urls=base_urls,
-        project_root=project.root,
-    )
-    cache = RequestCache(project.runs_dir / "expand-cache.sqlite")
-    cached = CachedTeacher(backend, cache)
+    backend = teacher_backend(project, teacher, base_urls=base_urls)
     request = ChatRequest.from_messages(messages, temperature=0.7, max_tokens=40 * count + 40)
 
     async def ask():
-        try:
-            await backend.preflight()
-            return await cached.ask("expand", request, templates.get("expand").version)
-        finally:
-            await backend.aclose()
+        async with teacher_session(backend, project.runs_dir / "expand-cache.sqlite", templates) as runner:
+            reply = await runner.teacher.ask("expand", request, templates.get("expand").version)
+            return reply, runner.teacher.stage("expand").failed
 
-    try:
-        reply = asyncio.run(ask())
-    finally:
-        cache.close()
+    reply, failed = asyncio.run(ask())
     if reply is None:
-        reasons = ", ".join(cached.stage("expand").failed) or "unknown"
+        reasons = ", ".join(failed) or "unknown"
         raise UserError(f"the teacher did not answer ({reasons})", hint="check it with `syllabus teacher check`")
     existing = {slugify(c.name) for c in node.children}
     try:

@@ -32,16 +32,17 @@ from typing import Any
 from ..backends import make_backend, parse_teacher_spec
 from ..backends.redact import Redactor, redact_url, redact_urls
 from ..backends.spec import TeacherSpec
+from ..data.rows import nodes_of
 from ..data.write import remove_dataset, write_dataset
 from ..errors import UserError
 from ..fsutil import atomic_write_text, atomic_writer
 from ..layout import ProjectLayout
+from ..progress import NoProgress, Progress
 from ..project import Project
 from ..prompts import Templates
 from ..runlock import run_folder
 from ..runlog import run_log
 from ..taxonomy.model import Node
-from .cache import RequestCache
 from .dataset import dataset_card
 from .filters import CHUNK, EvalSet, FilterChain, FilterReport, enabled, load_eval_set, mark
 from .filters import embedding as embedding_filter
@@ -49,9 +50,11 @@ from .filters.decontaminate import resolve as resolve_eval_paths
 from .glan import GenerationResult, GlanGenerator, glan_stages, plan
 from .judge import Judge, judge_stage, require_consistent_rubric
 from .sampling import allocate
+from .session import teacher_session
+from .skill_mix import check_settings as check_skill_mix
+from .skill_mix_judge import SkillMixJudge, skill_mix_judge_stage
+from .skill_mix_judge import require_consistent_rubric as require_consistent_skill_rubric
 from .spool import RowSpool
-from .stages import StageRunner
-from .teacher import CachedTeacher, NoProgress, Progress
 
 DROPPED_FILE = "dropped.jsonl"
 ORDER_FIELDS = ("taxonomy_path", "subject", "level", "bloom_level", "difficulty")  # what order_rows reads
@@ -187,6 +190,11 @@ def prepare(project: Project, options: GenerateOptions) -> GenerateJob:
         templates.get(stage.template)  # a broken override fails now, not after the first stage
     if generation.filters.judge.enabled:
         require_consistent_rubric(templates)
+    if generation.filters.skill_mix_judge.enabled:
+        require_consistent_skill_rubric(templates)
+    check_skill_mix(
+        generation.skill_mix, disciplines, (n.path for n in taxonomy.walk()), project.root / "syllabus.yaml"
+    )
     spec = parse_teacher_spec(options.teacher, project.config.teacher)
     eval_sets, decontaminate = prepare_filters(project, options, generation.filters)
     update["filters"] = generation.filters.model_copy(update={"decontaminate": decontaminate})
@@ -393,18 +401,29 @@ def _run_job(job: GenerateJob, progress: Progress | None, backend) -> GenerateOu
     backend = backend or job.make_backend()
     out_dir = job.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)  # a round's data folder, inside the claimed run folder
-    cache = RequestCache(job.cache_file)
-    runner = StageRunner(CachedTeacher(backend, cache), job.templates, progress)
-    generator = GlanGenerator(runner=runner, settings=settings, round_index=job.round, window=job.window)
-    judge = Judge(runner, settings.stages["judge"]) if settings.filters.judge.enabled else None
 
     # The dataset writer's import (~1 s) happens while the teacher works, not after it,
     # and only once the teacher answered the preflight (a run that stops there pays nothing).
     warm = threading.Thread(target=_import_dataset_writer, name="warm-imports", daemon=True)
 
-    async def main() -> tuple[GenerationResult, Filtered]:
-        try:
-            await backend.preflight()
+    stats: dict[str, Any] = {}
+
+    async def main() -> tuple[GenerationResult, Filtered, int]:
+        async with teacher_session(backend, job.cache_file, job.templates, progress) as runner:
+            generator = GlanGenerator(runner=runner, settings=settings, round_index=job.round, window=job.window)
+            judge = Judge(runner, settings.stages["judge"]) if settings.filters.judge.enabled else None
+            rubric = settings.filters.skill_mix_judge
+            grader = (
+                SkillMixJudge(
+                    runner,
+                    settings.stages["skill_mix_judge"],
+                    k=settings.skill_mix.k,
+                    graders=rubric.graders,
+                    sentences=settings.skill_mix.sentences,
+                )
+                if rubric.enabled
+                else None
+            )
             warm.start()
             result = await generator.generate(list(job.disciplines), job.budget, spool.add)
             loop = asyncio.get_running_loop()
@@ -413,23 +432,32 @@ def _run_job(job: GenerateJob, progress: Progress | None, backend) -> GenerateOu
                 assert judge is not None  # handed to the filters only with a judge
                 return asyncio.run_coroutine_threadsafe(judge.score(rows), loop).result()
 
+            def grade(rows):  # the Skill-Mix rubric's requests, likewise
+                assert grader is not None
+                return asyncio.run_coroutine_threadsafe(grader.grade(rows), loop).result()
+
             # The filters and writers read and write files: off the event loop, in a thread.
             filtered = await asyncio.to_thread(
-                filter_and_write, spool, out_dir, settings, list(job.eval_sets), progress, score if judge else None
+                filter_and_write,
+                spool,
+                out_dir,
+                settings,
+                list(job.eval_sets),
+                progress,
+                score if judge else None,
+                grade if grader else None,
             )
-            return result, filtered
-        finally:
-            await backend.aclose()
+            stats.update(runner.stats)
+            return result, filtered, runner.failed
 
     try:
         with RowSpool(out_dir) as spool:
-            result, filtered = asyncio.run(main())
+            result, filtered, failed = asyncio.run(main())
     finally:
-        cache.close()
         if warm.is_alive():
             warm.join()
     # Every count is the runner's, the judge's included, now that every stage has run.
-    result = replace(result, stats={**result.stats, **runner.stats}, failed_requests=runner.failed)
+    result = replace(result, stats={**result.stats, **stats}, failed_requests=failed)
     outputs = dict(filtered.outputs)
     if filtered.kept:
         outputs["card"] = out_dir / "README.md"
@@ -469,11 +497,12 @@ def filter_and_write(
     eval_sets: list[EvalSet],
     progress: Progress,
     score: Callable[[list[dict]], list] | None = None,
+    grade: Callable[[list[dict]], list] | None = None,
 ) -> Filtered:
     """Run the filters over the spooled rows a chunk at a time: dropped rows stream into
     dropped.jsonl (written every run, empty or not, so it never describes an older run),
     kept rows into a second spool, then out to the dataset in the order asked for."""
-    chain = FilterChain(settings.filters, eval_sets=eval_sets, judge=score)
+    chain = FilterChain(settings.filters, eval_sets=eval_sets, judge=score, grade=grade)
     progress.add_total("filters", len(spool))
     filtered = Filtered(chain.report)
     keep_order = settings.order == "taxonomy"
@@ -509,9 +538,10 @@ def filter_and_write(
 
 
 def _counted(rows, filtered: Filtered):
-    """The rows, counted per node and difficulty on their way to the writer (for the card)."""
+    """The rows, counted per node (a mixed row for each node it combines) and difficulty on their
+    way to the writer (for the card)."""
     for row in rows:
-        filtered.per_node[row["taxonomy_path"]] += 1
+        filtered.per_node.update(nodes_of(row))
         filtered.difficulties[row["difficulty"]] += 1
         yield row
 
@@ -542,8 +572,10 @@ def _write_summary_and_card(outcome: GenerateOutcome, job: GenerateJob, backend)
         ],
         "templates": result.templates,
     }
+    if result.skill_mix is not None:
+        summary["skill_mix"] = result.skill_mix
     if "card" in outcome.outputs:
-        used = [*result.templates, *(["judge"] if "judge" in result.stats else [])]
+        used = [*result.templates, *(name for name in ("skill_mix_judge", "judge") if name in result.stats)]
         card = dataset_card(
             title=job.title,
             rows=outcome.kept,
@@ -579,6 +611,12 @@ def dry_run(project: Project, options: GenerateOptions) -> dict[str, Any]:
     job = prepare(project, options)
     settings = job.settings
     per_row = (judge_stage(settings.stages["judge"]),) if settings.filters.judge.enabled else ()
+    rubric = settings.filters.skill_mix_judge
+    per_mixed_row = (
+        (skill_mix_judge_stage(settings.stages["skill_mix_judge"], settings.skill_mix.k, rubric.graders),)
+        if rubric.enabled
+        else ()
+    )
     return {
         "teacher": job.teacher.model or job.teacher.backend,
         "disciplines": [n.path for n in job.disciplines],
@@ -589,6 +627,8 @@ def dry_run(project: Project, options: GenerateOptions) -> dict[str, Any]:
             job.budget,
             max_subjects=settings.max_subjects,
             per_row=per_row,
+            skill_mix=settings.skill_mix,
+            per_mixed_row=per_mixed_row,
         ),
         "filters": enabled(settings.filters, list(job.eval_sets)),
         "eval_sets": {s.name: len(s.questions) for s in job.eval_sets},

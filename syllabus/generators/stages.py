@@ -15,6 +15,15 @@ Sample i of an item is sent with `sample_index = first_sample(item) + i`: the
 sample index is part of the cache key, so n samples of one prompt are n requests
 (a server that returns one choice for n > 1 makes no difference), and the same item
 asks the same requests on every run.
+
+A draw whose reply does not parse, or that the stage's cheap `check` refuses (an answer
+cut at max_tokens, one that restates the question), is drawn again, up to `redraws`
+times (`generation.stages.<stage>.redraws`): redraw r of sample i has
+`sample_index = first + i + r * REDRAW_STRIDE`, its own cached request, so a rerun asks
+nothing again and the same draws win. A small teacher's refused draw is a sample to draw
+again, not a lost row (distilabel's num_generations, rejection sampling). The last draw
+is used whatever it is: a refused one goes on to the filters, which drop it with its
+reason, as without redraws.
 """
 
 from __future__ import annotations
@@ -26,12 +35,16 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from ..backends.base import ChatRequest, Completion
+from ..progress import NoProgress, Progress
 from ..prompts import Templates
 from .parsers import ParseError
-from .teacher import CachedTeacher, NoProgress, Progress, StageStats
+from .teacher import CachedTeacher, StageStats
 
 ItemT = TypeVar("ItemT")  # an item, whatever the stage reads
 T = TypeVar("T")  # a parsed reply
+
+
+REDRAW_STRIDE = 1_000_000  # redraws' sample indices, apart from any item's first ones
 
 
 def _first_sample(item: Any) -> int:
@@ -48,6 +61,8 @@ class Stage(Generic[ItemT, T]):
     samples: int = 1  # requests per item
     first_sample: Callable[[ItemT], int] = _first_sample  # sample_index of an item's first request
     combine: Callable[[list[T]], list[Any]] | None = None  # an item's results from its parsed samples
+    # Why a parsed draw is not worth keeping (drawn again while redraws last), or None.
+    check: Callable[[ItemT, T, Completion], str | None] | None = None
 
     def __post_init__(self) -> None:
         if self.samples < 1:
@@ -120,28 +135,44 @@ class StageRunner:
         version = self.templates.get(stage.template).version
         first = stage.first_sample(item)
 
-        async def one(i: int) -> Completion | None:
+        redraws = getattr(stage.sampling, "redraws", 0)
+
+        async def ask(index: int) -> Completion | None:
             try:
-                fetched = await self.teacher.fetch(stage.name, stage.request(messages, first + i), version)
+                fetched = await self.teacher.fetch(stage.name, stage.request(messages, index), version)
                 stats.record(fetched)
                 return fetched.completion
             finally:
                 self.progress.advance(stage.name)
 
+        async def one(i: int) -> tuple[Completion, T] | None:
+            """Sample i: its first draw, and while one is refused and redraws last, another."""
+            for r in range(redraws + 1):
+                if r:
+                    self.progress.add_total(stage.name, 1)
+                reply = await ask(first + i + r * REDRAW_STRIDE)
+                if reply is None:
+                    return None  # a failed request is counted as failed; the next run asks it again
+                try:
+                    value = stage.parse(reply.text)
+                except ParseError as exc:
+                    if r < redraws:
+                        stats.redrawn[str(exc)] += 1
+                        continue
+                    stats.unparsed[str(exc)] += 1
+                    return None
+                why = stage.check(item, value, reply) if stage.check is not None else None
+                if why is None or r == redraws:
+                    return reply, value
+                stats.redrawn[why] += 1
+            return None  # pragma: no cover - the loop returns on its last draw
+
         if stage.samples == 1:
-            replies = [await one(0)]
+            drawn = [await one(0)]
         else:
-            replies = await asyncio.gather(*(one(i) for i in range(stage.samples)))
-        values, parsed = [], []
-        for reply in replies:
-            if reply is None:
-                continue
-            try:
-                values.append(stage.parse(reply.text))
-            except ParseError as exc:
-                stats.unparsed[str(exc)] += 1
-                continue
-            parsed.append(reply)
+            drawn = await asyncio.gather(*(one(i) for i in range(stage.samples)))
+        parsed = [reply for reply, _ in filter(None, drawn)]
+        values = [value for _, value in filter(None, drawn)]
         stats.parsed += len(values)
         results = stage.combine(values) if stage.combine is not None else values
         stats.kept += len(results)

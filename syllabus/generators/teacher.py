@@ -15,9 +15,9 @@ import asyncio
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from ..backends.base import Backend, ChatRequest, Completion, RequestFailed
+from ..progress import NoProgress, Progress
 from .cache import RequestCache, request_key
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ class StageStats:
     kept: int = 0
     failed: Counter = field(default_factory=Counter)  # request failures by reason
     unparsed: Counter = field(default_factory=Counter)  # parse failures by reason
+    redrawn: Counter = field(default_factory=Counter)  # draws asked again, by why the one before was refused
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
@@ -56,6 +57,7 @@ class StageStats:
             "kept": self.kept,
             "failed": dict(self.failed),
             "unparsed": dict(self.unparsed),
+            "redrawn": dict(self.redrawn),
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
         }
@@ -71,20 +73,6 @@ class Fetched:
     completion: Completion | None
     source: str  # CACHE | SHARED | BACKEND | FAILED
     reason: str = ""  # why it failed
-
-
-class Progress(Protocol):
-    def add_total(self, stage: str, count: int) -> None: ...
-
-    def advance(self, stage: str, count: int = 1) -> None: ...
-
-
-class NoProgress:
-    def add_total(self, stage: str, count: int) -> None:
-        pass
-
-    def advance(self, stage: str, count: int = 1) -> None:
-        pass
 
 
 class CachedTeacher:

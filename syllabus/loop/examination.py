@@ -18,8 +18,8 @@ from typing import Any
 from ..data.read import iter_jsonl
 from ..fsutil import atomic_write_jsonl, atomic_write_text
 from ..students.examine import ProbeResult, summarise
+from ..students.items import Items
 from ..students.probes import Probe
-from .items import Items
 
 RESULTS = "results.json"
 ANSWERS = "answers.jsonl"
@@ -36,6 +36,14 @@ class Examination:
         """The node's dev accuracy in [0, 1] (0 when none of its dev items is graded)."""
         block = self.splits["dev"]["nodes"].get(node) or {}
         return float(block.get("accuracy") or 0.0)
+
+    def dev_answers(self, node: str) -> dict[str, bool]:
+        """The node's graded dev items: question -> answered right."""
+        return {
+            a["question"]: a["correct"]
+            for a in self.answers
+            if a["split"] == "dev" and a["node"] == node and isinstance(a["correct"], bool)
+        }
 
     def dev_logprob(self, node: str) -> float:
         return float((self.splits["dev"]["nodes"].get(node) or {}).get("mean_logprob") or 0.0)
@@ -60,18 +68,21 @@ class Examination:
         return out
 
 
-async def examine_items(backend, items: Items, *, max_tokens: int, in_flight: int, progress=None) -> Examination:
+async def examine_items(
+    backend, items: Items, *, max_tokens: int, in_flight: int, progress=None, splits: tuple[str, ...] = ("exam", "dev")
+) -> Examination:
+    """The student's answers to every item of `splits` (exam and dev by default; test only at the very end)."""
     from ..students.examine import examine
 
-    probes: list[tuple[str, Probe]] = [("exam", p) for p in items.exam] + [("dev", p) for p in items.dev]
+    probes: list[tuple[str, Probe]] = [(split, p) for split in splits for p in getattr(items, split)]
     results = await examine(
         backend, [p for _, p in probes], max_tokens=max_tokens, in_flight=in_flight, progress=progress
     )
-    return _examination([split for split, _ in probes], results)
+    return _examination([split for split, _ in probes], results, splits)
 
 
-def _examination(splits: list[str], results: list[ProbeResult]) -> Examination:
-    by_split: dict[str, list[ProbeResult]] = {"exam": [], "dev": []}
+def _examination(splits: list[str], results: list[ProbeResult], names: tuple[str, ...]) -> Examination:
+    by_split: dict[str, list[ProbeResult]] = {name: [] for name in names}
     answers = []
     for split, result in zip(splits, results):
         by_split[split].append(result)
@@ -92,4 +103,4 @@ def read(folder: Path) -> Examination | None:
         return None
     results = json.loads((folder / RESULTS).read_text(encoding="utf-8"))
     answers = [row for _, row in iter_jsonl(folder / ANSWERS)]
-    return Examination({s: results[s] for s in ("exam", "dev")}, answers)
+    return Examination({s: block for s, block in results.items() if s != "student"}, answers)

@@ -1,14 +1,13 @@
-"""Tailor a round to the student's mistakes: corrections as SFT rows, DPO pairs against them.
+"""Tailor a round to the student's mistakes: its own retries first, the teacher's corrections after.
 
-Each wrong exam answer goes to the teacher with the question and the reference (the
-correction stage); a draft is kept only when the examination's own grader finds the
-reference in it, so a teacher as small as the student still writes only grounded rows
-(for a long reference, which no grader checks, the first parsed draft is kept). The kept
-correction is an SFT row in the student's own style, and, against the student's wrong
-answer, a DPO pair (Learn-to-Reason's contrast of customised rationales with the
-student's own). A degenerate negative (empty, cut at max_tokens, looping) teaches DPO
-nothing useful and is dropped with its reason. Every mistake gets a record saying what
-became of it.
+Which mistakes: up to PICK_FACTOR x a node's budget of its wrong exam answers, in a
+seeded order (the same on every run). For each, the student first tries again without a
+hint (`self_answers` samples: STaR, RFT): its own right answers are the best rows it can
+have, in its own words. Where none of its samples is sound, the teacher is handed the
+question, the student's answer and the reference (the correction stage: STaR's
+rationalization, Learn-to-Reason's customised rationale); the hint never enters the
+training prompt. This module only asks and records; which draft becomes a row is
+select.py's decision.
 """
 
 from __future__ import annotations
@@ -17,40 +16,15 @@ import random
 import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
+from ..backends.base import ChatRequest
 from ..data.keys import content_hash
 from ..generators.corrections import Mistake
 from ..generators.stages import Stage, StageRunner
-from ..students.examine import grade
 from ..taxonomy.model import Node
 
-PICK_FACTOR = 2  # mistakes corrected per row a node may use: about half the drafts of a small teacher miss
-
-
-@dataclass
-class Tailored:
-    records: list[dict[str, Any]] = field(default_factory=list)  # one per mistake asked about, in order
-    counts: Counter = field(default_factory=Counter)
-
-    def used(self) -> list[dict[str, Any]]:
-        return [r for r in self.records if r.get("used")]
-
-    def sft_rows(self, round_index: int) -> list[dict[str, Any]]:
-        return [sft_row(r["question"], r["correction"], r["node"], round_index, "correction") for r in self.used()]
-
-    def pairs(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "prompt": [{"role": "user", "content": r["question"]}],
-                "chosen": [{"role": "assistant", "content": r["correction"]}],
-                "rejected": [{"role": "assistant", "content": r["student_answer"]}],
-                "taxonomy_path": r["node"],
-            }
-            for r in self.used()
-            if r.get("pair")
-        ]
+PICK_FACTOR = 2  # mistakes tried per row a node may use: about half the drafts of a small teacher miss
 
 
 def sft_row(question: str, answer: str, node: str, round_index: int, source: str) -> dict[str, Any]:
@@ -90,51 +64,32 @@ def pick(mistakes: list[dict[str, Any]], budgets: Mapping[str, int], *, seed: in
     return chosen
 
 
-async def tailor(
-    runner: StageRunner,
-    stage: Stage[Mistake, str],
-    mistakes: list[dict[str, Any]],
-    nodes: Mapping[str, Node],
-    budgets: Mapping[str, int],
-    *,
-    seed: int,
-    round_index: int,
-) -> Tailored:
-    """Corrections for the picked mistakes; per node, at most its budget are used (in the seeded order)."""
-    picked = pick(mistakes, budgets, seed=seed, round_index=round_index)
-    asked = [Mistake(nodes[m["node"]], m["question"], m["reference"], m["student_answer"]) for m in picked]
+async def self_answers(
+    backend, mistakes: list[dict[str, Any]], *, samples: int, temperature: float, max_tokens: int, progress=None
+) -> list[dict[str, Any]]:
+    """`samples` unhinted answers of the student to each mistake's plain question: {text, finish_reason}."""
+    import asyncio
+
+    async def one(mistake: dict[str, Any], index: int) -> dict[str, Any]:
+        request = ChatRequest.from_messages(
+            [{"role": "user", "content": mistake["question"]}],
+            temperature=temperature,
+            max_tokens=max_tokens,
+            sample_index=index,
+        )
+        done = await backend.complete(request)
+        if progress:
+            progress(1)
+        return {"text": done.text, "finish_reason": done.finish_reason}
+
+    found = await asyncio.gather(*(one(m, i) for m in mistakes for i in range(samples)))
+    return [{**m, "samples": list(found[j * samples : (j + 1) * samples])} for j, m in enumerate(mistakes)]
+
+
+async def corrections(
+    runner: StageRunner, stage: Stage[Mistake, str], mistakes: list[dict[str, Any]], nodes: Mapping[str, Node]
+) -> list[dict[str, Any]]:
+    """The teacher's hinted drafts for each mistake (question, its wrong answer and the reference)."""
+    asked = [Mistake(nodes[m["node"]], m["question"], m["reference"], m["student_answer"]) for m in mistakes]
     outputs = await runner.run_all(stage, asked)
-    out = Tailored()
-    used: Counter = Counter()
-    for mistake, output in zip(picked, outputs):
-        record: dict[str, Any] = {
-            "node": mistake["node"],
-            "question": mistake["question"],
-            "reference": mistake["reference"],
-            "student_answer": mistake["student_answer"],
-            "drafts": list(output.values),
-        }
-        reaching = [d for d in output.values if _reaches(mistake, d)]
-        correction = min(reaching, key=len) if reaching else None  # the plainest draft that is right
-        if correction is None:
-            record["dropped"] = "no draft reached the reference" if output.values else "no draft parsed"
-        elif used[mistake["node"]] >= budgets.get(mistake["node"], 0):
-            record["correction"] = correction
-            record["dropped"] = "over the node's budget"
-        else:
-            used[mistake["node"]] += 1
-            record.update(correction=correction, used=True)
-            why_not = degenerate(mistake["student_answer"], mistake.get("finish_reason", "stop"))
-            record["pair"] = why_not is None
-            if why_not:
-                record["no_pair"] = why_not
-                out.counts[f"no pair: {why_not}"] += 1
-        out.counts["asked"] += 1
-        out.counts["dropped: " + record["dropped"] if "dropped" in record else "used"] += 1
-        out.records.append(record)
-    return out
-
-
-def _reaches(mistake: dict[str, Any], draft: str) -> bool:
-    kind, correct = grade(mistake["reference"], draft, mistake["question"])
-    return correct is not False if kind == "long" else bool(correct)
+    return [{**m, "drafts": list(output.values)} for m, output in zip(mistakes, outputs)]

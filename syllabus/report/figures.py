@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .model import ROW_KINDS
+
 NO_ROWS = "#d9d9d9"  # a taxonomy node the run has no row for, in the coverage chart
 CONFIG = {"displaylogo": False, "responsive": True}
 
@@ -63,6 +65,8 @@ def generation_charts(model: dict[str, Any]) -> dict[str, str]:
         fig = go.Figure(go.Bar(x=list(counts), y=list(counts.values()), marker_color="#ff7f0e"))
         fig.update_layout(title=f"{column.replace('_', ' ')} ({sum(counts.values())} rows)", height=320)
         charts[f"mix_{column}"] = _html(fig, f"mix_{column}")
+    if model.get("skill_mix") and model["skill_mix"]["pairs"]:
+        charts["skill_mix"] = _html(pairs_figure(model["skill_mix"]["pairs"]), "skill_mix")
     lengths = model["lengths"]
     if lengths["question_words"] or lengths["answer_words"]:
         fig = make_subplots(rows=1, cols=2, subplot_titles=("question length (words)", "answer length (words)"))
@@ -114,6 +118,30 @@ def coverage_figure(nodes: list[dict[str, Any]]):
         )
     )
     fig.update_layout(title="Taxonomy coverage (rows kept per node; grey: none)", height=560)
+    return fig
+
+
+def pairs_figure(pairs: list[dict[str, Any]]):
+    """A discipline x discipline heatmap of the kept mixed rows combining each pair (symmetric)."""
+    import plotly.graph_objects as go
+
+    names = sorted({p["a"] for p in pairs} | {p["b"] for p in pairs})
+    at = {name: i for i, name in enumerate(names)}
+    grid: list[list[int | None]] = [[None] * len(names) for _ in names]
+    for p in pairs:
+        i, j = at[p["a"]], at[p["b"]]
+        grid[i][j] = grid[j][i] = p["rows"]
+    fig = go.Figure(
+        go.Heatmap(
+            z=grid,
+            x=names,
+            y=names,
+            colorscale="Blues",
+            hovertemplate="%{y} + %{x}: %{z} rows<extra></extra>",
+            colorbar={"title": "rows"},
+        )
+    )
+    fig.update_layout(title="Pairs of disciplines combined (kept rows)", height=260 + 40 * len(names))
     return fig
 
 
@@ -181,12 +209,32 @@ def loop_charts(model: dict[str, Any]) -> dict[str, str]:
     if with_rows:
         fig = go.Figure()
         x = [f"round {r['index']}" for r in with_rows]
-        for kind in ("corrections", "generated", "replay", "pairs"):
+        for kind in ROW_KINDS:
             fig.add_bar(
                 name=kind if kind != "pairs" else "pairs (DPO)", x=x, y=[r["rows"].get(kind, 0) for r in with_rows]
             )
         fig.update_layout(title="Training data per round, by kind", barmode="group", height=380, yaxis_title="rows")
         charts["rows"] = _html(fig, "rows")
+    test = model.get("test")
+    if test:
+        fig = go.Figure()
+        blocks = [(n, b) for n, b in test["nodes"].items() if b] + [("all nodes", test["pooled"])]
+        if test.get("group", {}).get("items"):
+            blocks.append(("weak nodes", test["group"]))
+        fig.add_bar(
+            x=[n for n, _ in blocks],
+            y=[b["difference"] for _, b in blocks],
+            error_y={"type": "data", "array": [2 * (b["se"] or 0.0) for _, b in blocks], "visible": True},
+            customdata=[[b["items"], b["p_value"], b["verdict"]] for _, b in blocks],
+            hovertemplate="%{x}: %{y:+.2f} (±2 SE)<br>%{customdata[0]} items, McNemar p %{customdata[1]:.3f}"
+            "<br>%{customdata[2]}<extra></extra>",
+        )
+        fig.update_layout(
+            title=f"Test items: round {test['best_round']}'s student minus the starting student (±2 SE)",
+            height=400,
+            yaxis_title="accuracy difference",
+        )
+        charts["test"] = _html(fig, "test")
     trained = [r for r in model["rounds"] if any(r["losses"].values())]
     if trained:
         fig = go.Figure()

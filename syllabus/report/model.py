@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..layout import ROUND_OUTPUTS
 from ..safefile import read_text
 
 JSON_LIMIT = 256 * 2**20  # an examination of many thousand items stays far below this
@@ -34,6 +35,7 @@ PROVENANCE = (
     "bloom_level",
     "strategy",
     "difficulty",
+    "taxonomy_paths",
     "key_concepts",
     "sessions",
     "question_index",
@@ -42,17 +44,9 @@ PROVENANCE = (
     "seed",
     "content_hash",
     "judge_score",
+    "skill_mix_score",
 )
-# The files each step of a loop round leaves (loop/distill.py), in step order.
-ROUND_FILES = (
-    ("allocate", "budgets.json"),
-    ("correct", "corrections.json"),
-    ("assemble", "rows.json"),
-    ("train", "student.json"),
-    ("examine", "examination/results.json"),
-    ("examine", "round.json"),
-)
-ROW_KINDS = ("corrections", "generated", "replay", "pairs")
+ROW_KINDS = ("self", "corrections", "restatements", "rehearsal", "generated", "earlier", "pairs")
 
 
 def read_run(path: str | Path, *, taxonomy: list[str] | None = None) -> dict[str, Any]:
@@ -169,7 +163,8 @@ def read_generation(root: Path, taxonomy: list[str]) -> dict[str, Any]:
             "round": summary.get("round", first.get("round")),
             "seed": first.get("seed"),
             "command": _card_command(root / "README.md", warnings),
-            "sampling": first.get("sampling") or {},
+            # Stages of the first row (a datasets folder holding mixed rows gives others' as null).
+            "sampling": {k: v for k, v in (first.get("sampling") or {}).items() if v},
             "templates": summary.get("templates") or {},
         },
         "totals": {
@@ -191,6 +186,7 @@ def read_generation(root: Path, taxonomy: list[str]) -> dict[str, Any]:
             ),
         ],
         "mixes": {c: stats[c] for c in HISTOGRAMS if stats.get(c) and c not in ("round",)},
+        "skill_mix": stats["skill_mix"],  # mixed rows and the pairs of disciplines combined, or None
         "lengths": stats["lengths"],
         "duplicates": stats["duplicates"],
         "samples": dict(sorted(samples.items())),
@@ -257,7 +253,6 @@ def read_loop(root: Path) -> dict[str, Any]:
     summary = summary if isinstance(summary, dict) else None
     state = _json(root / "state.json", warnings)
     state = state if isinstance(state, dict) else {}
-    done = set(state.get("done") or [])
     current = state.get("current")
     rounds: list[dict[str, Any]] = []
     node_order: list[str] = []
@@ -268,11 +263,11 @@ def read_loop(root: Path) -> dict[str, Any]:
         results = _json(folder / "examination" / "results.json", warnings)
         budgets = _json(folder / "budgets.json", warnings)
         rows = _json(folder / "rows.json", warnings)
-        corrections = _json(folder / "corrections.json", warnings)
+        corrections = _json(folder / "selected.json", warnings)
         decisions = (budgets or {}).get("decisions") if isinstance(budgets, dict) else None
         decisions = decisions if isinstance(decisions, list) else record.get("decisions") or []
         rows = rows if isinstance(rows, dict) else record.get("rows") or {}
-        corrections = corrections if isinstance(corrections, dict) else record.get("corrections") or {}
+        corrections = corrections if isinstance(corrections, dict) else record.get("selected") or {}
         scores = _examination(results) if results is not None else None
         if scores is None and isinstance(record.get("nodes"), dict):  # an older record without results.json
             scores = {
@@ -288,15 +283,15 @@ def read_loop(root: Path) -> dict[str, Any]:
         for node in [*(d.get("node") for d in decisions if isinstance(d, dict)), *((scores or {}).get("dev") or {})]:
             if isinstance(node, str) and node not in node_order:
                 node_order.append(node)
-        losses = {m: _losses(_json(folder / "student" / m / "metrics.json", warnings)) for m in ("sft", "dpo")}
-        expected = [(step, name) for step, name in ROUND_FILES if k > 0 or step == "examine"]
-        missing = [name for step, name in expected if not (folder / name).is_file()]
-        if k > 0 and (folder / "round.json").is_file():  # older builds kept these only in round.json
-            missing = [m for m in missing if m not in ("rows.json", "corrections.json")]
-        steps_done = [
-            s for s in ("allocate", "correct", "generate", "assemble", "train", "examine") if f"{k}:{s}" in done
-        ]
+        losses = {
+            m: _losses(_json(folder / "student" / m / "metrics.json", warnings)) for m in ("sft", "distill", "dpo")
+        }
         complete = (folder / "round.json").is_file() and scores is not None
+        # A complete round lacks nothing (its record is written last); one an older build made may
+        # predate a step, whose output it never had.
+        expected = [(step, name) for step, name in ROUND_OUTPUTS if (k > 0 and not complete) or step == "examine"]
+        missing = [name for step, name in expected if not (folder / name).is_file()]
+        steps_done = [str(s).split(":", 1)[1] for s in state.get("done") or [] if str(s).startswith(f"{k}:")]
         if complete:
             status = "complete"
         elif current and str(current).startswith(f"{k}:"):
@@ -361,7 +356,16 @@ def read_loop(root: Path) -> dict[str, Any]:
         "unfinished": unfinished,
         "warnings": warnings,
         "compare": [],
+        "test": _test_comparison(root, warnings),
     }
+
+
+def _test_comparison(root: Path, warnings: list[str]) -> dict[str, Any] | None:
+    """The final comparison on test items (loop.distill), when the loop got that far."""
+    found = (
+        _json(root / "test" / "comparison.json", warnings) if (root / "test" / "comparison.json").is_file() else None
+    )
+    return found if isinstance(found, dict) and isinstance(found.get("nodes"), dict) else None
 
 
 def _best(summary: dict[str, Any] | None, rounds: list[dict[str, Any]]) -> tuple[int | None, str]:

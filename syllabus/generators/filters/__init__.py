@@ -7,7 +7,8 @@ A `FilterChain` runs, in this order, on the rows still kept:
 3. exact duplicates (exact.py): normalised question (or question + answer), first kept;
 4. near duplicates by MinHash LSH on word shingles (minhash.py);
 5. near duplicates by embedding cosine similarity (embedding.py), off unless enabled;
-6. the LLM judge (judged.py): the teacher scores each pair on a rubric, off unless enabled.
+6. the Skill-Mix rubric (skill_judged.py): mixed questions graded on k + 3 points, off unless enabled;
+7. the LLM judge (judged.py): the teacher scores each pair on a rubric, off unless enabled.
 
 The chain takes a run's rows a chunk at a time, in order, and each step keeps what it
 must remember (digests, LSH index, kept vectors) across chunks: the verdicts equal one
@@ -26,11 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import checks, decontaminate, embedding, exact, judged, minhash
+from . import checks, decontaminate, embedding, exact, judged, minhash, skill_judged
 from .decontaminate import EvalSet, load_eval_set
 from .refs import row_ref
 
-FILTERS = ("checks", "decontaminate", "exact", "minhash", "embedding", "judge")
+FILTERS = ("checks", "decontaminate", "exact", "minhash", "embedding", "skill_mix_judge", "judge")
 CHUNK = 512  # rows a chain takes at a time when it reads a run
 
 
@@ -42,6 +43,7 @@ class FilterReport:
     rows_in: int = 0
     kept: int = 0
     unjudged: int | None = None  # rows the judge could not score (kept); None when the judge is off
+    ungraded: int | None = None  # mixed rows the Skill-Mix rubric could not grade (kept); None when off
 
     @property
     def dropped(self) -> int:
@@ -58,6 +60,8 @@ class FilterReport:
         }
         if self.unjudged is not None:
             out["unjudged"] = self.unjudged
+        if self.ungraded is not None:
+            out["ungraded"] = self.ungraded
         return out
 
 
@@ -70,6 +74,7 @@ def enabled(settings, eval_sets: list[EvalSet] | None = None) -> list[str]:
         "exact": settings.exact != "off",
         "minhash": settings.minhash.enabled,
         "embedding": settings.embedding.enabled,
+        "skill_mix_judge": settings.skill_mix_judge.enabled,
         "judge": settings.judge.enabled,
     }
     return [name for name in FILTERS if on[name]]
@@ -83,7 +88,9 @@ class FilterChain:
 
     `settings` is the `generation.filters` config; `eval_sets` the loaded evaluation sets
     (else `settings.decontaminate` is read, relative to `base` or the current folder);
-    `judge` scores rows (`score(rows) -> [Judgement | None]`), needed when the judge is on."""
+    `judge` scores rows (`score(rows) -> [Judgement | None]`), needed when the judge is on;
+    `grade` grades mixed rows (`grade(rows) -> [SkillMixVerdict | None]`), needed when the
+    Skill-Mix rubric is on."""
 
     def __init__(
         self,
@@ -92,6 +99,7 @@ class FilterChain:
         eval_sets: list[EvalSet] | None = None,
         base: Path | None = None,
         judge: Callable[[list[dict[str, Any]]], list[Any]] | None = None,
+        grade: Callable[[list[dict[str, Any]]], list[Any]] | None = None,
     ):
         self.names = enabled(settings, eval_sets)
         if "decontaminate" in self.names and eval_sets is None:
@@ -103,17 +111,21 @@ class FilterChain:
             ]
         if "judge" in self.names and judge is None:
             raise ValueError("the judge filter is enabled but no judge was given to score rows")
+        if "skill_mix_judge" in self.names and grade is None:
+            raise ValueError("the skill_mix_judge filter is enabled but no grader was given to grade rows")
         self.report = FilterReport()
         self.report.counts = {reason: 0 for reason in _reasons(settings, self.names)}
         self.report.seconds = {name: 0.0 for name in self.names}
-        self._steps = {name: self._step(name, settings, eval_sets or [], judge) for name in self.names}
+        self._steps = {name: self._step(name, settings, eval_sets or [], judge, grade) for name in self.names}
         if "decontaminate" in self._steps:
             self.report.per_eval_set = self._steps["decontaminate"].per_set  # counted as rows go by
         if "judge" in self.names:
             self.report.unjudged = 0
+        if "skill_mix_judge" in self.names:
+            self.report.ungraded = 0
         self._position = 0  # rows seen so far: positions name rows that have no node#index
 
-    def _step(self, name: str, settings, eval_sets, judge):
+    def _step(self, name: str, settings, eval_sets, judge, grade=None):
         if name == "checks":
             return _Checks(settings.checks)
         if name == "decontaminate":
@@ -128,6 +140,8 @@ class FilterChain:
         if name == "embedding":
             e = settings.embedding
             return embedding.EmbeddingFilter(e.threshold, e.batch_size)
+        if name == "skill_mix_judge":
+            return skill_judged.SkillMixJudgeFilter(grade, settings.skill_mix_judge.threshold)
         if name == "judge":
             return judged.JudgeFilter(judge, settings.judge.threshold)
         raise ValueError(f"unknown filter {name!r}")
@@ -150,6 +164,8 @@ class FilterChain:
                 self.report.counts[found[0]] = self.report.counts.get(found[0], 0) + 1
         if "judge" in self._steps:
             self.report.unjudged = self._steps["judge"].unjudged
+        if "skill_mix_judge" in self._steps:
+            self.report.ungraded = self._steps["skill_mix_judge"].ungraded
         self.report.rows_in += len(rows)
         self.report.kept += len(rows) - len(verdict)
         return [verdict.get(i) for i in range(len(rows))]
@@ -178,10 +194,11 @@ def run_filters(
     base: Path | None = None,
     progress=None,
     judge=None,
+    grade=None,
 ) -> tuple[list[dict], list[dict], FilterReport]:
     """(kept rows, dropped rows, report) for rows held in memory; the same chain as a run's,
     a chunk at a time. Rows are copied, never changed in place."""
-    chain = FilterChain(settings, eval_sets=eval_sets, base=base, judge=judge)
+    chain = FilterChain(settings, eval_sets=eval_sets, base=base, judge=judge, grade=grade)
     if progress is not None:
         progress.add_total("filters", len(rows))
     kept: list[dict] = []
@@ -202,6 +219,7 @@ def _reasons(settings, steps: list[str]) -> list[str]:
         "exact": [exact.REASON],
         "minhash": [minhash.REASON],
         "embedding": [embedding.REASON],
+        "skill_mix_judge": [skill_judged.REASON],
         "judge": [judged.REASON],
     }
     return [reason for step in steps for reason in names[step]]

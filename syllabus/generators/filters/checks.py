@@ -38,6 +38,12 @@ def check_row(row: dict[str, Any], config) -> tuple[str, str] | None:
     return None
 
 
+def refused(question: str, answer: str, finish_reason: str | None, config) -> str | None:
+    """Why a fresh answer would fail these checks (the answer stage draws it again), or None."""
+    failed = check_row({"question": question, "answer": answer, "finish_reason": finish_reason}, config)
+    return failed[0] if failed else None
+
+
 def find(rows: list[dict[str, Any]], config) -> dict[int, tuple[str, str]]:
     marks = {}
     for i, row in enumerate(rows):

@@ -10,7 +10,10 @@ from typing import Any
 
 
 def row_ref(row: dict[str, Any], position: int) -> str:
-    """How a dropped row names the row it duplicates: node#question_index, else its position."""
+    """How a dropped row names the row it duplicates: node#question_index (skill-mix#question_index
+    for a mixed question: its index counts the run's mixed questions), else its position."""
+    if isinstance(row.get("skill_mix"), int) and "question_index" in row:
+        return f"skill-mix#{row['question_index']}"
     if "taxonomy_path" in row and "question_index" in row:
         return f"{row['taxonomy_path']}#{row['question_index']}"
     return f"row {position}"

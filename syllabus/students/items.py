@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..data.read import iter_jsonl
 from ..errors import UserError
-from ..students.probes import Probe, probe_from_row
+from .probes import Probe, probe_from_row
 
 SPLITS = ("exam", "dev", "test")
 
