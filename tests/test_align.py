@@ -295,7 +295,7 @@ def test_a_score_line_cut_short_by_a_kill_is_dropped_before_new_lines_are_append
 
 def test_in_context_choices_become_a_generation_s_exemplars_and_mixes_and_bad_ones_are_refused(example, tmp_path):
     from syllabus.errors import UserError
-    from syllabus.generators.run import GenerateOptions, prepare
+    from syllabus.generators.job import GenerateOptions, prepare
     from syllabus.project import Project
 
     choices = {

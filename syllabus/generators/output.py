@@ -1,0 +1,90 @@
+"""After the stages: the spooled rows through the filters, a chunk at a time, then out to the
+dataset (in the order asked for) and `dropped.jsonl`. Memory holds a chunk of rows, never the
+run. Apart from the run so that a caller with rows of its own can filter and write them alike."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..data.rows import nodes_of
+from ..data.write import remove_dataset, write_dataset
+from ..fsutil import atomic_writer
+from ..progress import Progress
+from .filters import CHUNK, EvalSet, FilterChain, FilterReport, mark
+from .spool import RowSpool
+
+DROPPED_FILE = "dropped.jsonl"
+ORDER_FIELDS = ("taxonomy_path", "subject", "level", "bloom_level", "difficulty")  # what order_rows reads
+
+
+@dataclass
+class Filtered:
+    """What the filters and writers made of the spooled rows."""
+
+    report: FilterReport
+    outputs: dict[str, Path] = field(default_factory=dict)  # dropped, and dataset + jsonl when rows were kept
+    kept: int = 0
+    dropped: int = 0
+    per_node: Counter = field(default_factory=Counter)
+    difficulties: Counter = field(default_factory=Counter)
+
+
+def filter_and_write(
+    spool: RowSpool,
+    run_dir: Path,
+    settings,
+    eval_sets: list[EvalSet],
+    progress: Progress,
+    score: Callable[[list[dict]], list] | None = None,
+    grade: Callable[[list[dict]], list] | None = None,
+) -> Filtered:
+    """Run the filters over the spooled rows a chunk at a time: dropped rows stream into
+    dropped.jsonl (written every run, empty or not, so it never describes an older run),
+    kept rows into a second spool, then out to the dataset in the order asked for."""
+    chain = FilterChain(settings.filters, eval_sets=eval_sets, judge=score, grade=grade)
+    progress.add_total("filters", len(spool))
+    filtered = Filtered(chain.report)
+    keep_order = settings.order == "taxonomy"
+    order_keys: list[dict[str, Any]] = []  # the few fields the curriculum orders read, per kept row
+    with RowSpool(run_dir) as kept_rows, atomic_writer(run_dir / DROPPED_FILE) as dropped_file:
+        for chunk in spool.chunks(CHUNK):
+            rows = [row for _, row in chunk]
+            for (key, _), row, verdict in zip(chunk, rows, chain.run(rows)):
+                if verdict is not None:
+                    dropped_file.write(json.dumps(mark(row, verdict), ensure_ascii=False) + "\n")
+                    filtered.dropped += 1
+                    continue
+                kept_rows.add(*key, mark(row, None))
+                if not keep_order:
+                    order_keys.append({"_key": key, **{name: row.get(name) for name in ORDER_FIELDS}})
+            progress.advance("filters", len(chunk))
+        filtered.kept = len(kept_rows)
+        filtered.outputs["dropped"] = run_dir / DROPPED_FILE
+        if not filtered.kept:
+            remove_dataset(run_dir)  # an older run's dataset must not pass for this one's
+            return filtered
+        ordered: Iterator[dict[str, Any]]
+        if keep_order:
+            ordered = (row for chunk in kept_rows.chunks(CHUNK) for _, row in chunk)
+        else:  # curriculum order: easy to hard, interleaved, or shuffled
+            from ..data.mix import order_rows
+
+            keys = [light["_key"] for light in order_rows(order_keys, settings.order, settings.seed)]
+            del order_keys
+            ordered = kept_rows.rows(keys)
+        filtered.outputs.update(write_dataset(_counted(ordered, filtered), run_dir))
+    return filtered
+
+
+def _counted(rows, filtered: Filtered):
+    """The rows, counted per node (a mixed row for each node it combines) and difficulty on their
+    way to the writer (for the card)."""
+    for row in rows:
+        filtered.per_node.update(nodes_of(row))
+        filtered.difficulties[row["difficulty"]] += 1
+        yield row
