@@ -12,7 +12,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import CommentMark
@@ -21,7 +21,9 @@ from ruamel.yaml.tokens import CommentToken
 from ..errors import UserError
 from ..yamlio import dump
 from .model import ALLOWED_CHILDREN, KINDS, NODE_FILE, SCHEMA_VERSION, Node, name_problem, slugify, split_path
-from .store import Taxonomy
+
+if TYPE_CHECKING:  # for annotations only: store.Taxonomy's edit methods call in here
+    from .store import Taxonomy
 
 SETTABLE = ("name", "description", "kind", "level", "weight")
 
