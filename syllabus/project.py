@@ -79,6 +79,10 @@ class StageSampling(_Strict):
     temperature: float = Field(0.7, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
     max_tokens: int = Field(256, ge=1, le=1 << 20)
+    # Each token's logit lowered by this much for every time it already stands in the reply
+    # (OpenAI's frequency_penalty): against the repetition loops a small teacher falls into. 0: off,
+    # and then not in the request (nor in its cache key).
+    frequency_penalty: float = Field(0.0, ge=-2, le=2)
     # Further draws of a sample whose reply does not parse or fails the stage's cheap check
     # (each its own cached request); 0: none.
     redraws: int = Field(0, ge=0, le=16)

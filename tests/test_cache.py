@@ -42,10 +42,20 @@ def test_request_key_is_stable_for_equal_requests():
         {"request": ChatRequest(MESSAGES, top_p=0.9)},
         {"request": ChatRequest(MESSAGES, max_tokens=257)},
         {"request": ChatRequest(MESSAGES, sample_index=1)},
+        {"request": ChatRequest(MESSAGES, frequency_penalty=0.5)},
     ],
 )
 def test_request_key_changes_with_everything_that_determines_the_answer(changes):
     assert key(**changes) != key()
+
+
+def test_a_frequency_penalty_of_zero_leaves_the_key_as_older_builds_made_it():
+    assert ChatRequest(MESSAGES, frequency_penalty=0.0).sampling() == {
+        "temperature": 0.7,
+        "top_p": 1.0,
+        "max_tokens": 256,
+    }
+    assert key(request=ChatRequest(MESSAGES, frequency_penalty=0.0)) == key()
 
 
 def test_request_keys_are_all_different():

@@ -162,6 +162,18 @@ def test_bad_stage_sampling_value_names_its_line(tmp_path):
     assert where(error)[1] == 4 and "generation.stages.answer.temperature" in error.message
 
 
+def test_a_frequency_penalty_outside_openais_range_names_its_line(tmp_path):
+    error = load_error(
+        tmp_path,
+        """
+        generation:
+          stages:
+            answer: {frequency_penalty: 2.5}
+        """,
+    )
+    assert where(error)[1] == 3 and "generation.stages.answer.frequency_penalty" in error.message
+
+
 @pytest.mark.parametrize("concepts", ["[3, 1]", "[0, 2]", "[1, 2, 3]", "five"])
 def test_bad_concept_ranges_rejected(tmp_path, concepts):
     error = load_error(tmp_path, f"generation:\n  seed: 1\n  concepts: {concepts}\n")

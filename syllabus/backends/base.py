@@ -35,6 +35,7 @@ class ChatRequest:
     top_p: float = 1.0
     max_tokens: int = 256
     sample_index: int = 0
+    frequency_penalty: float = 0.0  # 0: off, and left out of sampling() so older cache keys hold
 
     @classmethod
     def from_messages(cls, messages: list[dict[str, str]], **sampling: Any) -> ChatRequest:
@@ -44,7 +45,10 @@ class ChatRequest:
         return [{"role": role, "content": content} for role, content in self.messages]
 
     def sampling(self) -> dict[str, Any]:
-        return {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens}
+        settings: dict[str, Any] = {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens}
+        if self.frequency_penalty:
+            settings["frequency_penalty"] = self.frequency_penalty
+        return settings
 
 
 @dataclass

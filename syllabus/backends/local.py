@@ -93,7 +93,7 @@ class LocalBackend:
 
     # Serving -----------------------------------------------------------------
     async def complete(self, request: ChatRequest) -> Completion:
-        return await self._submit((request.temperature, request.top_p, request.max_tokens), request)
+        return await self._submit(tuple(request.sampling().items()), request)  # a batch shares its sampling
 
     async def score(self, prompt: list[dict[str, str]], continuations: list[str]) -> list[Score]:
         """Each continuation is its own job, so scores of many calls share batches."""
@@ -170,6 +170,10 @@ class LocalBackend:
             kwargs.update(temperature=first.temperature, top_p=first.top_p)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
+        if first.frequency_penalty:
+            from transformers import LogitsProcessorList
+
+            kwargs["logits_processor"] = LogitsProcessorList([FrequencyPenalty(first.frequency_penalty, width)])
         with torch.inference_mode():
             output = model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
         new_tokens = output[:, width:]
@@ -382,3 +386,20 @@ def load_causal_lm(
     if tokenizer.chat_template is None:
         raise UserError("the tokenizer has no chat template", where=model_dir, hint="use an instruct/chat model")
     return model, tokenizer
+
+
+class FrequencyPenalty:
+    """OpenAI's frequency_penalty for `generate`: each token's logit lowered by `penalty` for every
+    time it already stands in the reply (the prompt does not count), as llama.cpp and vLLM do it."""
+
+    def __init__(self, penalty: float, prompt_width: int):
+        self.penalty, self.prompt_width = penalty, prompt_width
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        reply = input_ids[:, self.prompt_width :]
+        if reply.shape[1] == 0:
+            return scores
+        counts = torch.zeros_like(scores).scatter_add_(1, reply, torch.ones_like(reply, dtype=scores.dtype))
+        return scores - self.penalty * counts

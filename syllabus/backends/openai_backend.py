@@ -191,13 +191,7 @@ class OpenAIBackend:
 
         response = await self._post(
             "/chat/completions",
-            {
-                "model": self.model,
-                "messages": request.message_dicts(),
-                "temperature": request.temperature,
-                "top_p": request.top_p,
-                "max_tokens": request.max_tokens,
-            },
+            {"model": self.model, "messages": request.message_dicts(), **request.sampling()},
             ChatCompletion,
         )
         # The client does not validate the body's shape: check it here, so valid JSON that is

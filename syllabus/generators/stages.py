@@ -71,7 +71,12 @@ class Stage(Generic[ItemT, T]):
     def request(self, messages: list[dict[str, str]], sample_index: int) -> ChatRequest:
         s = self.sampling
         return ChatRequest.from_messages(
-            messages, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, sample_index=sample_index
+            messages,
+            temperature=s.temperature,
+            top_p=s.top_p,
+            max_tokens=s.max_tokens,
+            frequency_penalty=s.frequency_penalty,
+            sample_index=sample_index,
         )
 
 
