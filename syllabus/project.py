@@ -312,13 +312,14 @@ class AlignConfig(_Strict):
 class DistillationConfig(_Strict):
     """`syllabus train distill`: the student learns the logits of a teacher that shares its tokenizer."""
 
-    method: Literal["taid", "kl"] = "taid"  # TAID's moving target, or KL to the teacher throughout
+    method: Literal["taid", "kl", "jsd"] = "taid"  # TAID's moving target, KL to the teacher, or generalized JSD
     learning_rate: float = Field(1e-4, gt=0, le=1)  # TAID's published rate
     t_start: float = Field(0.4, ge=0, le=1)  # TAID: the target's share of the teacher at the first step
     t_end: float = Field(1.0, ge=0, le=1)  # ... and at the last (the linear ramp's end)
     alpha: float = Field(5e-4, ge=0, le=1)  # TAID: how fast t moves ahead of the ramp while the loss falls
     beta: float = Field(0.99, ge=0, lt=1)  # TAID: momentum of the loss's relative change
     chunk: int = Field(256, ge=1, le=1_000_000)  # completion positions whose vocabulary-wide tensors exist at once
+    jsd_beta: float = Field(0.5, ge=0, le=1)  # jsd: 0 forward KL, 1 reverse KL, between the mixture's JSD (GKD)
 
 
 class ProjectConfig(_Strict):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import run_cli, write_jsonl
 
-from syllabus.students.taid import TaidSchedule, distill_loss, interpolated_target, kl_to_teacher
+from syllabus.students.taid import TaidSchedule, distill_loss, interpolated_target, jsd_loss, kl_to_teacher
 
 torch = pytest.importorskip("torch")
 
@@ -53,6 +53,31 @@ def test_at_t_one_the_loss_is_kl_to_the_teacher_plus_its_entropy_and_the_gradien
     target = interpolated_target(student, teacher, t)
     expected = (torch.softmax(student.detach(), -1) - target) / 6  # mean over 6 positions
     assert torch.allclose(student.grad, expected, atol=1e-6)
+
+
+def test_jsd_matches_a_hand_computation_and_is_forward_kl_at_beta_zero():
+    student = torch.tensor([[[1.0, 0.0, -1.0], [0.5, 0.5, 0.0]]])
+    teacher = torch.tensor([[[0.0, 2.0, 0.0], [1.0, -1.0, 3.0]]])
+    first = torch.tensor([[True, False]])
+
+    def softmax(values):
+        z = sum(math.exp(v) for v in values)
+        return [math.exp(v) / z for v in values]
+
+    def kl(p, q):
+        return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q))
+
+    p_s, p_t = softmax([1.0, 0.0, -1.0]), softmax([0.0, 2.0, 0.0])
+    for beta in (0.5, 0.2):
+        mixture = [beta * t + (1 - beta) * s for s, t in zip(p_s, p_t)]
+        expected = beta * kl(p_t, mixture) + (1 - beta) * kl(p_s, mixture)
+        assert float(jsd_loss(student, teacher, first, beta)) == pytest.approx(expected, rel=1e-5)
+    every = torch.tensor([[True, True]])
+    assert float(jsd_loss(student, teacher, every, 0.0)) == pytest.approx(kl_to_teacher(student, teacher, every))
+    assert float(jsd_loss(student, teacher, every, 0.5, chunk=1)) == pytest.approx(
+        float(jsd_loss(student, teacher, every, 0.5, chunk=64))
+    )
+    assert float(jsd_loss(teacher, teacher, every, 0.5)) == pytest.approx(0.0, abs=1e-7)  # nothing left to learn
 
 
 def test_the_schedule_follows_taids_update_and_never_falls_behind_the_linear_ramp():
@@ -145,6 +170,20 @@ def test_taid_steps_bring_a_shrunk_student_closer_to_its_teacher_and_resume_keep
     assert metrics["resumed_from"].endswith("checkpoint-2")
     assert metrics["taid"]["step"] == 6  # the schedule went on from step 2, not from 0
     assert metrics["taid"]["t"] >= TaidSchedule(total_steps=6).linear(6) - 1e-9
+    assert _kl(out / "final", embedded_dir, held) < _kl(shrunk, embedded_dir, held)
+
+
+@pytest.mark.slow
+def test_jsd_steps_bring_a_shrunk_student_closer_to_its_teacher(shrunk, embedded_dir, tmp_path):
+    train = write_jsonl(tmp_path / "train.jsonl", _rows(16))
+    out = tmp_path / "jsd"
+    done = run_cli(
+        "train", "distill", str(train), "--teacher", "embedded", "--student", str(shrunk), "--method", "jsd",
+        "--out", str(out), "--batch-size", "4", "--max-steps", "4", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((out / "metrics.json").read_text())["method"] == "jsd"
+    held = _rows(4, offset=40)
     assert _kl(out / "final", embedded_dir, held) < _kl(shrunk, embedded_dir, held)
 
 

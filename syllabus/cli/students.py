@@ -179,7 +179,7 @@ def distill_logits(
         Optional[str],
         typer.Option(
             "--method",
-            help="taid (a target moving from the student to the teacher) or kl. Default: distillation.method.",
+            help="taid (a target moving from the student to the teacher), kl, or jsd (generalized JSD, TRL's). Default: distillation.method.",
         ),
     ] = None,
     out: OutOpt = None,

@@ -19,10 +19,10 @@ from ..errors import UserError
 from ..fsutil import atomic_write_text
 from ..project import DistillationConfig, StudentConfig
 from .data import load_training_data
-from .taid import TaidSchedule, distill_loss
+from .taid import TaidSchedule, distill_loss, jsd_loss
 
 STATE_FILE = "taid.json"  # TAID's schedule state, in each checkpoint
-METHODS = ("taid", "kl")
+METHODS = ("taid", "kl", "jsd")
 
 
 def _default(section: Any, name: str) -> Any:
@@ -53,6 +53,7 @@ class DistillTrainOptions:
     t_end: float = _default(DistillationConfig, "t_end")
     alpha: float = _default(DistillationConfig, "alpha")
     beta: float = _default(DistillationConfig, "beta")
+    jsd_beta: float = _default(DistillationConfig, "jsd_beta")
     chunk: int = _default(DistillationConfig, "chunk")
     dtype: str = _default(StudentConfig, "dtype")
     quiet: bool = False
@@ -132,10 +133,12 @@ def train_distill(options: DistillTrainOptions):
             with torch.no_grad():
                 target = teacher(input_ids=ids.to(teacher.device), attention_mask=attention.to(teacher.device))
             mask = inputs["labels"][:, 1:] != -100  # the completion tokens each position predicts
-            t = self.schedule.t if self.schedule is not None else 1.0
-            loss = distill_loss(
-                outputs.logits[:, :-1], target.logits[:, :-1].to(outputs.logits.device), mask, t, options.chunk
-            )
+            student_logits, teacher_logits = outputs.logits[:, :-1], target.logits[:, :-1].to(outputs.logits.device)
+            if options.method == "jsd":
+                loss = jsd_loss(student_logits, teacher_logits, mask, options.jsd_beta, options.chunk)
+            else:
+                t = self.schedule.t if self.schedule is not None else 1.0
+                loss = distill_loss(student_logits, teacher_logits, mask, t, options.chunk)
             self.losses.append(float(loss.detach()))
             return (loss, outputs) if return_outputs else loss
 

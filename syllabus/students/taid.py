@@ -1,4 +1,4 @@
-"""Logit distillation losses: TAID's interpolated target, and plain KL as its baseline.
+"""Logit distillation losses: TAID's interpolated target, and plain KL and generalized JSD as baselines.
 
 Text-level distillation (SFT on the teacher's sampled answers) keeps only the tokens the
 teacher happened to sample. When teacher and student share a tokenizer the student can
@@ -57,6 +57,35 @@ def distill_loss(student_logits, teacher_logits, mask, t: float = 1.0, chunk: in
         s, te = student[start : start + chunk], teacher[start : start + chunk]
         target = interpolated_target(s, te, t)
         total = total - (target * torch.log_softmax(s.float(), dim=-1)).sum()
+    return total / count
+
+
+def _generalized_jsd():
+    """TRL's generalized JSD (GKD, Agarwal et al. 2024), where the installed TRL keeps it."""
+    try:
+        from trl.experimental.gkd import GKDTrainer
+    except ImportError:  # TRL before 1.0 kept GKD at the top level
+        from trl import GKDTrainer
+    return GKDTrainer.generalized_jsd_loss
+
+
+def jsd_loss(student_logits, teacher_logits, mask, beta: float = 0.5, chunk: int = CHUNK):
+    """Mean over the masked positions of TRL's generalized JSD between student and teacher
+    (beta = 0: forward KL, 1: reverse KL, between: the mixture's JSD), `chunk` positions at a time."""
+    vocabulary = student_logits.shape[-1]
+    if teacher_logits.shape[-1] != vocabulary:
+        raise ValueError(f"student and teacher vocabularies differ ({vocabulary} against {teacher_logits.shape[-1]})")
+    keep = mask.reshape(-1).bool()
+    student = student_logits.reshape(-1, vocabulary)[keep]
+    teacher = teacher_logits.reshape(-1, vocabulary)[keep]
+    count = student.shape[0]
+    if count == 0:
+        return student_logits.sum() * 0.0
+    divergence = _generalized_jsd()
+    total = 0.0
+    for start in range(0, count, chunk):
+        s, te = student[start : start + chunk].float(), teacher[start : start + chunk].float()
+        total = total + divergence(s[None], te[None], beta=beta, reduction="sum")
     return total / count
 
 
