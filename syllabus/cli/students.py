@@ -191,7 +191,7 @@ def distill_logits(
     save_steps: SaveOpt = None,
     project: ProjectOption = None,
 ) -> None:
-    """Logit distillation: the student learns the teacher's whole next-token distribution (TAID or KL).
+    """Logit distillation: the student learns the teacher's whole next-token distribution (TAID, KL or JSD).
 
     Teacher and student must share a tokenizer (sizes of one family; a shrunk copy from
     `syllabus students shrink`). Settings: `distillation:` in syllabus.yaml.

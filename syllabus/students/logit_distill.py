@@ -1,4 +1,4 @@
-"""`syllabus train distill`: the student learns the teacher's next-token distribution (TAID or KL).
+"""`syllabus train distill`: the student learns the teacher's next-token distribution (TAID, KL or JSD).
 
 Built on TRL's SFTTrainer, which turns the project's prompt-completion rows into input ids
 with the completion tokens marked, checkpoints and resumes; only the loss is ours
