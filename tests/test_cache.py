@@ -289,8 +289,12 @@ def test_a_run_folder_made_by_an_older_build_resumes_without_asking_again(tmp_pa
 
     project = tmp_path / "p"
     assert run_cli("init", str(project)).returncode == 0
-    config = project / "syllabus.yaml"  # no redraws: the refused answers would be drawn again (new requests)
-    config.write_text(config.read_text().replace("max_tokens: 256}", "max_tokens: 256, redraws: 0}"))
+    # As that build's `init` wrote it (no frequency penalty), and no redraws: the refused answers would be
+    # drawn again (new requests).
+    config = project / "syllabus.yaml"
+    old = config.read_text().replace("max_tokens: 256, frequency_penalty: 0.5}", "max_tokens: 256, redraws: 0}")
+    assert "redraws: 0" in old
+    config.write_text(old)
     (project / "runs" / "default").mkdir(parents=True)
     shutil.copy(Path(__file__).parent / "data" / "cache-9a1f78f.sqlite", project / "runs/default/cache.sqlite")
     result = run_cli(
