@@ -270,16 +270,35 @@ class GlanGenerator:
         answered = await self.runner.run(self.stages.answer, AnswerItem(item, question))
         return (question, answered.results[0], answered.replies[0].finish_reason) if answered.results else None
 
-    def _row(self, item: QuestionItem, question: str, answer: str, finish: str) -> dict:
-        node, combo, stages = item.node, item.combo, self.settings.stages
-        backend = self.runner.teacher.backend
-        # Prompt erasure: the strategy shaped the teacher's answer, but the student is trained
-        # on the question under a generic system message, so it learns to answer that way unasked.
+    def _pair(self, question: str, answer: str) -> dict[str, Any]:
+        """The training pair. Prompt erasure: the strategy shaped the teacher's answer, but the student
+        is trained on the question under a generic system message, so it learns to answer that way unasked."""
         system = self.settings.system_prompt
         prompt = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
+        return {"prompt": prompt, "completion": [{"role": "assistant", "content": answer}]}
+
+    def _provenance(
+        self, question_stage: str, item: QuestionItem | SkillMixItem, question: str, answer: str, finish: str
+    ) -> dict[str, Any]:
+        """What made the row, the same for every kind of question: teacher, templates and sampling of
+        its question stage and the answer stage, seed, round, and the content hash."""
+        backend, stages, names = self.runner.teacher.backend, self.settings.stages, (question_stage, "answer")
         return {
-            "prompt": prompt,
-            "completion": [{"role": "assistant", "content": answer}],
+            "question_index": item.index,
+            "teacher": backend.model,
+            "teacher_backend": backend.kind,
+            "templates": {name: self.templates.get(name).version for name in names},
+            "sampling": {name: stages[name].model_dump() for name in names},
+            "seed": self.settings.seed,
+            "round": item.round,
+            "finish_reason": finish,
+            "content_hash": content_hash(question, answer),
+        }
+
+    def _row(self, item: QuestionItem, question: str, answer: str, finish: str) -> dict:
+        node, combo = item.node, item.combo
+        return {
+            **self._pair(question, answer),
             "bloom_level": item.bloom,
             "strategy": item.strategy,
             "taxonomy_path": node.path,
@@ -290,15 +309,7 @@ class GlanGenerator:
             "session_indices": list(combo.session_indices),
             "key_concepts": list(combo.concepts),
             "difficulty": combo.difficulty,
-            "question_index": item.index,
-            "teacher": backend.model,
-            "teacher_backend": backend.kind,
-            "templates": {name: self.templates.get(name).version for name in ("question", "answer")},
-            "sampling": {name: stages[name].model_dump() for name in ("question", "answer")},
-            "seed": self.settings.seed,
-            "round": item.round,
-            "finish_reason": finish,
-            "content_hash": content_hash(question, answer),
+            **self._provenance("question", item, question, answer, finish),
         }
 
     # Skill-Mix questions ---------------------------------------------------------
@@ -324,14 +335,10 @@ class GlanGenerator:
     def _mixed_row(self, item: SkillMixItem, question: str, answer: str, finish: str) -> dict:
         """A mixed question's row: the fields of a GLAN row (the first discipline's where one value
         is asked for) and every discipline, subject, session and concept it combines."""
-        parts, stages = item.parts, self.settings.stages
+        parts = item.parts
         first = parts[0]
-        backend = self.runner.teacher.backend
-        system = self.settings.system_prompt
-        prompt = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
         return {
-            "prompt": prompt,
-            "completion": [{"role": "assistant", "content": answer}],
+            **self._pair(question, answer),
             "bloom_level": item.bloom,
             "strategy": item.strategy,
             "taxonomy_path": first.node.path,
@@ -346,15 +353,7 @@ class GlanGenerator:
             "key_concepts": [p.concept for p in parts],
             "difficulty": MIXED,
             "skill_mix": len(parts),
-            "question_index": item.index,
-            "teacher": backend.model,
-            "teacher_backend": backend.kind,
-            "templates": {name: self.templates.get(name).version for name in ("skill_mix", "answer")},
-            "sampling": {name: stages[name].model_dump() for name in ("skill_mix", "answer")},
-            "seed": self.settings.seed,
-            "round": item.round,
-            "finish_reason": finish,
-            "content_hash": content_hash(question, answer),
+            **self._provenance("skill_mix", item, question, answer, finish),
         }
 
     async def _skill_mix(

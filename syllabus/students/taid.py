@@ -35,14 +35,12 @@ def interpolated_target(student_logits, teacher_logits, t: float):
     return torch.softmax(mixed, dim=-1)
 
 
-def distill_loss(student_logits, teacher_logits, mask, t: float = 1.0, chunk: int = CHUNK):
-    """Mean over the positions where `mask` is true of the cross-entropy of the student against TAID's
-    target at `t` (t = 1: against the teacher's distribution, plain KL up to a constant).
+def _masked_mean(student_logits, teacher_logits, mask, chunk: int, summed):
+    """The mean over the positions where `mask` is true of `summed(student, teacher)`, a loss summed
+    over the rows of a chunk: only the masked positions are gathered, then handled `chunk` at a time,
+    so the (positions x vocabulary) fp32 tensors never exist all at once.
 
-    student_logits, teacher_logits: (..., positions, vocabulary); mask: (..., positions) booleans.
-    Only the masked positions are gathered, then handled `chunk` at a time."""
-    import torch
-
+    student_logits, teacher_logits: (..., positions, vocabulary); mask: (..., positions) booleans."""
     vocabulary = student_logits.shape[-1]
     if teacher_logits.shape[-1] != vocabulary:
         raise ValueError(f"student and teacher vocabularies differ ({vocabulary} against {teacher_logits.shape[-1]})")
@@ -52,12 +50,20 @@ def distill_loss(student_logits, teacher_logits, mask, t: float = 1.0, chunk: in
     count = student.shape[0]
     if count == 0:
         return student_logits.sum() * 0.0
-    total = student.new_zeros((), dtype=torch.float32)
-    for start in range(0, count, chunk):
-        s, te = student[start : start + chunk], teacher[start : start + chunk]
-        target = interpolated_target(s, te, t)
-        total = total - (target * torch.log_softmax(s.float(), dim=-1)).sum()
+    total = sum(summed(student[i : i + chunk], teacher[i : i + chunk]) for i in range(0, count, chunk))
     return total / count
+
+
+def distill_loss(student_logits, teacher_logits, mask, t: float = 1.0, chunk: int = CHUNK):
+    """Mean over the masked positions of the cross-entropy of the student against TAID's target at
+    `t` (t = 1: against the teacher's distribution, plain KL up to a constant)."""
+    import torch
+
+    def summed(student, teacher):
+        target = interpolated_target(student, teacher, t)
+        return -(target * torch.log_softmax(student.float(), dim=-1)).sum()
+
+    return _masked_mean(student_logits, teacher_logits, mask, chunk, summed)
 
 
 def _generalized_jsd():
@@ -71,39 +77,26 @@ def _generalized_jsd():
 
 def jsd_loss(student_logits, teacher_logits, mask, beta: float = 0.5, chunk: int = CHUNK):
     """Mean over the masked positions of TRL's generalized JSD between student and teacher
-    (beta = 0: forward KL, 1: reverse KL, between: the mixture's JSD), `chunk` positions at a time."""
-    vocabulary = student_logits.shape[-1]
-    if teacher_logits.shape[-1] != vocabulary:
-        raise ValueError(f"student and teacher vocabularies differ ({vocabulary} against {teacher_logits.shape[-1]})")
-    keep = mask.reshape(-1).bool()
-    student = student_logits.reshape(-1, vocabulary)[keep]
-    teacher = teacher_logits.reshape(-1, vocabulary)[keep]
-    count = student.shape[0]
-    if count == 0:
-        return student_logits.sum() * 0.0
+    (beta = 0: forward KL, 1: reverse KL, between: the mixture's JSD)."""
     divergence = _generalized_jsd()
-    total = 0.0
-    for start in range(0, count, chunk):
-        s, te = student[start : start + chunk].float(), teacher[start : start + chunk].float()
-        total = total + divergence(s[None], te[None], beta=beta, reduction="sum")
-    return total / count
+
+    def summed(student, teacher):
+        return divergence(student.float()[None], teacher.float()[None], beta=beta, reduction="sum")
+
+    return _masked_mean(student_logits, teacher_logits, mask, chunk, summed)
 
 
 def kl_to_teacher(student_logits, teacher_logits, mask, chunk: int = CHUNK) -> float:
     """Mean KL(teacher || student) over the masked positions: how far the student is from its teacher."""
     import torch
 
-    vocabulary = student_logits.shape[-1]
-    keep = mask.reshape(-1).bool()
-    student = student_logits.reshape(-1, vocabulary)[keep]
-    teacher = teacher_logits.reshape(-1, vocabulary)[keep]
-    total, count = 0.0, student.shape[0]
+    def summed(student, teacher):
+        log_t = torch.log_softmax(teacher.float(), dim=-1)
+        log_s = torch.log_softmax(student.float(), dim=-1)
+        return (log_t.exp() * (log_t - log_s)).sum()
+
     with torch.no_grad():
-        for start in range(0, count, chunk):
-            log_t = torch.log_softmax(teacher[start : start + chunk].float(), dim=-1)
-            log_s = torch.log_softmax(student[start : start + chunk].float(), dim=-1)
-            total += float((log_t.exp() * (log_t - log_s)).sum())
-    return total / count if count else 0.0
+        return float(_masked_mean(student_logits, teacher_logits, mask, chunk, summed))
 
 
 @dataclass
