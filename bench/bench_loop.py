@@ -12,7 +12,7 @@ from exam items, decides on dev items, and only at its end are its best student 
 untrained one examined on the **test** items (RUN/test/, written by the loop itself after
 every decision). Arms: `loop` (the example's defaults) over `--seeds`; `baseline` (GLAN
 rows, no feedback); one seed each of the ablations that justify a default
-(`no-restate`: no restatements, `no-rehearsal`, `previous`: continue from the last round, `dpo`: DPO on, `glan`: 30% GLAN
+(`no-solutions`: the exam items' worked solutions unused, `no-restate`: no restatements, `no-rehearsal`, `previous`: continue from the last round, `dpo`: DPO on, `glan`: 30% GLAN
 rows, `shortest`: the shortest sound draft). Realised rows are recorded per arm.
 
 Reported: per test item, correctness averaged over seeds; per node and pooled over the
@@ -58,8 +58,9 @@ ARMS: dict[str, tuple[dict, bool]] = {
     "glan": ({"generated": 0.3}, False),
     "shortest": ({"choose": "shortest"}, False),
     "no-restate": ({"restatements": False}, False),
+    "no-solutions": ({"solutions": False}, False),
 }
-ABLATIONS = ("no-restate", "no-rehearsal", "previous", "dpo", "glan")
+ABLATIONS = ("no-solutions", "no-restate", "no-rehearsal", "previous", "dpo", "glan")
 
 
 def run_arm(folder: Path, arm: str, *, seed: int, rounds: int, budget: int) -> dict:

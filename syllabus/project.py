@@ -274,7 +274,10 @@ class LoopConfig(_Strict):
     # Rehearsal (S3FT): exam items the student already answers right, in its own words, trained on again.
     rehearsal: float = Field(0.3, ge=0, le=1)  # share of a node's rows
     rehearsal_per_node: int = Field(10, ge=0, le=100_000)  # at most this many a node and round
-    corrections: bool = True  # hinted corrections by the teacher where no self-answer is sound
+    # An exam item's worked `solution` (items file) is its row where no self-answer is sound: a
+    # procedure the student can carry to unseen questions. The teacher is not asked about those items.
+    solutions: bool = True
+    corrections: bool = True  # hinted corrections by the teacher where no self-answer or solution is sound
     correction_samples: int = Field(2, ge=1, le=16)  # correction drafts per mistake
     # Where nothing is sound yet: the question restated with a blank by the teacher, the blank
     # filled with the reference (shown the node's own restatements; grounded in the reference).

@@ -60,6 +60,26 @@ def test_a_file_without_splits_is_split_per_node_the_same_way_each_time(tmp_path
     assert len(first.exam) == 30 and not first.test
 
 
+def test_worked_solutions_are_kept_for_exam_items_only(tmp_path):
+    rows = [
+        {
+            "question": "What is 12 plus 30?",
+            "answer": "42",
+            "node": NODES[0],
+            "split": "exam",
+            "solution": "12 + 30: 10 + 30 = 40, 2 + 0 = 2, so 40 + 2 = 42.",
+        },
+        {"question": "What is 5 plus 5?", "answer": "10", "node": NODES[0], "split": "dev", "solution": "5 + 5 = 10."},
+        {"question": "What is 6 plus 6?", "answer": "12", "node": NODES[0], "split": "test", "solution": "6 + 6 = 12."},
+        {"question": "What is 7 plus 7?", "answer": "14", "node": NODES[0], "split": "exam"},
+    ]
+    items = load_items(write_jsonl(tmp_path / "items.jsonl", rows), [NODES[0]])
+    assert items.solution("what is 12 plus 30") == rows[0]["solution"]  # looked up by the question key
+    assert items.solution("What is 7 plus 7?") is None
+    # Dev and test solutions are never read: the loop could only train on them.
+    assert items.solution("What is 5 plus 5?") is None and items.solution("What is 6 plus 6?") is None
+
+
 @pytest.mark.parametrize(
     "rows, message, line",
     [
@@ -77,6 +97,25 @@ def test_a_file_without_splits_is_split_per_node_the_same_way_each_time(tmp_path
             [{"question": "Q1?", "answer": "1", "node": NODES[0], "split": "exam"}],
             f"'{NODES[0]}' has no dev item",
             None,
+        ),
+        (
+            [
+                {"question": "What is 2 plus 2?", "answer": "4", "node": NODES[0], "split": "dev"},
+                {
+                    "question": "What is 3 plus 4?",
+                    "answer": "7",
+                    "node": NODES[0],
+                    "split": "exam",
+                    "solution": "3 + 4 = 8.",
+                },
+            ],
+            "does not end at the answer '7'",
+            2,
+        ),
+        (
+            [{"question": "What is 3 plus 4?", "answer": "7", "node": NODES[0], "split": "exam", "solution": 7}],
+            "`solution` must be a non-empty text",
+            1,
         ),
     ],
 )

@@ -211,6 +211,45 @@ def test_a_sound_self_answer_is_preferred_over_the_teachers_draft_and_rehearsal_
     assert fixes[exam[0].question]["pair"] is True
 
 
+def test_a_worked_solution_is_the_row_before_the_teachers_drafts_and_after_a_sound_own_answer(round_one):
+    from dataclasses import replace
+
+    loop, node, exam = round_one
+    r1 = loop.layout.round(1)
+    solved = {p.question: f"Its capital city is {p.answer}." for p in exam[:2]}
+    loop.items = replace(loop.items, solutions={p.key: solved[p.question] for p in exam[:2]})
+    own = _restating(exam[0].question, exam[0].answer)
+    tried = [
+        {
+            **_answer(node, exam[0].question, exam[0].answer, "No.", False),
+            "samples": [{"text": own, "finish_reason": "stop"}],
+        },
+        {
+            **_answer(node, exam[1].question, exam[1].answer, "No.", False),
+            "samples": [{"text": "No idea.", "finish_reason": "stop"}],
+        },
+    ]
+    write_jsonl(r1.self_answers, tried)
+    # Neither item needs the teacher: one has a sound own answer, the other a solution. No teacher
+    # is opened at all (this project's teacher is the embedded model: it would be loaded).
+    steps.correct(loop, 1)
+    steps.restate(loop, 1)
+    assert r1.corrections.read_text() == "" and r1.restatements.read_text() == ""
+    write_jsonl(r1.corrections, [{**tried[1], "drafts": [_restating(exam[1].question, exam[1].answer)]}])
+    steps.select_rows(loop, 1)
+    fixes = {r["question"]: r for r in map(json.loads, r1.selected.read_text().splitlines()) if r["kind"] == "fix"}
+    assert (fixes[exam[0].question]["source"], fixes[exam[0].question]["answer"]) == ("self", own)
+    assert (fixes[exam[1].question]["source"], fixes[exam[1].question]["answer"]) == (
+        "solution",
+        solved[exam[1].question],
+    )
+    # Switched off, the teacher's draft is the row again.
+    loop.settings = loop.settings.model_copy(update={"solutions": False})
+    steps.select_rows(loop, 1)
+    fixes = {r["question"]: r for r in map(json.loads, r1.selected.read_text().splitlines()) if r["kind"] == "fix"}
+    assert fixes[exam[1].question]["source"] == "correction"
+
+
 def test_a_restatement_filled_with_the_reference_is_the_row_where_nothing_else_is_sound(round_one):
     loop, node, exam = round_one
     r1 = loop.layout.round(1)

@@ -116,9 +116,10 @@ def answer_again(loop: RoundContext, k: int) -> None:
 
 
 def correct(loop: RoundContext, k: int) -> None:
-    """The teacher's hinted corrections, for each tried mistake none of whose retries is sound."""
+    """The teacher's hinted corrections, for each tried mistake none of whose retries is sound and
+    that has no worked solution."""
     tried = read_jsonl(loop.layout.round(k).self_answers)
-    unfixed = [m for m in tried if not _checked(m, _own_tries(m))[0]]
+    unfixed = [m for m in tried if not _checked(m, _own_tries(m))[0] and _solution(loop, m) is None]
     records: list[dict[str, Any]] = []
     if loop.settings.corrections and unfixed:
         from ..generators.corrections import correction_stage
@@ -152,7 +153,7 @@ def restate(loop: RoundContext, k: int) -> None:
     unresolved = []
     for m in tried:
         sound, _ = _checked(m, _own_tries(m) + teacher.get(m["question"], []))
-        if not sound:
+        if not sound and _solution(loop, m) is None:
             unresolved.append(m)
         _add_shot(shots, m["node"], m["question"], m["reference"], [text for text, _ in sound])
     records: list[dict[str, Any]] = []
@@ -212,9 +213,9 @@ def _teacher_drafts(path: Path, source: str) -> dict[str, list[tuple[str, str, s
 
 
 def select_rows(loop: RoundContext, k: int) -> None:
-    """Per node: fixes (sound own answers first, then sound corrections and restatements), then
-    rehearsal; each item's row the draft the student finds most likely (or the shortest). Every
-    candidate is recorded."""
+    """Per node: fixes (sound own answers first, then the item's worked solution, then sound corrections
+    and restatements), then rehearsal; each item's row the draft the student finds most likely (or the
+    shortest). Every candidate is recorded."""
     folder = loop.layout.round(k)
     corrected = _teacher_drafts(folder.corrections, "correction")
     restated = _teacher_drafts(folder.restatements, "restatement")
@@ -232,6 +233,9 @@ def select_rows(loop: RoundContext, k: int) -> None:
             candidates.append({**a, "kind": "rehearsal", "options": options})
     for c in candidates:
         c["sound"], c["unsound"] = _checked(c, c["options"])
+        solution = _solution(loop, c) if c["kind"] == "fix" else None
+        if solution is not None and not any(source == "self" for _, source in c["sound"]):
+            c["sound"] = [(solution, "solution")]  # the author's worked answer before the teacher's drafts
     scores = _likelihoods(loop, k, candidates) if loop.settings.choose == "likelihood" else {}
     budgets = budgets_of(loop, k)
     records: list[dict[str, Any]] = []
@@ -276,6 +280,13 @@ def select_rows(loop: RoundContext, k: int) -> None:
             records.append(record)
     atomic_write_jsonl(folder.selected, records)
     write_json(folder.selected_counts, dict(sorted(counts.items())))
+
+
+def _solution(loop: RoundContext, item: dict[str, Any]) -> str | None:
+    """The exam item's worked solution, where the loop uses them (`loop.solutions`; never the baseline)."""
+    if loop.options.baseline or not loop.settings.solutions:
+        return None
+    return loop.items.solution(item["question"])
 
 
 def _own_tries(mistake: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -445,6 +456,7 @@ def assemble(loop: RoundContext, k: int) -> None:
         folder.rows,
         {
             "self": sources["self"],
+            "solutions": sources["solution"],
             "corrections": sources["correction"],
             "restatements": sources["restatement"],
             "rehearsal": sources["rehearsal"],

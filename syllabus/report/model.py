@@ -46,7 +46,7 @@ PROVENANCE = (
     "judge_score",
     "skill_mix_score",
 )
-ROW_KINDS = ("self", "corrections", "restatements", "rehearsal", "generated", "earlier", "pairs")
+ROW_KINDS = ("self", "solutions", "corrections", "restatements", "rehearsal", "generated", "earlier", "pairs")
 
 
 def read_run(path: str | Path, *, taxonomy: list[str] | None = None) -> dict[str, Any]:

@@ -7,8 +7,14 @@ refuse training data that holds one. All three are kept apart by `data.keys.ques
 the same key that dedup, decontamination and the probe-leak check use, so "the same
 question" means one thing everywhere.
 
-Items come from a JSONL file (question, answer, node, and optionally split). A file with
-no `split` column is split per node, seeded: `dev_share` of each node's items are dev.
+Items come from a JSONL file (question, answer, node, and optionally split and solution).
+A file with no `split` column is split per node, seeded: `dev_share` of each node's items are dev.
+
+An exam item may carry a worked `solution` that ends at its answer ("One kilometer is 1000
+meters, so 7 kilometers is 7 x 1000 = 7000 meters."), as GSM8K and MATH ship theirs. Where
+the student cannot answer it, the loop trains on that solution: a procedure a small student
+can carry to questions it never saw, where a bare answer only teaches that one question's
+value. Solutions of dev and test items are never read.
 """
 
 from __future__ import annotations
@@ -16,9 +22,10 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..data.keys import question_key
 from ..data.read import iter_jsonl
 from ..errors import UserError
 from .probes import Probe, probe_from_row
@@ -32,6 +39,11 @@ class Items:
     dev: tuple[Probe, ...]
     test: tuple[Probe, ...]
     source: Path
+    solutions: dict[bytes, str] = field(default_factory=dict)  # exam question key -> worked solution
+
+    def solution(self, question: str) -> str | None:
+        """The exam item's worked solution, or None."""
+        return self.solutions.get(question_key(question))
 
     def of(self, split: str, node: str) -> list[Probe]:
         return [p for p in getattr(self, split) if p.node == node]
@@ -66,6 +78,7 @@ def load_items(
     by_split: dict[str, list[Probe]] = {s: [] for s in SPLITS}
     unsplit: dict[str, list[Probe]] = defaultdict(list)
     seen: dict[bytes, tuple[str, str]] = {}  # key -> (split, where)
+    solutions: dict[bytes, str] = {}
     rows = list(iter_jsonl(path))
     if not rows:
         raise UserError("the loop's items file is empty", where=path)
@@ -88,6 +101,8 @@ def load_items(
                 hint="each question is one item: remove one of the two lines",
             )
         seen[probe.key] = (split or "?", where)
+        if row.get("solution") is not None:
+            solutions[probe.key] = _checked_solution(row["solution"], probe, where)
         if split is None:
             unsplit[probe.node].append(probe)
         else:
@@ -117,4 +132,28 @@ def load_items(
                     hint=f'add lines with "node": "{node}", "split": "{split}" '
                     "(the loop corrects exam items and decides on dev items)",
                 )
-    return Items(tuple(by_split["exam"]), tuple(by_split["dev"]), tuple(by_split["test"]), path)
+    exam = tuple(by_split["exam"])
+    return Items(
+        exam,
+        tuple(by_split["dev"]),
+        tuple(by_split["test"]),
+        path,
+        {p.key: solutions[p.key] for p in exam if p.key in solutions},
+    )
+
+
+def _checked_solution(solution: object, probe: Probe, where: str) -> str:
+    """A solution the grader credits with the item's answer; anything else is a mistake in the file,
+    which the loop would otherwise teach."""
+    from .examine import grade
+
+    if not isinstance(solution, str) or not solution.strip():
+        raise UserError("`solution` must be a non-empty text", where=where, hint="or leave the key out")
+    _, correct = grade(probe.answer, solution, probe.question)
+    if correct is False:
+        raise UserError(
+            f"the solution does not end at the answer {probe.answer!r}: {solution.strip()!r}",
+            where=where,
+            hint="state the answer last (the grader reads the last value the question does not name), or fix the answer",
+        )
+    return solution.strip()
