@@ -137,7 +137,11 @@ def test_every_node_has_enough_items_in_every_split(taxonomy, items):
 
 def test_items_are_short_distinct_and_readable_as_probes(items):
     for item in items:
-        assert set(item) == {"question", "answer", "node", "split"}, item
+        assert (
+            {"question", "answer", "node", "split"} <= set(item) <= {"question", "answer", "node", "split", "solution"}
+        )
+        # Worked solutions only on exam items (dev and test ones would never be read), ending at the answer.
+        assert "solution" not in item or item["split"] == "exam", item
         assert isinstance(item["answer"], str) and item["answer"].strip() == item["answer"] != "", item
         assert len(item["answer"].split()) <= 3, item
         if any(ch.isdigit() for ch in item["answer"]):
@@ -158,6 +162,17 @@ def test_computed_answers_are_right(items):
             checked[item["node"]] += 1
     assert set(checked) == {"mathematics/arithmetic", "physics/units", "reasoning/calendar"}
     assert all(count >= 60 for count in checked.values()), checked
+
+
+def test_the_weak_nodes_exam_items_carry_solutions_that_the_grader_credits(items):
+    from syllabus.students.examine import grade
+
+    weak = ("mathematics/arithmetic", "physics/units", "reasoning/calendar")
+    solved = [i for i in items if "solution" in i]
+    assert {i["node"] for i in solved} == set(weak)
+    assert len(solved) == sum(1 for i in items if i["node"] in weak and i["split"] == "exam")
+    for item in solved:
+        assert grade(item["answer"], item["solution"], item["question"])[1] is True, item
 
 
 def test_the_checker_recomputes_known_answers():
