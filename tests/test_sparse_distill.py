@@ -3,9 +3,12 @@ when k covers the vocabulary, gradients into the student only."""
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 
 import pytest
+from conftest import run_cli, write_jsonl
 
 from syllabus.students.taid import distill_loss, local_topk, sparse_buckets, sparse_distill_loss
 
@@ -97,3 +100,145 @@ def test_positions_with_nothing_masked_give_zero_and_mismatched_shapes_are_refus
     loss.backward()
     with pytest.raises(ValueError, match="differ"):
         sparse_distill_loss(student, ids, logprobs[..., :1], torch.ones(1, 2, dtype=torch.bool))
+
+
+# A real student and a real served teacher ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shrunk(embedded_dir, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("shrunk") / "small"
+    done = run_cli("students", "shrink", "--layers", "4", "--out", str(folder), cwd=folder.parent)
+    assert done.returncode == 0, done.stderr
+    return folder
+
+
+def _chat(a: int) -> list[dict]:
+    return [
+        {"role": "user", "content": f"What is {a} plus {a + 3}?"},
+        {"role": "assistant", "content": f"{a} plus {a + 3} is {2 * a + 3}. Café “ok” 你好"},
+    ]
+
+
+@pytest.mark.slow
+def test_a_local_teachers_full_top_k_gives_the_dense_loss_on_real_logits(shrunk, embedded_dir):
+    from syllabus.backends.local import load_causal_lm
+
+    student, tokenizer = load_causal_lm(shrunk, dtype="float32")
+    teacher, _ = load_causal_lm(embedded_dir, dtype="float32")
+    ids = tokenizer(tokenizer.apply_chat_template(_chat(4), tokenize=False), return_tensors="pt").input_ids
+    with torch.no_grad():
+        s, t_logits = student(ids).logits[:, :-1], teacher(ids).logits[:, :-1]
+    mask = torch.ones(s.shape[:2], dtype=torch.bool)
+    full_ids, full = local_topk(t_logits, t_logits.shape[-1])
+    for t in (0.4, 1.0):
+        assert float(sparse_distill_loss(s, full_ids, full, mask, t, chunk=7)) == pytest.approx(
+            float(distill_loss(s, t_logits, mask, t)), rel=1e-5
+        )
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_the_servers_echo_is_matched_to_the_students_tokens_aligned_or_one_late(llama_server, embedded_dir):
+    """llama.cpp drops a leading BOS (<|im_start|> for SmolLM2) and every later one from its echo; with the
+    BOS there its top-k at entry j predicts echoed token j, without it (plain text) the token after it.
+    Either way the aligned top-k agrees with the local copy of the same model on the likeliest token."""
+    import asyncio
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from syllabus.backends.openai_backend import OpenAIBackend
+    from syllabus.students.served_teacher import TokenTexts, align_row
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded_dir)
+    model = AutoModelForCausalLM.from_pretrained(embedded_dir, dtype=torch.float32)
+    texts = TokenTexts(tokenizer)
+    chat = tokenizer.apply_chat_template(_chat(4), tokenize=False)
+    plain = "The capital of France is Paris. It is a beautiful city with many museums and old bridges."
+    for text, shifted in ((chat, False), (plain, True)):
+        ids = tokenizer(text, add_special_tokens=False).input_ids
+        backend = OpenAIBackend(model="smollm2", base_urls=[llama_server.base_url], api_key=None)
+        tokens, tops = asyncio.run(backend.echo_topk(tokenizer.decode(ids), 5))
+        row = align_row(ids, tokens, tops, texts)
+        assert row.shifted is shifted
+        with torch.no_grad():
+            log_p = torch.log_softmax(model(torch.tensor([ids])).logits[0], -1)
+        known = [p for p in range(1, len(ids)) if row.known[p]]
+        assert len(known) >= len(ids) - 4  # the first token, and the BOS ids the server skipped
+        agree = sum(row.ids[p][0] == int(log_p[p - 1].argmax()) for p in known)
+        assert agree >= 0.85 * len(known), (agree, len(known))  # a Q4 GGUF against the full weights
+        assert all(len(row.ids[p]) <= 6 for p in known)  # top-5, and the echoed token beside them
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_a_served_teacher_distils_and_a_rerun_asks_it_nothing(llama_server, shrunk, tmp_path):
+    rows = [{"prompt": c[:1], "completion": c[1:]} for c in map(_chat, range(6))]
+    train = write_jsonl(tmp_path / "train.jsonl", rows)
+    out = tmp_path / "out"
+    args = [
+        "train", "distill", str(train), "--teacher", "openai:smollm2", "--base-url", llama_server.base_url,
+        "--student", str(shrunk), "--out", str(out), "--batch-size", "3", "--max-steps", "2", "--top-k", "5",
+    ]  # fmt: skip
+
+    def sent() -> tuple[int, int]:
+        log = llama_server.log.read_text(errors="replace")
+        return log.count("POST /v1/completions"), log.count("/v1/models")
+
+    before = sent()
+    done = run_cli(*args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (out / "final" / "model.safetensors").is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["teacher"] == "openai:smollm2" and metrics["top_k"] == 5 and metrics["steps"] == 2
+    assert metrics["teacher_requests"] == {"rows": 6, "from_cache": 0, "answered": 6, "failed": {}}
+    assert all(math.isfinite(e["loss"]) for e in metrics["log_history"] if "loss" in e)
+    first = sent()
+    assert first[0] - before[0] == 6  # one request per row
+    shutil.rmtree(out / "final")
+    shutil.rmtree(out / "checkpoints")
+    again = run_cli(*args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert sent() == first  # not a completion, not even the preflight's model listing
+    assert json.loads((out / "metrics.json").read_text())["teacher_requests"]["from_cache"] == 6
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_a_server_that_tokenises_a_row_otherwise_is_refused_naming_the_row(llama_server, shrunk, tmp_path):
+    from transformers import AutoTokenizer
+
+    other = shutil.copytree(shrunk, tmp_path / "other")
+    tokenizer = AutoTokenizer.from_pretrained(other)
+    tokenizer.add_tokens(["<syllabus-extra-token>"])  # one id for the student, several for the server
+    tokenizer.save_pretrained(other)
+    rows = [{"prompt": c[:1], "completion": c[1:]} for c in map(_chat, range(2))]
+    rows[1]["completion"][0]["content"] += " <syllabus-extra-token>"
+    train = write_jsonl(tmp_path / "train.jsonl", rows)
+    done = run_cli(
+        "train", "distill", str(train), "--teacher", "openai:smollm2", "--base-url", llama_server.base_url,
+        "--student", str(other), "--out", str(tmp_path / "out"), "--max-steps", "1", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-3000:]
+    said = " ".join(done.stderr.split())
+    assert "row 1:" in said and "does not tokenise the row as the student does" in said and "train.jsonl" in said
+    assert not (tmp_path / "out" / "final").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_a_server_without_prompt_logprobs_and_bad_options_are_refused_with_exit_2(
+    llama_server_last_logits, shrunk, tmp_path
+):
+    rows = [{"prompt": c[:1], "completion": c[1:]} for c in map(_chat, range(2))]
+    train = write_jsonl(tmp_path / "train.jsonl", rows)
+    common = ["train", "distill", str(train), "--teacher", "openai:smollm2", "--student", str(shrunk)]
+    url = ["--base-url", llama_server_last_logits.base_url, "--out", str(tmp_path / "out"), "--max-steps", "1"]
+    done = run_cli(*common, *url, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr[-3000:]
+    said = " ".join(done.stderr.split())
+    assert "failed row 0" in said and "--logits_all True" in said
+    jsd = run_cli(*common, *url, "--method", "jsd", cwd=tmp_path)
+    assert jsd.returncode == 2 and "--method jsd needs the teacher's whole distribution" in " ".join(jsd.stderr.split())
+    zero = run_cli(*common, *url, "--top-k", "0", cwd=tmp_path)
+    assert zero.returncode == 2 and "--top-k" in zero.stderr
