@@ -143,6 +143,8 @@ def align_row(ids: list[int], tokens: list[str], tops: list[dict[str, float] | N
 
 @dataclass
 class FetchCounts:
+    """Where each row's top-k came from (OUT/metrics.json's `teacher_requests`): a rerun's shows 0 answered."""
+
     rows: int = 0
     from_cache: int = 0
     answered: int = 0
@@ -153,6 +155,7 @@ class FetchCounts:
 
 
 def topk_key(backend: Any, prompt: str, k: int) -> str:
+    """The cache key of one row's echo: the model, the prompt text and k (not the URL, as for chat)."""
     from ..generators.cache import KEY_VERSION, payload_key
 
     return payload_key(
