@@ -323,6 +323,7 @@ class DistillationConfig(_Strict):
     beta: float = Field(0.99, ge=0, lt=1)  # TAID: momentum of the loss's relative change
     chunk: int = Field(256, ge=1, le=1_000_000)  # completion positions whose vocabulary-wide tensors exist at once
     jsd_beta: float = Field(0.5, ge=0, le=1)  # jsd: 0 forward KL, 1 reverse KL, between the mixture's JSD (GKD)
+    top_k: int = Field(20, ge=1, le=100)  # a served teacher: log-probabilities per token asked of it (plus a tail)
 
 
 class ProjectConfig(_Strict):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import os
 import time
 from pathlib import Path
@@ -362,6 +363,35 @@ class OpenAIBackend:
             (t if isinstance(t, str) else "", float(v) if isinstance(v, (int, float)) else None)
             for t, v in zip(tokens, values)
         ]
+
+    async def echo_topk(self, prompt: str, k: int) -> tuple[list[str], list[dict[str, float] | None]]:
+        """The text of each token the server echoes back for `prompt`, and its top-`k` log-probabilities
+        keyed by token text (None where the server gives none, as the first); what a served teacher
+        is distilled from (students/served_teacher.py). Malformed entries fail the request."""
+        from openai.types import Completion as TextCompletion
+
+        response = await self._post(
+            "/completions",
+            {"model": self.model, "prompt": prompt, "max_tokens": 1, "temperature": 0.0, "echo": True, "logprobs": k},
+            TextCompletion,
+        )
+        choices = getattr(response, "choices", None)
+        logprobs = getattr(choices[0], "logprobs", None) if isinstance(choices, list) and choices else None
+        tokens, tops = getattr(logprobs, "tokens", None), getattr(logprobs, "top_logprobs", None)
+        if not (isinstance(tokens, list) and isinstance(tops, list) and len(tokens) == len(tops)):
+            raise RequestFailed("malformed response", "no logprobs.tokens / top_logprobs in the completion")
+        entries: list[dict[str, float] | None] = []
+        for top in tops:
+            if top is None:
+                entries.append(None)
+                continue
+            if not isinstance(top, dict) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v <= 1e-3
+                for v in top.values()
+            ):
+                raise RequestFailed("malformed response", "a top_logprobs entry is not a map of log-probabilities")
+            entries.append({self._from_server(str(key)): min(0.0, float(v)) for key, v in top.items()})
+        return [self._from_server(t) if isinstance(t, str) else "" for t in tokens], entries
 
     async def score(self, prompt: list[dict[str, str]], continuations: list[str]):
         """One echo request per continuation; its tokens are found at the end of the echoed prompt.

@@ -172,7 +172,12 @@ def distill_logits(
         Path, typer.Argument(help="Run folder, datasets folder, JSONL or Parquet (prompt/completion or messages).")
     ],
     teacher: Annotated[
-        str, typer.Option("--teacher", help="'embedded' or a model folder that shares the student's tokenizer.")
+        str,
+        typer.Option(
+            "--teacher",
+            help="'embedded', a model folder that shares the student's tokenizer, or 'openai:MODEL' served at "
+            "--base-url (distilled from its top-k log-probabilities).",
+        ),
     ],
     student: StudentOpt = None,
     method: Annotated[
@@ -189,6 +194,19 @@ def distill_logits(
     batch_size: BatchOpt = None,
     max_length: LengthOpt = None,
     save_steps: SaveOpt = None,
+    top_k: Annotated[
+        Optional[int],
+        typer.Option(
+            "--top-k",
+            min=1,
+            max=100,
+            help="A served teacher: log-probabilities per token. Default: distillation.top_k.",
+        ),
+    ] = None,
+    base_url: Annotated[
+        Optional[list[str]],
+        typer.Option("--base-url", help="OpenAI-compatible server of an 'openai:MODEL' teacher (repeat to spread)."),
+    ] = None,
     project: ProjectOption = None,
 ) -> None:
     """Logit distillation: the student learns the teacher's whole next-token distribution (TAID, KL or JSD).
@@ -198,6 +216,10 @@ def distill_logits(
 
     Example: `syllabus students shrink --layers 12 --out students/small && syllabus train distill
     runs/default --teacher embedded --student students/small --max-steps 50`
+
+    A served teacher (`--teacher openai:MODEL --base-url URL`) distils too: its top-k log-probabilities
+    at every token of each row (/v1/completions with echo; llama.cpp needs --logits_all True) are asked
+    once, kept in OUT/teacher-cache.sqlite, and the loss is TAID's (or KL) over top-k plus a tail.
 
     A killed run resumes from its last checkpoint, TAID's t included, when the same command is run again.
     """
@@ -219,6 +241,9 @@ def distill_logits(
         batch_size=batch_size,
         max_length=max_length,
         save_steps=save_steps,
+        top_k=top_k,
+        base_urls=base_url,
+        connection=proj.config.teacher,
     )
     result = train_distill(options)
     if result.resumed_from:

@@ -31,6 +31,12 @@ def request_key(backend_kind: str, model: str, request: ChatRequest, template_ve
         "sample_index": request.sample_index,
         "template": template_version,
     }
+    return payload_key(payload)
+
+
+def payload_key(payload: dict) -> str:
+    """The content hash of a request's payload: `request_key`'s for chat requests; other requests
+    (a served teacher's top-k, students/served_teacher.py) hash their own payload, with its own keys."""
     canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
