@@ -1,19 +1,22 @@
-"""How many of the rows asked for does the embedded default teacher keep, with redraws off and on?
+"""How many of the rows asked for does the embedded default teacher keep, with redraws and the quota off and on?
 
 Why (issue 25): a newcomer's first run, and every loop on a machine without a served model,
 is on the embedded SmolLM2-135M teacher. A row that fails a cheap check (a reply that does
 not parse, an answer that is empty, restates the question or is cut at `max_tokens`) is drawn
-again up to `redraws` times; this measures what that buys and what it costs.
+again up to `redraws` times, and a question whose row is still refused is replaced by a new
+question of its discipline while `generation.replacements` x its questions last (the quota);
+this measures what each buys and what it costs.
 
 How: a fresh `syllabus init` project (the shipped syllabus.yaml and example taxonomy) per
 seed; each discipline of the example taxonomy is asked for `--questions` rows (a budget of
 6 per discipline by default), and `make demo`'s run (12 questions over the disciplines by
 weight, the shipped seed) is measured beside them. Arms, in this order, each its own run
 folder:
-  off    every stage's `redraws: 0`
-  on     the shipped settings (redraws 2 for subjects, syllabus, question and answer)
-  penalty  as `on`, with the answer stage's `frequency_penalty` at `--penalty`
-  long   as `on`, with the answer stage's `max_tokens` raised to `--long-tokens`
+  off      every stage's `redraws: 0`, no frequency penalty, `replacements: 0`
+  redraws  redraws as shipped (2 for subjects, syllabus, question and answer), no penalty, no quota
+  penalty  as `redraws`, with the answer stage's `frequency_penalty` at `--penalty`
+  on       the shipped settings: redraws, the penalty, and the quota (`replacements: 0.5`)
+  long     as `on`, with the answer stage's `max_tokens` raised to `--long-tokens`
 The later arms start from a copy of the first arm's request cache, so the stages they share
 (the same seed asks the same subjects, syllabi, questions and first answers) are not asked
 twice: an arm's time and requests are what it adds beyond that (`answered` counts the
@@ -21,7 +24,7 @@ requests sent to the model). Kept / asked per discipline and arm, means over see
 run's per-stage counts go to bench/results/yield.json.
 
 Run (needs `make install`; about half an hour on 2 cores):
-    .venv/bin/python bench/bench_yield.py [--seeds 0 1 2] [--questions 6] [--arms off on penalty]
+    .venv/bin/python bench/bench_yield.py [--seeds 0 1 2] [--questions 6] [--arms off redraws penalty on]
         [--penalty 0.5] [--long-tokens 512]
 """
 
@@ -41,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 from measure import machine  # noqa: E402
 
-ARMS = ("off", "on", "penalty", "long")
+ARMS = ("off", "redraws", "penalty", "on", "long")
 REDRAWN_STAGES = ("subjects", "syllabus", "question", "answer")
 GOAL = 0.9
 
@@ -55,13 +58,18 @@ def project_for(arm: str, folder: Path, long_tokens: int, penalty: float):
     config_file = folder / CONFIG_FILE
     config = load(config_file)
     stages = config["generation"].setdefault("stages", {})
+    answer = stages.setdefault("answer", {})
     if arm == "off":
         for stage in REDRAWN_STAGES:
             stages.setdefault(stage, {})["redraws"] = 0
-    if arm == "long":
-        stages.setdefault("answer", {})["max_tokens"] = long_tokens
+    if arm in ("off", "redraws"):
+        answer["frequency_penalty"] = 0.0
     if arm == "penalty":
-        stages.setdefault("answer", {})["frequency_penalty"] = penalty
+        answer["frequency_penalty"] = penalty
+    if arm in ("off", "redraws", "penalty"):
+        config["generation"]["replacements"] = 0
+    if arm == "long":
+        answer["max_tokens"] = long_tokens
     dump(config, config_file)
     return Project.load(folder)
 
@@ -77,7 +85,10 @@ def run_case(project, run_dir: Path, seed: int | None, budget: dict[str, int] | 
         "seconds": round(seconds, 1),
         "asked": sum(node["requested"] for node in summary["nodes"]),
         "kept": outcome.kept,
-        "per_node": {node["path"]: {"asked": node["requested"], "kept": node["kept"]} for node in summary["nodes"]},
+        "per_node": {
+            node["path"]: {"asked": node["requested"], "replaced": node["replaced"], "kept": node["kept"]}
+            for node in summary["nodes"]
+        },
         "answered": sum(stage["answered"] for stage in summary["stages"].values()),
         "stages": {
             name: {key: stage[key] for key in ("requested", "answered", "parsed", "kept", "unparsed", "redrawn")}
@@ -113,7 +124,7 @@ def measure(
             first_cache = first_cache or run_dir / "cache.sqlite"
             runs.append({"case": case, "arm": arm, **result})
             print(
-                f"{case:8} {arm:5} kept {result['kept']:3}/{result['asked']:3}  "
+                f"{case:8} {arm:8} kept {result['kept']:3}/{result['asked']:3}  "
                 f"answered {result['answered']:4}  {result['seconds']:7.1f} s",
                 flush=True,
             )
@@ -146,7 +157,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--questions", type=int, default=6, help="rows asked for per discipline")
-    parser.add_argument("--arms", nargs="+", choices=ARMS, default=["off", "on", "penalty"])
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=["off", "redraws", "penalty", "on"])
     parser.add_argument("--penalty", type=float, default=0.5, help="the answer stage's frequency_penalty in `penalty`")
     parser.add_argument("--long-tokens", type=int, default=512, help="the answer stage's max_tokens in arm `long`")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/yield.json")

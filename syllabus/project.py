@@ -193,6 +193,10 @@ class SkillMixConfig(_Strict):
 
 class GenerationConfig(_Strict):
     questions: int = Field(24, ge=0)
+    # A quota: a question whose row the cheap checks refuse (after its stages' redraws), or that
+    # gives none, is replaced by a new one of its discipline, up to this share of the questions
+    # asked of it (0: no replacement; the dataset then keeps fewer rows than asked for).
+    replacements: float = Field(0.5, ge=0, le=4)
     # Upper bounds on what sizes lists and prompts: a typo (10**12) is exit 2 at its line, not a
     # MemoryError in --dry-run or a prompt asking for a trillion courses.
     subject_samples: int = Field(2, ge=1, le=64)

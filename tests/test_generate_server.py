@@ -53,11 +53,12 @@ def test_answers_the_checks_would_drop_are_drawn_again_and_a_rerun_asks_nothing(
     """Answers cut at 12 tokens fail the truncation check: each is drawn again (twice at most), each
     redraw its own cached request, counted by reason; the last draw goes on to the filters."""
     project = make_project(
-        max_tokens={"subjects": 60, "syllabus": 120, "question": 48, "answer": 12}, drop_truncated=True
+        max_tokens={"subjects": 60, "syllabus": 120, "question": 48, "answer": 12}, drop_truncated=True, replacements=0
     )
     command = ["generate", "--project", str(project), "--nodes", NODE, "--questions", "3", *teacher_args(llama_server)]
     run_cli(*command)
     summary = json.loads((project / "runs/default/summary.json").read_text())
+    assert summary["nodes"][0]["replaced"] == 0  # replacements: 0 turns the quota off
     answer = summary["stages"]["answer"]
     redrawn = answer["redrawn"].get("truncated", 0)
     assert redrawn > 0 and answer["requested"] == 3 + redrawn <= 3 * 3
@@ -68,6 +69,45 @@ def test_answers_the_checks_would_drop_are_drawn_again_and_a_rerun_asks_nothing(
     run_cli(*command)
     again = json.loads((project / "runs/default/summary.json").read_text())["stages"]["answer"]
     assert cached_answers(project) == before and again["answered"] == 0 and again["from_cache"] == answer["requested"]
+
+
+def test_a_question_whose_row_the_checks_refuse_is_replaced_up_to_the_share_and_a_rerun_asks_nothing(
+    llama_server, make_project
+):
+    """Answers cut at 10 tokens, no redraws: a truncated row goes to the filters (dropped, with its
+    reason) and a new question of the node takes its place, while `replacements` x questions last."""
+    from syllabus.yamlio import dump, load
+
+    project = make_project(
+        max_tokens={"subjects": 60, "syllabus": 120, "question": 48, "answer": 10},
+        drop_truncated=True,
+        replacements=1.0,
+    )
+    config = load(project / "syllabus.yaml")
+    for stage in ("question", "answer"):
+        config["generation"]["stages"][stage]["redraws"] = 0
+    dump(config, project / "syllabus.yaml")
+    command = ["generate", "--project", str(project), "--nodes", NODE, "--questions", "2", *teacher_args(llama_server)]
+    result = run_cli(*command)
+    summary = json.loads((project / "runs/default/summary.json").read_text())
+    node, question = summary["nodes"][0], summary["stages"]["question"]
+    refused = summary["filters"]["counts"]["truncated"]
+    assert refused > 0, result.stdout + result.stderr
+    # Every refused row was replaced while the share lasted (2 x 1.0), each a new question index.
+    assert node["replaced"] == min(2, refused) and question["requested"] == 2 + node["replaced"]
+    assert node["delivered"] == 2 + node["replaced"]  # the refused rows too: the filters drop them, saying why
+    indices = sorted(row["question_index"] for row in rows_of(project)) if node["kept"] else []
+    assert all(0 <= i < 2 + node["replaced"] for i in indices)
+    dropped = [json.loads(line) for line in (project / "runs/default/dropped.jsonl").read_text().splitlines()]
+    assert sum(row["filtered_by"] == "truncated" for row in dropped) == refused
+    if node["kept"] < 2:
+        assert "Nodes short of their share" in result.stdout and "replacements" in result.stdout
+    # The same command again: the same replacements, every one from the cache.
+    before = cached_answers(project)
+    run_cli(*command)
+    again = json.loads((project / "runs/default/summary.json").read_text())
+    assert cached_answers(project) == before and again["nodes"] == summary["nodes"]
+    assert sum(stage["answered"] for stage in again["stages"].values()) == 0
 
 
 def test_kill_then_resume_sends_only_missing_requests(llama_server, make_project):

@@ -179,6 +179,12 @@ def test_a_frequency_penalty_outside_openais_range_names_its_line(tmp_path):
     assert where(error)[1] == 3 and "generation.stages.answer.frequency_penalty" in error.message
 
 
+@pytest.mark.parametrize("value", ["-0.5", "5", "many"])
+def test_a_bad_replacement_share_names_its_line(tmp_path, value):
+    error = load_error(tmp_path, f"generation:\n  seed: 1\n  replacements: {value}\n")
+    assert where(error)[1] == 3 and "generation.replacements" in error.message
+
+
 @pytest.mark.parametrize("concepts", ["[3, 1]", "[0, 2]", "[1, 2, 3]", "five"])
 def test_bad_concept_ranges_rejected(tmp_path, concepts):
     error = load_error(tmp_path, f"generation:\n  seed: 1\n  concepts: {concepts}\n")

@@ -139,7 +139,7 @@ def generate(
         with Progress(*columns, console=err_console, transient=False) as bars:
             outcome = run_job(job, progress=StageBars(bars))
     result = outcome.result
-    _print_summary(result)
+    _print_summary(result, outcome.per_node)
     _print_filters(outcome)
     if outcome.kept:
         console.print(
@@ -158,7 +158,7 @@ def generate(
         raise typer.Exit(1)
 
 
-def _print_summary(result) -> None:
+def _print_summary(result, kept: dict[str, int]) -> None:
     table = Table(
         "stage",
         "requested",
@@ -185,19 +185,19 @@ def _print_summary(result) -> None:
             str(s["kept"]),
         )
     console.print(table)
-    short = [n for n in result.nodes if n.delivered < n.requested]
+    short = [n for n in result.nodes if kept.get(n.path, 0) < n.requested]
     if short:
         nodes = Table(
             path_column("node", [n.path for n in short]),
             "requested",
-            "delivered",
+            "replaced",
+            "kept",
             "why",
             title="Nodes short of their share",
         )
         for n in short:
-            nodes.add_row(
-                escape(n.path), str(n.requested), str(n.delivered), escape(n.note or "dropped by a stage above")
-            )
+            why = n.note or "dropped by a stage or a filter above, replacements spent (generation.replacements)"
+            nodes.add_row(escape(n.path), str(n.requested), str(n.replaced), str(kept.get(n.path, 0)), escape(why))
         console.print(nodes)
 
 

@@ -58,11 +58,12 @@ def dataset_card(
         "",
         "## Rows per taxonomy node",
         "",
-        "| node | requested | delivered | note |",
-        "|---|---:|---:|---|",
+        "| node | requested | replaced | kept | note |",
+        "|---|---:|---:|---:|---|",
     ]
     for node in nodes:
-        lines.append(f"| `{node.path}` | {node.requested} | {per_node.get(node.path, 0)} | {node.note or ''} |")
+        kept = per_node.get(node.path, 0)
+        lines.append(f"| `{node.path}` | {node.requested} | {node.replaced} | {kept} | {node.note or ''} |")
     lines += [
         "",
         "## Stages",

@@ -18,12 +18,19 @@ questions that combine a concept from each of k different disciplines; they run 
 the disciplines once those disciplines' curricula are ready, are answered by the same
 answer stage, and come out after every discipline's rows (spool position: one past the
 last discipline), crediting every discipline they combine.
+
+A quota: a question that gives no row the cheap checks accept (after its stages' redraws) is
+replaced by a new question of the same discipline (the next index past those asked), up to
+`generation.replacements` x the questions asked of it. The refused row still goes to the
+filters, which drop it and say why; the replacement is its own cached request, so a rerun
+asks the same replacements and sends nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
+import math
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +54,7 @@ class NodeOutcome:
     path: str
     requested: int
     delivered: int = 0
+    replaced: int = 0  # questions asked in place of ones that gave no row the cheap checks accept
     note: str | None = None  # why a node delivered nothing
 
 
@@ -263,6 +271,13 @@ class GlanGenerator:
         answered = await self._answered(item, question)
         return self._row(item, *answered) if answered else None
 
+    def accepted(self, row: dict[str, Any] | None) -> bool:
+        """Whether the filters' cheap checks keep `row` (its answer stage's last draw may be refused)."""
+        if row is None:
+            return False
+        question, answer = row["prompt"][-1]["content"], row["completion"][0]["content"]
+        return refused(question, answer, row["finish_reason"], self.settings.filters.checks) is None
+
     async def _answered(self, item: QuestionItem | SkillMixItem, question: str | None) -> tuple[str, str, str] | None:
         """The answer stage on a question a question stage wrote: (question, answer, finish_reason), or None."""
         if question is None:
@@ -418,21 +433,29 @@ class GlanGenerator:
             outcome.note = "no subject with a syllabus" if subjects else "no subjects"
             return 0
         self.runner.expect(self.stages.question, count)  # every one of them is asked
-        indices = iter(range(count))
+        queue = deque(range(count))
+        spare = math.ceil(count * self.settings.replacements)  # replacements this node may still ask
         delivered = 0
 
         async def worker() -> None:
             # A fixed pool of workers per run, not one task per question: memory stays flat
             # however many questions are asked, while enough work is in flight to keep the
-            # backend busy (each worker asks a question, then its answer).
-            nonlocal delivered
-            for index in indices:
+            # backend busy (each worker asks a question, then its answer). The worker whose
+            # question failed queues its replacement and is still there to ask it.
+            nonlocal delivered, spare
+            while queue:
+                index = queue.popleft()
                 async with self._window:
                     row = await self.question_and_answer(node, usable, index)
                 if row is not None:
                     emit(position, index, row)
                     outcome.delivered += 1
                     delivered += 1
+                if spare and not self.accepted(row):
+                    spare -= 1
+                    queue.append(count + outcome.replaced)
+                    outcome.replaced += 1
+                    self.runner.expect(self.stages.question, 1)
 
         await asyncio.gather(*(worker() for _ in range(min(count, self.window))))
         return delivered

@@ -245,6 +245,7 @@ def _write_summary_and_card(outcome: GenerateOutcome, job: GenerateJob, backend)
             {
                 "path": n.path,
                 "requested": n.requested,
+                "replaced": n.replaced,
                 "delivered": n.delivered,
                 "kept": per_node.get(n.path, 0),
                 "note": n.note,
