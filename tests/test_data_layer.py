@@ -359,3 +359,47 @@ def test_cli_generate_refuses_a_fifo_or_a_plain_folder_as_eval_set(make_project,
         assert result.returncode == 2, result.stdout + result.stderr
         assert message in result.stderr.replace("\n", " ") and str(path) in result.stderr.replace("\n", "")
         assert "Traceback" not in result.stderr
+
+
+ARROW_ROWS = [
+    {
+        "prompt": [{"role": "user", "content": "q1"}],
+        "completion": [{"role": "assistant", "content": "a"}],
+        "n": 1,
+        "x": None,
+        "tags": ["a", "b"],
+        "flag": True,
+        "always_null": None,
+        "meta": {"k": 1, "s": "v", "deep": [{"w": 0.5}]},
+    },
+    {
+        "prompt": [{"role": "user", "content": "q2 \u00e9\u4e2d"}],
+        "completion": [{"role": "assistant", "content": "b"}],
+        "n": 2,
+        "x": 1.5,
+        "tags": [],
+        "flag": False,
+        "always_null": None,
+        "meta": None,
+    },
+]
+
+
+@pytest.mark.parametrize("rows", [ARROW_ROWS, []], ids=["rows", "empty"])
+def test_the_dataset_folder_written_without_datasets_is_what_datasets_reads(tmp_path, rows):
+    """write_dataset writes the save_to_disk folder with pyarrow alone (arrow_folder.py): its
+    features are the ones `datasets` derives from the schema, and load_from_disk reads the rows."""
+    import pyarrow as pa
+    from datasets import Features, load_from_disk
+
+    from syllabus.data.arrow_folder import features_of
+    from syllabus.data.write import write_dataset
+
+    outputs = write_dataset(iter(rows), tmp_path)
+    loaded = load_from_disk(str(outputs["dataset"]))
+    assert loaded.to_list() == rows and loaded.split == "train"
+    if rows:
+        schema = pa.Table.from_pylist(rows).schema
+        assert features_of(schema) == Features.from_arrow_schema(schema).to_dict()
+        assert [json.loads(line) for line in outputs["jsonl"].read_text().splitlines()] == rows
+    assert not list(tmp_path.glob(".*"))  # the staging folder is gone

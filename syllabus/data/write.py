@@ -3,6 +3,10 @@
 Rows are written in TRL's formats as they are, so `SFTTrainer(train_dataset=load_from_disk(...))`
 trains on the folder unchanged. Everything is written under a temporary name and renamed
 into place, so a kill never leaves a half-written dataset where a reader would find it.
+
+The folder is written with pyarrow alone (arrow_folder.py): importing `datasets` costs a
+run about 1 s and 90 MB on these cores, for a format it reads back itself. A schema that
+module cannot describe as `datasets` features is written through `datasets` as before.
 """
 
 from __future__ import annotations
@@ -30,10 +34,9 @@ def write_dataset(rows: Iterable[dict[str, Any]], run_dir: Path, name: str = "da
     both outputs appear only once complete. Text-only content parts are written as their
     text (`rows.plain_row`): Arrow cannot hold a conversation that mixes the two forms."""
     import pyarrow as pa
-    from datasets import Dataset, Features
-    from datasets.utils.logging import disable_progress_bar
 
-    disable_progress_bar()
+    from .arrow_folder import UnknownType, features_of, write_arrow_folder
+
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     jsonl = run_dir / f"{name}.jsonl"
@@ -55,7 +58,6 @@ def write_dataset(rows: Iterable[dict[str, Any]], run_dir: Path, name: str = "da
             handle.flush()
             os.fsync(handle.fileno())
         schema = pa.unify_schemas(schemas, promote_options="permissive") if schemas else pa.schema([])
-        features = Features.from_arrow_schema(schema)
 
         def read_back():
             with open(staged_jsonl, encoding="utf-8") as handle:
@@ -63,16 +65,33 @@ def write_dataset(rows: Iterable[dict[str, Any]], run_dir: Path, name: str = "da
                     row = json.loads(line)
                     yield {c: row.get(c) for c in schema.names}  # a column a row lacks is null there
 
-        dataset = Dataset.from_generator(
-            read_back, features=features, cache_dir=str(scratch / "cache"), fingerprint=uuid.uuid4().hex
-        )
-        dataset.save_to_disk(str(scratch / "dataset"))
-        del dataset
+        try:
+            features = features_of(schema)
+        except UnknownType:
+            _write_with_datasets(read_back, schema, scratch)
+        else:
+            write_arrow_folder(_batched(read_back()), schema, features, scratch / "dataset")
         replace_dir(scratch / "dataset", run_dir / name)
         os.replace(staged_jsonl, jsonl)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return {"dataset": run_dir / name, "jsonl": jsonl}
+
+
+def _write_with_datasets(read_back, schema, scratch: Path) -> None:
+    """`scratch/dataset` through `datasets` itself (a column type arrow_folder.py does not know)."""
+    from datasets import Dataset, Features
+    from datasets.utils.logging import disable_progress_bar
+
+    disable_progress_bar()
+    dataset = Dataset.from_generator(
+        read_back,
+        features=Features.from_arrow_schema(schema),
+        cache_dir=str(scratch / "cache"),
+        fingerprint=uuid.uuid4().hex,
+    )
+    dataset.save_to_disk(str(scratch / "dataset"))
+    del dataset
 
 
 def _batched(rows: Iterable[dict[str, Any]]):

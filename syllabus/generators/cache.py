@@ -64,10 +64,12 @@ class RequestCache:
         # statement, so storing an answer is one commit.
         self._failed = {key for (key,) in self._db.execute("SELECT key FROM failures")}
         self._commit_soon = False  # a transaction is open and a commit is scheduled on the loop
+        self._failed_commit: sqlite3.Error | None = None  # raised to the next caller (disk full ...)
 
     def _write(self, sql: str, params: tuple) -> None:
         """Run one write: in the open transaction of this loop turn, or committed at once
         when no event loop runs (a synchronous caller)."""
+        self._raise_failed_commit()
         if not self._commit_soon:
             try:
                 loop = asyncio.get_running_loop()
@@ -80,13 +82,29 @@ class RequestCache:
         self._db.execute(sql, params)
 
     def commit(self) -> None:
-        """End the open transaction, if any (at the end of the loop turn that opened it)."""
+        """End the open transaction, if any (at the end of the loop turn that opened it). A commit
+        that fails (a full disk) is rolled back and its error raised by the next call to the cache,
+        so it ends the run as the same write would have without the batching: a callback on the
+        loop has no caller to raise to."""
         if self._commit_soon:
             self._commit_soon = False
-            if self._db.in_transaction:
-                self._db.execute("COMMIT")
+            try:
+                if self._db.in_transaction:
+                    self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._failed_commit = exc
+                if self._db.in_transaction:
+                    try:
+                        self._db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass  # the connection is closed with the run; the error above is what counts
+
+    def _raise_failed_commit(self) -> None:
+        if self._failed_commit is not None:
+            raise self._failed_commit
 
     def get(self, key: str) -> Completion | None:
+        self._raise_failed_commit()
         row = self._db.execute(
             "SELECT text, finish_reason, prompt_tokens, completion_tokens FROM answers WHERE key = ?", (key,)
         ).fetchone()
@@ -129,5 +147,8 @@ class RequestCache:
         return self._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
 
     def close(self) -> None:
-        self.commit()
-        self._db.close()
+        try:
+            self.commit()
+        finally:
+            self._db.close()
+        self._raise_failed_commit()
