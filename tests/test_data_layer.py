@@ -403,3 +403,30 @@ def test_the_dataset_folder_written_without_datasets_is_what_datasets_reads(tmp_
         assert features_of(schema) == Features.from_arrow_schema(schema).to_dict()
         assert [json.loads(line) for line in outputs["jsonl"].read_text().splitlines()] == rows
     assert not list(tmp_path.glob(".*"))  # the staging folder is gone
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        ARROW_ROWS,
+        [{"v": 1}, {"v": 2.5}, {"v": None}],
+        [{"v": []}, {"v": [[], [1]]}, {"v": [[0.5]]}],
+        [{"v": {"a": 1}}, {"v": {"b": "x", "a": None}}, {"v": {"c": True}}],
+        [{"v": [{"role": "user", "content": "q"}, {"content": "a", "role": "assistant", "extra": 3}]}],
+    ],
+    ids=["rows", "int-float", "nested-lists", "struct-fields", "list-of-structs"],
+)
+def test_column_types_are_inferred_as_pyarrow_infers_them(rows):
+    """arrow_folder infers the types itself (pyarrow's inference imports pandas): the same schema."""
+    import pyarrow as pa
+
+    from syllabus.data.arrow_folder import infer_schema, unify_schemas
+
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    expected = pa.Table.from_pylist([{c: row.get(c) for c in columns} for row in rows]).schema
+    assert infer_schema(rows, columns).equals(expected)
+    halves = [rows[: len(rows) // 2], rows[len(rows) // 2 :]]
+    parts = [pa.Table.from_pylist([{c: row.get(c) for c in columns} for row in half]).schema for half in halves if half]
+    assert unify_schemas([infer_schema(half, columns) for half in halves if half]).equals(
+        pa.unify_schemas(parts, promote_options="permissive")
+    )

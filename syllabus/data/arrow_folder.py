@@ -8,6 +8,12 @@ files' schema, so the features are derived from that schema here as
 `datasets.Features.from_arrow_schema` derives them (tests/test_data_layer.py compares the
 two, and reads the folder back with `load_from_disk`). Shards close at about 500 MB, as
 `save_to_disk` cuts them.
+
+No Python object goes through pyarrow's own conversion (`Table.from_pylist`, `pa.array`):
+that imports pandas (about 0.5 s and 48 MB here) to ask whether each input is a pandas
+object. The column types are inferred here as `from_pylist` infers them (`infer_schema`,
+compared with it in tests/test_data_layer.py) and the rows are parsed from their JSONL by
+pyarrow's JSON reader against that schema.
 """
 
 from __future__ import annotations
@@ -47,6 +53,85 @@ class UnknownType(ValueError):
     """A column type this module does not describe; the caller writes through `datasets`."""
 
 
+def infer_type(value: Any):
+    """The Arrow type pyarrow infers for one JSON value (None: null; ints and floats: int64, double)."""
+    import pyarrow as pa
+
+    if value is None:
+        return pa.null()
+    if isinstance(value, bool):
+        return pa.bool_()
+    if isinstance(value, int):
+        return pa.int64()
+    if isinstance(value, float):
+        return pa.float64()
+    if isinstance(value, str):
+        return pa.string()
+    if isinstance(value, list):
+        element = pa.null()
+        for item in value:
+            element = unify(element, infer_type(item))
+        return pa.list_(element)
+    if isinstance(value, dict):
+        return _struct_of(value.items())
+    raise UnknownType(f"no Arrow type inferred here for a {type(value).__name__}")
+
+
+def _struct_of(items):
+    import pyarrow as pa
+
+    return pa.struct([(str(key), infer_type(item)) for key, item in items])
+
+
+def unify(a, b):
+    """The type both `a` and `b` fit, as pyarrow's permissive promotion finds it for JSON types:
+    null gives way to anything, int64 to double, lists and structs field by field (the fields
+    of `a` first, then those only `b` has)."""
+    import pyarrow as pa
+
+    if a.equals(b):
+        return a
+    if pa.types.is_null(a):
+        return b
+    if pa.types.is_null(b):
+        return a
+    numbers = {"int64", "double"}
+    if {str(a), str(b)} == numbers:
+        return pa.float64()
+    if pa.types.is_list(a) and pa.types.is_list(b):
+        return pa.list_(unify(a.value_type, b.value_type))
+    if pa.types.is_struct(a) and pa.types.is_struct(b):
+        fields = {a.field(i).name: a.field(i).type for i in range(a.num_fields)}
+        for i in range(b.num_fields):
+            name, kind = b.field(i).name, b.field(i).type
+            fields[name] = unify(fields[name], kind) if name in fields else kind
+        return pa.struct(list(fields.items()))
+    raise UnknownType(f"values of types {a} and {b} in one column")
+
+
+def infer_schema(rows: list[dict[str, Any]], columns: list[str]):
+    """The schema of `rows` over `columns` (a column a row lacks is null there)."""
+    import pyarrow as pa
+
+    types = {column: pa.null() for column in columns}
+    for row in rows:
+        for column in columns:
+            value = row.get(column)
+            if value is not None:
+                types[column] = unify(types[column], infer_type(value))
+    return pa.schema(list(types.items()))
+
+
+def unify_schemas(schemas: list) -> Any:
+    import pyarrow as pa
+
+    types: dict[str, Any] = {}
+    for schema in schemas:
+        for field in schema:
+            types[field.name] = unify(types[field.name], field.type) if field.name in types else field.type
+    return pa.schema(list(types.items()))
+
+
 def feature_of(arrow_type) -> Any:
     """The `datasets` feature JSON of one Arrow type."""
     import pyarrow as pa
@@ -65,9 +150,12 @@ def features_of(schema) -> dict[str, Any]:
     return {field.name: feature_of(field.type) for field in schema}
 
 
-def write_arrow_folder(batches: Iterable[list[dict[str, Any]]], schema, features: dict[str, Any], folder: Path) -> None:
-    """`folder` as save_to_disk writes it, from lists of rows that all have `schema`'s columns."""
+def write_arrow_folder(batches: Iterable[bytes], schema, features: dict[str, Any], folder: Path) -> None:
+    """`folder` as save_to_disk writes it, from batches of JSONL rows (JSON objects, one a line)."""
+    import io
+
     import pyarrow as pa
+    import pyarrow.json as pa_json
 
     folder.mkdir(parents=True)
     schema = schema.with_metadata({"huggingface": json.dumps({"info": {"features": features}})})
@@ -75,8 +163,11 @@ def write_arrow_folder(batches: Iterable[list[dict[str, Any]]], schema, features
     writer = None
     size = rows = 0
     try:
+        parse = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
         for batch in batches:
-            table = pa.Table.from_pylist(batch, schema=schema)
+            read = pa_json.ReadOptions(use_threads=False, block_size=max(1 << 20, len(batch) + 1))
+            table = pa_json.read_json(io.BytesIO(batch), read_options=read, parse_options=parse)
+            table = table.select(schema.names).replace_schema_metadata(schema.metadata)
             if writer is None or size >= SHARD_BYTES:
                 if writer is not None:
                     writer.close()
