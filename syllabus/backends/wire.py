@@ -207,14 +207,11 @@ class HTTPClient:
                 conn.close()
                 continue
             try:
-                return await self._on(conn, origin, method, target, body, headers, url)
+                return await self._on(conn, origin, method, target, body, headers, url, reused=True)
             except _StaleConnection:
                 continue  # the server had closed it while idle: a fresh connection, not a failure
         conn = await self._connect(origin)
-        try:
-            return await self._on(conn, origin, method, target, body, headers, url)
-        except _StaleConnection as exc:
-            raise ConnectFailed(str(exc)) from None
+        return await self._on(conn, origin, method, target, body, headers, url, reused=False)
 
     async def _connect(self, origin: Origin) -> _Connection:
         try:
@@ -239,9 +236,11 @@ class HTTPClient:
         body: bytes | None,
         headers: list[tuple[bytes, bytes]],
         url: str,
+        *,
+        reused: bool,
     ) -> Reply:
-        """One exchange on `conn`; it goes back to the pool only when h11 says it may."""
-        fresh = conn.h11.their_state is h11.IDLE and conn.h11.our_state is h11.IDLE
+        """One exchange on `conn`; it goes back to the pool only when h11 says it may. On a `reused`
+        connection, a failure before any byte of the reply is `_StaleConnection` (try a new one)."""
         received = False
         try:
             all_headers = [
@@ -269,7 +268,7 @@ class HTTPClient:
                     if data:
                         received = True
                         wire += len(data)
-                    elif not received and not fresh:
+                    elif not received and reused:
                         raise _StaleConnection("the server closed the connection")
                     conn.h11.receive_data(data)
                     continue
@@ -296,12 +295,12 @@ class HTTPClient:
                 # h11.InformationalResponse (100 Continue): read on
         except h11.RemoteProtocolError as exc:
             conn.close()
-            if not received and not fresh:
+            if not received and reused:
                 raise _StaleConnection(str(exc)) from None
             raise ConnectFailed(f"the server broke the protocol: {exc}") from None
         except (OSError, h11.LocalProtocolError) as exc:
             conn.close()
-            if not received and not fresh:
+            if not received and reused:
                 raise _StaleConnection(str(exc)) from None
             raise ConnectFailed(f"{type(exc).__name__}: {exc}") from None
         except BaseException:  # a deadline, a cap, a cancelled run: the connection is in an unknown state

@@ -1,0 +1,80 @@
+"""The backend's own HTTP client (syllabus/backends/wire.py) where the fault and hostile-reply
+tests do not reach it: a kept-alive connection the server closed, an environment proxy,
+and the pool's size."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fault_server import MODEL, FaultServer, fault_server  # noqa: F401  (the fixture)
+from test_faults import SUBJECTS_REQUEST
+
+from syllabus.backends.base import ChatRequest
+from syllabus.backends.openai_backend import OpenAIBackend
+
+KEY = "sk-PLANTED-wire-0123456789abcdef"
+
+
+def test_a_kept_alive_connection_the_server_closed_is_replaced_not_failed(fault_server):
+    """max_retries=0: the second request passes only if the stale connection is replaced silently."""
+    server = fault_server()
+
+    async def main():
+        backend = OpenAIBackend(model=MODEL, base_urls=[server.base_url], api_key=KEY, timeout=2, max_retries=0)
+        try:
+            first = await backend.complete(SUBJECTS_REQUEST)
+            server.stop()  # drops every open connection, the idle one in the pool too
+            server.start()
+            second = await backend.complete(ChatRequest(SUBJECTS_REQUEST.messages, sample_index=1))
+            return first, second
+        finally:
+            await backend.aclose()
+
+    first, second = asyncio.run(main())
+    assert first.text and second.text and server.chat_count() == 2
+
+
+def test_requests_reuse_pooled_connections(fault_server):
+    server = fault_server()
+
+    async def main():
+        backend = OpenAIBackend(
+            model=MODEL, base_urls=[server.base_url], api_key=KEY, timeout=2, max_retries=0, concurrency=4
+        )
+        try:
+            requests = [ChatRequest(SUBJECTS_REQUEST.messages, sample_index=i) for i in range(24)]
+            replies = await asyncio.gather(*(backend.complete(r) for r in requests))
+            idle = sum(len(conns) for conns in backend._api.http._idle.values())
+            return replies, idle, backend.peak_in_flight
+        finally:
+            await backend.aclose()
+
+    replies, idle, peak = asyncio.run(main())
+    assert len(replies) == 24 and all(r.text for r in replies)
+    assert 1 <= idle <= 4 and peak <= 4  # at most one connection per request in flight, kept for the next
+
+
+def test_an_environment_proxy_is_honoured(fault_server, monkeypatch):
+    """A URL the environment routes through a proxy goes through httpx to that proxy: here the fault
+    server stands in for one, and answers 404 to the absolute-form target a proxy is sent."""
+    target, proxy = fault_server(), fault_server()
+    monkeypatch.setenv("HTTP_PROXY", proxy.base_url.rsplit("/v1", 1)[0])
+    monkeypatch.setenv("NO_PROXY", "")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("http_proxy", raising=False)
+
+    async def main():
+        backend = OpenAIBackend(model=MODEL, base_urls=[target.base_url], api_key=KEY, timeout=2, max_retries=0)
+        try:
+            return await backend.complete(SUBJECTS_REQUEST)
+        except Exception as exc:
+            return exc
+        finally:
+            await backend.aclose()
+
+    outcome = asyncio.run(main())
+    assert target.chat_count() == 0
+    seen = [r for r in proxy.received if r.method == "POST"]
+    assert seen and seen[0].path == f"{target.base_url}/chat/completions", [r.path for r in proxy.received]
+    assert seen[0].authorization == f"Bearer {KEY}"
+    assert getattr(outcome, "reason", None) == "HTTP 404"
