@@ -53,34 +53,61 @@ class UnknownType(ValueError):
     """A column type this module does not describe; the caller writes through `datasets`."""
 
 
-def infer_type(value: Any):
-    """The Arrow type pyarrow infers for one JSON value (None: null; ints and floats: int64, double)."""
-    import pyarrow as pa
+# Column types are inferred as light "shapes" (names and tuples, compared as Python values),
+# turned into Arrow types once per batch: building an Arrow type per value cost more than
+# pyarrow's own conversion.
+_SCALARS = {type(None): "null", bool: "bool", int: "int", float: "float", str: "str"}
+_ARROW_NAMES = {"null": "null", "bool": "bool_", "int": "int64", "float": "float64", "str": "string"}
 
-    if value is None:
-        return pa.null()
-    if isinstance(value, bool):
-        return pa.bool_()
-    if isinstance(value, int):
-        return pa.int64()
-    if isinstance(value, float):
-        return pa.float64()
-    if isinstance(value, str):
-        return pa.string()
+
+def shape_of(value: Any) -> Any:
+    """The shape of one JSON value: a scalar's name, ("list", shape) or ("struct", ((name, shape), ...))."""
+    scalar = _SCALARS.get(type(value))
+    if scalar is not None:
+        return scalar
     if isinstance(value, list):
-        element = pa.null()
+        element: Any = "null"
         for item in value:
-            element = unify(element, infer_type(item))
-        return pa.list_(element)
+            item_shape = shape_of(item)
+            if item_shape != element:
+                element = unify_shapes(element, item_shape)
+        return ("list", element)
     if isinstance(value, dict):
-        return _struct_of(value.items())
+        return ("struct", tuple((str(key), shape_of(item)) for key, item in value.items()))
     raise UnknownType(f"no Arrow type inferred here for a {type(value).__name__}")
 
 
-def _struct_of(items):
+def unify_shapes(a: Any, b: Any) -> Any:
+    """As `unify`, on shapes."""
+    if a == b or b == "null":
+        return a
+    if a == "null":
+        return b
+    if {a, b} == {"int", "float"}:
+        return "float"
+    if isinstance(a, tuple) and isinstance(b, tuple) and a[0] == b[0] == "list":
+        return ("list", unify_shapes(a[1], b[1]))
+    if isinstance(a, tuple) and isinstance(b, tuple) and a[0] == b[0] == "struct":
+        fields = dict(a[1])
+        for name, kind in b[1]:
+            fields[name] = unify_shapes(fields[name], kind) if name in fields else kind
+        return ("struct", tuple(fields.items()))
+    raise UnknownType(f"values of types {a} and {b} in one column")
+
+
+def arrow_type(shape: Any):
     import pyarrow as pa
 
-    return pa.struct([(str(key), infer_type(item)) for key, item in items])
+    if isinstance(shape, str):
+        return getattr(pa, _ARROW_NAMES[shape])()
+    if shape[0] == "list":
+        return pa.list_(arrow_type(shape[1]))
+    return pa.struct([(name, arrow_type(kind)) for name, kind in shape[1]])
+
+
+def infer_type(value: Any):
+    """The Arrow type pyarrow infers for one JSON value (None: null; ints and floats: int64, double)."""
+    return arrow_type(shape_of(value))
 
 
 def unify(a, b):
@@ -113,13 +140,15 @@ def infer_schema(rows: list[dict[str, Any]], columns: list[str]):
     """The schema of `rows` over `columns` (a column a row lacks is null there)."""
     import pyarrow as pa
 
-    types = {column: pa.null() for column in columns}
+    shapes: dict[str, Any] = dict.fromkeys(columns, "null")
     for row in rows:
         for column in columns:
             value = row.get(column)
             if value is not None:
-                types[column] = unify(types[column], infer_type(value))
-    return pa.schema(list(types.items()))
+                shape = shape_of(value)
+                if shape != shapes[column]:
+                    shapes[column] = unify_shapes(shapes[column], shape)
+    return pa.schema([(column, arrow_type(shape)) for column, shape in shapes.items()])
 
 
 def unify_schemas(schemas: list) -> Any:
