@@ -1,12 +1,17 @@
 """The backend's own HTTP client (syllabus/backends/wire.py) where the fault and hostile-reply
 tests do not reach it: a kept-alive connection the server closed, an environment proxy,
-and the pool's size."""
+the pool's size, and TLS."""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
+import ssl
+import subprocess
+import threading
 
-from fault_server import MODEL, FaultServer, fault_server  # noqa: F401  (the fixture)
+import pytest
+from fault_server import MODEL, FaultServer, _Handler, _HTTPServer, fault_server  # noqa: F401  (the fixture)
 from test_faults import SUBJECTS_REQUEST
 
 from syllabus.backends.base import ChatRequest
@@ -78,3 +83,45 @@ def test_an_environment_proxy_is_honoured(fault_server, monkeypatch):
     assert seen and seen[0].path == f"{target.base_url}/chat/completions", [r.path for r in proxy.received]
     assert seen[0].authorization == f"Bearer {KEY}"
     assert getattr(outcome, "reason", None) == "HTTP 404"
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a certificate")
+def test_https_verifies_the_certificate_as_the_sdk_did(tmp_path, monkeypatch):
+    """TLS to a server whose certificate SSL_CERT_FILE trusts works (and its connection is kept);
+    without that trust the request fails as a connection error, not silently unverified."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    command = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"]
+    subprocess.run(
+        [*command, "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    fixture = FaultServer()
+    httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.fixture = fixture
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    url = f"https://localhost:{httpd.server_address[1]}/v1"
+
+    async def ask():
+        backend = OpenAIBackend(model=MODEL, base_urls=[url], api_key=KEY, timeout=5, max_retries=0)
+        try:
+            replies = [await backend.complete(ChatRequest(SUBJECTS_REQUEST.messages, sample_index=i)) for i in range(2)]
+            return replies, sum(len(conns) for conns in backend._api.http._idle.values())
+        except Exception as exc:
+            return exc, 0
+        finally:
+            await backend.aclose()
+
+    try:
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        replies, idle = asyncio.run(ask())
+        assert isinstance(replies, list) and all(r.text for r in replies) and idle == 1, replies
+        monkeypatch.delenv("SSL_CERT_FILE")
+        failed, _ = asyncio.run(ask())
+        assert getattr(failed, "reason", None) == "connection error" and "CERTIFICATE_VERIFY_FAILED" in str(failed)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -19,6 +19,7 @@ import email.utils
 import itertools
 import json
 import math
+import os
 import random
 import time
 from typing import Any
@@ -120,6 +121,11 @@ class _Base:
         else:
             auth = f"Bearer {api_key}"
         self.headers = [(b"authorization", auth.encode("latin-1", "replace")), (b"content-type", b"application/json")]
+        # As the SDK does: an organization or project named in the environment is sent with every request.
+        for variable, header in (("OPENAI_ORG_ID", b"openai-organization"), ("OPENAI_PROJECT_ID", b"openai-project")):
+            value = os.environ.get(variable)
+            if value:
+                self.headers.append((header, value.encode("latin-1", "replace")))
 
 
 class APIClient:

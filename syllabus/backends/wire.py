@@ -217,7 +217,7 @@ class HTTPClient:
         try:
             if origin.scheme == "https":
                 if self._ssl is None:
-                    self._ssl = ssl.create_default_context()
+                    self._ssl = _default_ssl_context()
                 reader, writer = await asyncio.open_connection(
                     origin.host, origin.port, ssl=self._ssl, server_hostname=origin.host, limit=_READ
                 )
@@ -356,6 +356,23 @@ class HTTPClient:
         if self._fallback is not None:
             await self._fallback.aclose()
             self._fallback = None
+
+
+def _default_ssl_context() -> ssl.SSLContext:
+    """The certificates the openai SDK's HTTP library trusts (SSL_CERT_FILE / SSL_CERT_DIR, else
+    the system's), so a teacher reached over TLS before is reached the same way now."""
+    try:
+        from httpcore2 import default_ssl_context  # under httpx2, which openai 3 is built on
+    except ImportError:
+        context = ssl.create_default_context()
+        try:
+            import certifi  # what httpx (openai < 3) trusts
+
+            context.load_verify_locations(certifi.where())
+        except ImportError:
+            pass
+        return context
+    return default_ssl_context()
 
 
 class _StaleConnection(Exception):
