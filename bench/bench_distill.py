@@ -13,7 +13,12 @@ answer tokens; on the example's test items: the mean reference log-probability a
 accuracy. Also: seconds per step, and peak memory (ru_maxrss of a child process) with the
 loss computed in chunks of 256 positions and in one piece. JSON: bench/results/distill.json.
 
-Run: .venv/bin/python bench/bench_distill.py [--layers 12] [--steps 40] [--seeds 0 1 2] [--workdir DIR]
+Methods: taid, kl, jsd (generalized JSD at distillation.jsd_beta, TRL's loss) and sft. Each
+finished run is kept in the workdir (its timing in OUT/bench-run.json) and the JSON is written
+after every run, so the same command resumes where it stopped.
+
+Run: .venv/bin/python bench/bench_distill.py [--layers 12] [--steps 40] [--seeds 0 1 2]
+     [--methods taid kl jsd sft] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -119,7 +124,11 @@ def test_scores(student: Path, items: list[dict]) -> dict:
 
 def train(method: str, student: Path, rows: Path, out: Path, steps: int, seed: int, chunk: int = 256) -> dict:
     """One training run in a child process (its peak memory is its own): seconds and peak RSS. The seed and
-    the loss's chunk come from a project folder of their own (`student.seed`, `distillation.chunk`)."""
+    the loss's chunk come from a project folder of their own (`student.seed`, `distillation.chunk`).
+    A run finished before (OUT/final and its timing) is not trained again."""
+    timing = out / "bench-run.json"
+    if timing.is_file() and (out / "final").is_dir():
+        return json.loads(timing.read_text())
     settings = out.parent / f"settings-{seed}-{chunk}"
     settings.mkdir(parents=True, exist_ok=True)
     (settings / "syllabus.yaml").write_text(
@@ -142,7 +151,28 @@ def train(method: str, student: Path, rows: Path, out: Path, steps: int, seed: i
     if done.returncode != 0:
         raise SystemExit(done.stderr[-3000:])
     peak = next(int(line.split()[1]) for line in done.stderr.splitlines() if line.startswith("PEAK_KB"))
-    return {"seconds": round(seconds, 1), "seconds_per_step": round(seconds / steps, 2), "peak_mb": peak // 1024}
+    run = {"seconds": round(seconds, 1), "seconds_per_step": round(seconds / steps, 2), "peak_mb": peak // 1024}
+    timing.write_text(json.dumps(run) + "\n")
+    return run
+
+
+METHODS = ("taid", "kl", "jsd", "sft")
+MEASURES = ("kl", "accuracy", "mean_reference_logprob")
+
+
+def summarise(results: dict) -> dict:
+    """Per method: the mean over seeds of each measure, and the standard deviation over seeds."""
+    out = {}
+    for method, runs in results.items():
+        if method == "shrunk" or not runs:
+            continue
+        block: dict = {"seeds": len(runs)}
+        for k in MEASURES:
+            values = [r[k] for r in runs]
+            block[k] = statistics.fmean(values)
+            block[f"{k}_sd"] = statistics.stdev(values) if len(values) > 1 else None
+        out[method] = block
+    return out
 
 
 def main() -> None:
@@ -150,6 +180,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=12)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--workdir", type=Path, default=ROOT / "bench" / "work-distill")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "distill.json")
     args = parser.parse_args()
@@ -169,7 +200,35 @@ def main() -> None:
     if not (student / "config.json").is_file():
         shrink("embedded", student, args.layers)
     results: dict = {"shrunk": {"kl": held_out_kl(student, held), **test_scores(student, split["test"])}}
-    for method in ("taid", "kl", "sft"):
+
+    def report(memory: dict | None = None) -> dict:
+        summary = summarise(results)
+        done = {m: summary[m]["kl"] for m in ("taid", "kl", "sft") if m in summary}
+        goal = {}
+        if {"taid", "kl"} <= set(done):
+            goal["taid_at_or_below_kl_heldout_kl"] = done["taid"] <= done["kl"]
+        if len(done) == 3:
+            goal["both_ahead_of_sft_on_kl"] = max(done["taid"], done["kl"]) < done["sft"]
+        result = {
+            "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+            "settings": {
+                "layers": args.layers,
+                "steps": args.steps,
+                "seeds": args.seeds,
+                "methods": args.methods,
+                "rows": "exam items, teacher's answers",
+            },
+            "results": results,
+            "memory": memory,
+            "summary": summary,
+            "goal": goal,
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        return result
+
+    for method in args.methods:
         for seed in args.seeds:
             out = work / f"{method}-{seed}"
             run = train(method, student, rows, out, args.steps, seed)
@@ -178,34 +237,12 @@ def main() -> None:
                 {"seed": seed, **run, "kl": held_out_kl(final, held), **test_scores(final, split["test"])}
             )
             print(method, seed, results[method][-1], file=sys.stderr, flush=True)
+            report()
     memory = {
         f"chunk_{chunk}": train("taid", student, rows, work / f"memory-{chunk}", 4, 0, chunk)
         for chunk in (256, 1_000_000)
     }
-    summary = {
-        m: {k: statistics.fmean(r[k] for r in results[m]) for k in ("kl", "accuracy", "mean_reference_logprob")}
-        for m in ("taid", "kl", "sft")
-    }
-    report = {
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "settings": {
-            "layers": args.layers,
-            "steps": args.steps,
-            "seeds": args.seeds,
-            "rows": "exam items, teacher's answers",
-        },
-        "results": results,
-        "memory": memory,
-        "summary": summary,
-        "goal": {
-            "taid_at_or_below_kl_heldout_kl": summary["taid"]["kl"] <= summary["kl"]["kl"],
-            "both_ahead_of_sft_on_kl": max(summary["taid"]["kl"], summary["kl"]["kl"]) < summary["sft"]["kl"],
-        },
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(summary, indent=2))
+    print(json.dumps(report(memory)["summary"], indent=2))
 
 
 if __name__ == "__main__":

@@ -78,6 +78,11 @@ def run_arm(folder: Path, arm: str, *, seed: int, rounds: int, budget: int) -> d
         ),
     )
     run = outcome.run_dir
+    # A finished run resumes in a second: its first run's time is kept beside it.
+    timing = run / "bench-seconds.json"
+    if not timing.is_file():
+        timing.write_text(json.dumps({"seconds": round(time.perf_counter() - started, 1)}) + "\n")
+    seconds = json.loads(timing.read_text())["seconds"]
     comparison = json.loads((run / "test" / "comparison.json").read_text())
     best = comparison["best_round"]
 
@@ -87,7 +92,7 @@ def run_arm(folder: Path, arm: str, *, seed: int, rounds: int, budget: int) -> d
 
     rows = [r.get("rows") or {} for r in outcome.summary["rounds"][1:]]
     return {
-        "seconds": round(time.perf_counter() - started, 1),
+        "seconds": seconds,
         "best_round": best,
         "dev": [r["dev"] for r in outcome.summary["rounds"]],
         "rows_trained": [r.get("train", 0) for r in rows],

@@ -103,6 +103,16 @@ def embedded_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def shrunk(embedded_dir, tmp_path_factory) -> Path:
+    """The embedded model cut to 4 of its 30 layers (`students shrink`): a real, fast, weaker student
+    with the teacher's tokenizer, made once per test process."""
+    folder = tmp_path_factory.mktemp("shrunk") / "small"
+    done = run_cli("students", "shrink", "--layers", "4", "--out", str(folder), cwd=folder.parent)
+    assert done.returncode == 0, done.stderr
+    return folder
+
+
+@pytest.fixture(scope="session")
 def gguf_path() -> Path:
     from syllabus.backends.embedded import gguf_file
 

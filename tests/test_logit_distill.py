@@ -104,14 +104,6 @@ def test_the_schedule_follows_taids_update_and_never_falls_behind_the_linear_ram
 # Real models ---------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def shrunk(embedded_dir, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("shrunk") / "small"
-    done = run_cli("students", "shrink", "--layers", "4", "--out", str(folder), cwd=folder.parent)
-    assert done.returncode == 0, done.stderr
-    return folder
-
-
 @pytest.mark.slow
 def test_a_shrunk_student_has_its_layers_and_the_teachers_tokenizer(shrunk, embedded_dir):
     from transformers import AutoConfig, AutoTokenizer

@@ -105,14 +105,6 @@ def test_positions_with_nothing_masked_give_zero_and_mismatched_shapes_are_refus
 # A real student and a real served teacher ----------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def shrunk(embedded_dir, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("shrunk") / "small"
-    done = run_cli("students", "shrink", "--layers", "4", "--out", str(folder), cwd=folder.parent)
-    assert done.returncode == 0, done.stderr
-    return folder
-
-
 def _chat(a: int) -> list[dict]:
     return [
         {"role": "user", "content": f"What is {a} plus {a + 3}?"},

@@ -312,16 +312,22 @@ class OpenAIBackend:
                 raise UserError("the tokenizer has no chat template", where=self.chat_template_source)
         return self._template_tokenizer
 
-    async def _echo_logprobs(self, prompt: str) -> list[tuple[str, float | None]]:
-        """(token text, log-probability) of each token the server echoes back for `prompt`."""
+    async def _echo(self, prompt: str, k: int, field: str) -> tuple[list[Any], list[Any]]:
+        """The echoed tokens of `prompt` and, beside each, `logprobs.<field>` (`token_logprobs` or
+        `top_logprobs`, at `k`): one /completions request that generates a single token."""
         response = await self._post(
             "/completions",
-            {"model": self.model, "prompt": prompt, "max_tokens": 1, "temperature": 0.0, "echo": True, "logprobs": 1},
+            {"model": self.model, "prompt": prompt, "max_tokens": 1, "temperature": 0.0, "echo": True, "logprobs": k},
         )
         logprobs = _dict(_dict(_first_choice(response)).get("logprobs"))
-        tokens, values = logprobs.get("tokens"), logprobs.get("token_logprobs")
+        tokens, values = logprobs.get("tokens"), logprobs.get(field)
         if not (isinstance(tokens, list) and isinstance(values, list) and len(tokens) == len(values)):
-            raise RequestFailed("malformed response", "no logprobs.tokens / token_logprobs in the completion")
+            raise RequestFailed("malformed response", f"no logprobs.tokens / {field} in the completion")
+        return tokens, values
+
+    async def _echo_logprobs(self, prompt: str) -> list[tuple[str, float | None]]:
+        """(token text, log-probability) of each token the server echoes back for `prompt`."""
+        tokens, values = await self._echo(prompt, 1, "token_logprobs")
         return [
             (t if isinstance(t, str) else "", float(v) if isinstance(v, (int, float)) else None)
             for t, v in zip(tokens, values)
@@ -331,14 +337,7 @@ class OpenAIBackend:
         """The text of each token the server echoes back for `prompt`, and its top-`k` log-probabilities
         keyed by token text (None where the server gives none, as the first); what a served teacher
         is distilled from (students/served_teacher.py). Malformed entries fail the request."""
-        response = await self._post(
-            "/completions",
-            {"model": self.model, "prompt": prompt, "max_tokens": 1, "temperature": 0.0, "echo": True, "logprobs": k},
-        )
-        logprobs = _dict(_dict(_first_choice(response)).get("logprobs"))
-        tokens, tops = logprobs.get("tokens"), logprobs.get("top_logprobs")
-        if not (isinstance(tokens, list) and isinstance(tops, list) and len(tokens) == len(tops)):
-            raise RequestFailed("malformed response", "no logprobs.tokens / top_logprobs in the completion")
+        tokens, tops = await self._echo(prompt, k, "top_logprobs")
         entries: list[dict[str, float] | None] = []
         for top in tops:
             if top is None:
