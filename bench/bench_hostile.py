@@ -2,9 +2,9 @@
 
 Why: issue 10 found that a 200 MB reply body took 2 to 5 GB of the client's memory and a
 305 KB gzip body that inflates to 300 MB took 2.8 GB, and that a body trickled a byte at a
-time held a request far past teacher.timeout. The fix (syllabus/backends/http_limits.py)
-caps the body as sent and inflated (teacher.max_response_bytes) and makes the timeout one
-deadline per try. This bench checks the figures that matter: the client's peak RSS, the
+time held a request far past teacher.timeout. The fix (syllabus/backends/wire.py, and
+http_limits.py for a URL behind a proxy) caps the body as sent and inflated
+(teacher.max_response_bytes) and makes the timeout one deadline per try. This bench checks the figures that matter: the client's peak RSS, the
 time to fail, and the reason recorded.
 
 How: per case, tests/fault_server.py serves the fault from its own process on 127.0.0.1

@@ -359,3 +359,74 @@ def test_cli_generate_refuses_a_fifo_or_a_plain_folder_as_eval_set(make_project,
         assert result.returncode == 2, result.stdout + result.stderr
         assert message in result.stderr.replace("\n", " ") and str(path) in result.stderr.replace("\n", "")
         assert "Traceback" not in result.stderr
+
+
+ARROW_ROWS = [
+    {
+        "prompt": [{"role": "user", "content": "q1"}],
+        "completion": [{"role": "assistant", "content": "a"}],
+        "n": 1,
+        "x": None,
+        "tags": ["a", "b"],
+        "flag": True,
+        "always_null": None,
+        "meta": {"k": 1, "s": "v", "deep": [{"w": 0.5}]},
+    },
+    {
+        "prompt": [{"role": "user", "content": "q2 \u00e9\u4e2d"}],
+        "completion": [{"role": "assistant", "content": "b"}],
+        "n": 2,
+        "x": 1.5,
+        "tags": [],
+        "flag": False,
+        "always_null": None,
+        "meta": None,
+    },
+]
+
+
+@pytest.mark.parametrize("rows", [ARROW_ROWS, []], ids=["rows", "empty"])
+def test_the_dataset_folder_written_without_datasets_is_what_datasets_reads(tmp_path, rows):
+    """write_dataset writes the save_to_disk folder with pyarrow alone (arrow_folder.py): its
+    features are the ones `datasets` derives from the schema, and load_from_disk reads the rows."""
+    import pyarrow as pa
+    from datasets import Features, load_from_disk
+
+    from syllabus.data.arrow_folder import features_of
+    from syllabus.data.write import write_dataset
+
+    outputs = write_dataset(iter(rows), tmp_path)
+    loaded = load_from_disk(str(outputs["dataset"]))
+    assert loaded.to_list() == rows and loaded.split == "train"
+    if rows:
+        schema = pa.Table.from_pylist(rows).schema
+        assert features_of(schema) == Features.from_arrow_schema(schema).to_dict()
+        assert [json.loads(line) for line in outputs["jsonl"].read_text().splitlines()] == rows
+    assert not list(tmp_path.glob(".*"))  # the staging folder is gone
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        ARROW_ROWS,
+        [{"v": 1}, {"v": 2.5}, {"v": None}],
+        [{"v": []}, {"v": [[], [1]]}, {"v": [[0.5]]}],
+        [{"v": {"a": 1}}, {"v": {"b": "x", "a": None}}, {"v": {"c": True}}],
+        [{"v": [{"role": "user", "content": "q"}, {"content": "a", "role": "assistant", "extra": 3}]}],
+    ],
+    ids=["rows", "int-float", "nested-lists", "struct-fields", "list-of-structs"],
+)
+def test_column_types_are_inferred_as_pyarrow_infers_them(rows):
+    """arrow_folder infers the types itself (pyarrow's inference imports pandas): the same schema."""
+    import pyarrow as pa
+
+    from syllabus.data.arrow_folder import infer_schema, unify_schemas
+
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    expected = pa.Table.from_pylist([{c: row.get(c) for c in columns} for row in rows]).schema
+    assert infer_schema(rows, columns).equals(expected)
+    halves = [rows[: len(rows) // 2], rows[len(rows) // 2 :]]
+    parts = [pa.Table.from_pylist([{c: row.get(c) for c in columns} for row in half]).schema for half in halves if half]
+    assert unify_schemas([infer_schema(half, columns) for half in halves if half]).equals(
+        pa.unify_schemas(parts, promote_options="permissive")
+    )

@@ -123,6 +123,35 @@ def test_minhash_marks_near_duplicates_and_names_the_kept_row():
     assert report.counts == {"near_duplicate_minhash": 2}
 
 
+def test_minhash_math_computes_what_datasketch_does():
+    """The signatures and the banding are datasketch's (2.x, scheme affine32), computed without it."""
+    import random
+
+    import numpy as np
+
+    datasketch = pytest.importorskip("datasketch")
+    from syllabus.generators.filters.minhash_math import banding, signature
+
+    for num_perm in (16, 64, 128):
+        for hundredths in range(5, 101, 5):
+            try:
+                lsh = datasketch.MinHashLSH(threshold=hundredths / 100, num_perm=num_perm)
+                expected: tuple[int, int] | None = (lsh.b, lsh.r)
+            except ValueError:
+                expected = None
+            try:
+                got: tuple[int, int] | None = banding(hundredths / 100, num_perm)
+            except ValueError:
+                got = None
+            assert got == expected, (num_perm, hundredths)
+    rng = random.Random(0)
+    for _ in range(50):
+        grams = [rng.randbytes(rng.randint(1, 30)) for _ in range(rng.randint(1, 40))]
+        reference = datasketch.MinHash(num_perm=128, seed=minhash.SEED)
+        reference.update_batch(grams)
+        assert np.array_equal(reference.hashvalues.astype(np.uint32), signature(grams, 128, minhash.SEED))
+
+
 def test_minhash_threshold_is_honoured():
     _, loose, _ = run_filters(NEAR_ROWS, only(minhash={"enabled": True, "threshold": 0.5}))
     assert dropped_by(loose) == {1: "near_duplicate_minhash", 2: "near_duplicate_minhash", 4: "near_duplicate_minhash"}

@@ -1,4 +1,8 @@
-"""Bounds on every HTTP exchange with a teacher server: a size cap and a deadline per try.
+"""Bounds on an HTTP exchange through httpx: a size cap and a deadline per try.
+
+The backend's own client (wire.py) sends every request itself, except to a URL that the
+environment routes through a proxy: those go through httpx, which knows proxies, and this
+module gives them the same bounds and the same errors (wire.ReplyTooLarge, wire.Timeout).
 
 The teacher's server is untrusted. Left to itself the HTTP client reads whatever body it
 is sent into memory (a 200 MB body, or 300 KB of gzip that inflates to 300 MB, took GBs:
@@ -6,16 +10,14 @@ the bytes, then the JSON parse of them), and its timeout is per read, so a serve
 trickles one byte a second, or sends an endless chunked body, holds a request for ever.
 
 `BoundedTransport` wraps the client's transports, the one place every request passes
-(chat, model listing, feature probes, error bodies, redirects, proxies). It reads the
+(chat, model listing, feature probes, error bodies, proxies). It reads the
 whole body itself, counting the bytes on the wire and the bytes after Content-Encoding
 is undone, and stops at `max_bytes` of either; and it runs the exchange (connect, send,
 headers, body) under one deadline, the request's timeout. The response it hands up is
 already read and decoded, so nothing above it buffers more.
 
-An oversized body raises `ReplyTooLarge`, an `openai.APIConnectionError`: the SDK passes
-its own errors through without retrying (the same server sends the same runaway body
-again), older SDKs wrap it (the backend looks at `__cause__`). A missed deadline raises
-the HTTP library's `ReadTimeout`, which the SDK retries and reports as a timeout.
+An oversized body raises `wire.ReplyTooLarge`, which httpx passes up as it is. A missed
+deadline raises the HTTP library's `ReadTimeout`, which the caller reports as a timeout.
 """
 
 from __future__ import annotations
@@ -25,31 +27,17 @@ import math
 from typing import Any
 
 import anyio
-import openai
 
-# The HTTP library the installed openai SDK is built on (httpx2 from openai 3, httpx before),
-# looked up by name: a given SDK has only one of them.
+from .wire import ReplyTooLarge
+
+# The HTTP library installed with the openai SDK (httpx2 from openai 3, httpx before).
 try:
-    import openai._base_client as _sdk
-
-    httpx: Any = getattr(_sdk, "httpx2", None) or getattr(_sdk, "httpx", None)
-except ImportError:  # pragma: no cover - an SDK layout we do not know
-    httpx = None
-if httpx is None:  # pragma: no cover - an SDK layout we do not know
+    httpx: Any = importlib.import_module("httpx2")
+except ImportError:  # pragma: no cover - an older SDK
     httpx = importlib.import_module("httpx")
 
 # Headers that describe the body as sent; the body handed up is decoded and whole.
 _BODY_HEADERS = {"content-encoding", "content-length", "transfer-encoding"}
-
-
-class ReplyTooLarge(openai.APIConnectionError):
-    """The server's body (as sent, or once decompressed) went past teacher.max_response_bytes."""
-
-    reason = "response too large"
-
-    def __init__(self, detail: str, request):
-        super().__init__(message=f"response too large: {detail}", request=request)
-        self.detail = detail
 
 
 def deadline_of(request) -> float | None:
@@ -86,16 +74,16 @@ class BoundedTransport(httpx.AsyncBaseTransport):
         limit = self.max_bytes
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            raise ReplyTooLarge(f"the server announced {int(declared)} bytes, more than {limit}", request)
+            raise ReplyTooLarge(f"the server announced {int(declared)} bytes, more than {limit}")
         chunks: list[bytes] = []
         size = 0
         # aiter_bytes undoes Content-Encoding in bounded pieces; num_bytes_downloaded counts the wire.
         async for chunk in response.aiter_bytes():
             size += len(chunk)
             if size > limit:
-                raise ReplyTooLarge(f"more than {limit} bytes once decoded", request)
+                raise ReplyTooLarge(f"more than {limit} bytes once decoded")
             if response.num_bytes_downloaded > limit:
-                raise ReplyTooLarge(f"more than {limit} bytes received", request)
+                raise ReplyTooLarge(f"more than {limit} bytes received")
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -104,13 +92,13 @@ class BoundedTransport(httpx.AsyncBaseTransport):
 
 
 def bounded_client(*, timeout: float, max_bytes: int):
-    """The SDK's default async HTTP client (its limits, redirects, environment proxies),
-    with every transport it would use wrapped in `BoundedTransport`.
+    """An httpx client (environment proxies), with every transport it would use wrapped in
+    `BoundedTransport`.
 
     The client picks a transport per URL (a proxy from the environment, or the default
     pool); passing `transport=` would drop the environment proxies, so the ones it built
     are wrapped in place."""
-    client = openai.DefaultAsyncHttpxClient(timeout=timeout)
+    client = httpx.AsyncClient(timeout=timeout)
     client._transport = BoundedTransport(client._transport, max_bytes)
     client._mounts = {
         pattern: None if transport is None else BoundedTransport(transport, max_bytes)

@@ -1,42 +1,35 @@
-"""Any OpenAI-compatible endpoint (OpenAI, vLLM, llama.cpp, Ollama, SGLang) via the openai client.
+"""Any OpenAI-compatible endpoint (OpenAI, vLLM, llama.cpp, Ollama, SGLang) over HTTP.
 
-The client already does what a long run needs: retries with exponential backoff
-that honour Retry-After, per-request timeouts, connection pooling. We add bounded
-concurrency, spreading across several base URLs, a clear check before any work
-starts, and redaction so the key never reaches a message.
+Requests go through api_client.py over wire.py, not the openai SDK: against a fast server
+the SDK's own cost per request (typed params, pydantic models, httpx) was the ceiling of a
+run (docs/benchmarks.md). Kept from the SDK: the auth header, retries with exponential
+backoff that honour Retry-After, the error classes a failure is reported by. We add bounded
+concurrency, spreading across several base URLs, one pooled connection set sized to the
+concurrency, a clear check before any work starts, and redaction so the key never reaches
+a message.
 
-Chat requests go through the client's `post` rather than `chat.completions.create`:
-`create` walks every message of its arguments through the SDK's typed-params transform,
-about 1.6 ms a request for a six-turn few-shot prompt on these cores (profiled: a third
-of the client's CPU against a fast server). Our messages are plain role/content strings,
-which that transform leaves as they are, so the body is sent as is, by the same client,
-with the same auth, retries, Retry-After handling, timeouts and errors.
-
-Every reply is untrusted input. The HTTP client's transports are wrapped (http_limits.py)
-so each try has one deadline (teacher.timeout) and a body cap (teacher.max_response_bytes);
-every string the server sends is cleaned (base.Completion) and has the configured secrets
-scrubbed (redact.py) before anything stores or shows it; base URLs are shown redacted.
+Every reply is untrusted input. Each try has one deadline (teacher.timeout) and a body cap
+(teacher.max_response_bytes, also once decompressed); bodies are plain dicts whose fields
+are checked here where they are read; every string the server sends is cleaned
+(base.Completion) and has the configured secrets scrubbed (redact.py) before anything
+stores or shows it; base URLs are shown redacted.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import math
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import UserError
+from .api_client import APIClient, HTTPError, Malformed, StatusError
 from .base import ChatRequest, Completion, RequestFailed, clean_text, token_count
 from .redact import Redactor, redact_url
 
-if TYPE_CHECKING:
-    from openai import RequestOptions
-    from openai.types.chat import ChatCompletionMessageParam
-
-NO_KEY = "EMPTY"  # local servers (llama.cpp, vLLM) take any key; the client insists on one
+NO_KEY = "EMPTY"  # local servers (llama.cpp, vLLM) take any key; a header is sent all the same
 DEFAULT_MAX_RESPONSE_BYTES = 8 * 2**20  # teacher.max_response_bytes: a chat reply is a few KB
 _MISSING = object()
 
@@ -52,12 +45,14 @@ def read_api_key(env_var: str | None, key_file: str | None) -> str | None:
     return None
 
 
-def _post_options() -> RequestOptions:
-    """What `create` passes to `post`: clients that select auth per request (openai >= 3) are
-    told to send the bearer key; older ones always send it."""
-    from openai import RequestOptions  # the TypedDict `post` takes
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
-    return {"security": {"bearer_auth": True}} if "security" in RequestOptions.__annotations__ else {}
+
+def _first_choice(response: Any) -> dict[str, Any] | None:
+    choices = response.get("choices") if isinstance(response, dict) else None
+    choice = choices[0] if isinstance(choices, list) and choices else None
+    return choice if isinstance(choice, dict) else None
 
 
 class OpenAIBackend:
@@ -74,28 +69,20 @@ class OpenAIBackend:
         max_retries: int = 4,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ):
-        from openai import AsyncOpenAI
-
-        from .http_limits import bounded_client
-
         self.model = model
-        self.timeout = timeout  # the deadline of each try, connect to last byte (http_limits.py)
+        self.timeout = timeout  # the deadline of each try, connect to last byte (wire.py)
         self.base_urls = list(base_urls)
         self.shown_urls = [redact_url(url) for url in self.base_urls]  # the only form a URL is shown in
         self._redactor = Redactor([api_key if api_key != NO_KEY else None], self.base_urls)
         self._redactor.install_log_filter()
-        self._clients = [
-            AsyncOpenAI(
-                base_url=url,
-                api_key=api_key or NO_KEY,
-                timeout=timeout,
-                max_retries=max_retries,
-                http_client=bounded_client(timeout=timeout, max_bytes=max_response_bytes),
-            )
-            for url in self.base_urls
-        ]
-        self._next_client = itertools.cycle(self._clients)
-        self._post_options = _post_options()
+        self._api = APIClient(
+            self.base_urls,
+            api_key or NO_KEY,
+            timeout=timeout,
+            max_retries=max_retries,
+            max_bytes=max_response_bytes,
+            pool_size=concurrency,  # per server: every request in flight keeps its connection
+        )
         self._limit = asyncio.Semaphore(concurrency)
         self.in_flight = 0  # HTTP requests open right now, and the most there ever were
         self.peak_in_flight = 0
@@ -111,97 +98,81 @@ class OpenAIBackend:
 
     async def preflight(self) -> dict[str, Any]:
         """Reach every server and check it knows the model: fail in seconds, not hours later."""
-        import openai
-
-        from .http_limits import ReplyTooLarge
+        from .api_client import ReplyTooLarge
 
         info: dict[str, Any] = {"model": self.model, "backend": "openai", "servers": []}
-        for url, client in zip(self.shown_urls, self._clients):
+        for index, url in enumerate(self.shown_urls):
             try:
-                listed = [
-                    m.id
-                    async for m in client.with_options(max_retries=0, timeout=min(60.0, self.timeout)).models.list()
-                ]
+                page = await self._api.call(
+                    "GET", "/models", base=index, max_retries=0, timeout=min(60.0, self.timeout)
+                )
+                data = page.get("data") if isinstance(page, dict) else None
+                if not isinstance(data, list):
+                    raise Malformed("no data list")
+                listed: list[Any] = [entry.get("id") for entry in data if isinstance(entry, dict)]
             except ReplyTooLarge as exc:
                 raise UserError(
                     f"the server's answer to a model listing is too large ({self.redact(exc.detail)})",
                     where=url,
                     hint="raise teacher.max_response_bytes if the server is right",
                 ) from None
-            except openai.AuthenticationError:
-                raise UserError(
-                    "the server rejected the API key",
-                    where=url,
-                    hint="set the key in the environment variable named by teacher.api_key_env",
-                ) from None
-            except openai.NotFoundError:
+            except StatusError as exc:
+                if exc.status == 401:
+                    raise UserError(
+                        "the server rejected the API key",
+                        where=url,
+                        hint="set the key in the environment variable named by teacher.api_key_env",
+                    ) from None
+                if exc.status != 404:
+                    raise UserError(f"the server answered {exc.status} to a model listing", where=url) from None
                 listed = []  # some servers have no /models; the first real request will tell
-            except (openai.APIConnectionError, openai.APITimeoutError) as exc:
-                raise UserError(
-                    f"cannot reach the teacher server ({self.redact(type(exc).__name__)})",
-                    where=url,
-                    hint="is the server running, and is --base-url right (it usually ends in /v1)?",
-                ) from None
-            except openai.APIStatusError as exc:
-                raise UserError(f"the server answered {exc.status_code} to a model listing", where=url) from None
-            except (ValueError, TypeError, AttributeError, openai.APIError):  # a body that is no model list
+            except Malformed:  # a body that is no model list (a web page: the wrong base URL)
                 raise UserError(
                     "the server's answer to a model listing is not an OpenAI model list",
                     where=url,
                     hint="is --base-url an OpenAI-compatible API (it usually ends in /v1)?",
                 ) from None
-            listed = [name for name in listed if isinstance(name, str)]
-            if listed and self.model not in listed:
-                shown = self.redact(", ".join(listed[:8]) + (" ..." if len(listed) > 8 else ""))
+            except HTTPError as exc:
+                raise UserError(
+                    f"cannot reach the teacher server ({self.redact(exc.reason)}: {self.redact(exc.detail)[:200]})",
+                    where=url,
+                    hint="is the server running, and is --base-url right (it usually ends in /v1)?",
+                ) from None
+            names = [name for name in listed if isinstance(name, str)]
+            if names and self.model not in names:
+                shown = self.redact(", ".join(names[:8]) + (" ..." if len(names) > 8 else ""))
                 raise UserError(
                     f"the server does not offer model '{self.model}'", where=url, hint=f"it offers: {shown}"
                 )
             info["servers"].append(url)
         return info
 
-    async def _post(self, path: str, body: dict[str, Any], cast_to: Any) -> Any:
-        """One request to the next server, counted in flight; every way it can fail becomes a
-        RequestFailed with a reason and a redacted detail (chat and scoring alike)."""
-        import openai
-
-        from .http_limits import ReplyTooLarge
-
+    async def _post(self, path: str, body: dict[str, Any], *, max_retries: int | None = None) -> Any:
+        """One request to the next server, counted in flight; its JSON, or every way it can fail
+        as a RequestFailed with a reason and a redacted detail (chat and scoring alike)."""
         async with self._limit:
-            client = next(self._next_client)
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
             try:
-                return await client.post(path, body=body, cast_to=cast_to, options=self._post_options)
-            except ReplyTooLarge as exc:  # not retried: the same server would send the same body again
-                raise RequestFailed(exc.reason, self.redact(exc.detail)) from None
-            except openai.APITimeoutError:
-                raise RequestFailed("timeout", f"no complete reply within {self.timeout:g} s") from None
-            except openai.APIConnectionError as exc:
-                raise self._connection_failure(exc) from None
-            except openai.APIStatusError as exc:
-                raise RequestFailed(f"HTTP {exc.status_code}", self.redact(str(exc.message))[:200]) from None
-            except (ValueError, TypeError) as exc:  # malformed body the client could not decode
+                return await self._api.call("POST", path, body, max_retries=max_retries)
+            except HTTPError as exc:  # connection, deadline, size cap, an encoding that is not one
+                raise RequestFailed(exc.reason, self.redact(exc.detail)[:200]) from None
+            except StatusError as exc:
+                raise RequestFailed(f"HTTP {exc.status}", self.redact(exc.message)[:200]) from None
+            except Malformed as exc:
                 raise RequestFailed("malformed response", self.redact(str(exc))[:200]) from None
-            except openai.APIError as exc:  # any other client-side complaint about the reply
-                raise RequestFailed("malformed response", self.redact(f"{type(exc).__name__}: {exc}")[:200]) from None
             finally:
                 self.in_flight -= 1
 
     async def complete(self, request: ChatRequest) -> Completion:
-        from openai.types.chat import ChatCompletion
-
         response = await self._post(
-            "/chat/completions",
-            {"model": self.model, "messages": request.message_dicts(), **request.sampling()},
-            ChatCompletion,
+            "/chat/completions", {"model": self.model, "messages": request.message_dicts(), **request.sampling()}
         )
-        # The client does not validate the body's shape: check it here, so valid JSON that is
-        # not a chat completion is a failed request, not an AttributeError that ends the run.
-        choices = getattr(response, "choices", None)
-        choice = choices[0] if isinstance(choices, list) and choices else None
-        text = getattr(getattr(choice, "message", None), "content", _MISSING)
+        # Valid JSON that is not a chat completion is a failed request, not an error that ends the run.
+        choice = _first_choice(response)
+        text = _dict(choice.get("message")).get("content", _MISSING) if choice else _MISSING
         if not (text is None or isinstance(text, str)):
-            error = getattr(response, "error", None)  # some proxies send an error with status 200
+            error = response.get("error") if isinstance(response, dict) else None  # some proxies: an error, status 200
             raise RequestFailed(
                 "malformed response",
                 self.redact(f"error in the body: {error}")[:200]
@@ -209,68 +180,64 @@ class OpenAIBackend:
                 else "not a chat completion (no choices[0].message.content)",
             )
         text = self._from_server(text or "")  # the one point a reply enters: nothing after sees the key
-        finish_reason = getattr(choice, "finish_reason", None)
+        finish_reason = choice.get("finish_reason") if choice else None
         finish_reason = self._from_server(finish_reason) if isinstance(finish_reason, str) else None
-        if not (text or "").strip():
+        if not text.strip():
             # An empty reply is not an answer: fail it (not cached, retried by the next run)
             # rather than cache "" as the teacher's final word on this request.
             raise RequestFailed("empty reply", f"finish_reason={finish_reason!r}")
-        usage = getattr(response, "usage", None)
+        usage = _dict(response.get("usage"))
         return Completion(  # Completion itself makes the text encodable and the counts plausible
             text=text.strip(),
             finish_reason=finish_reason or "stop",
-            prompt_tokens=token_count(getattr(usage, "prompt_tokens", 0)),
-            completion_tokens=token_count(getattr(usage, "completion_tokens", 0)),
+            prompt_tokens=token_count(usage.get("prompt_tokens", 0)),
+            completion_tokens=token_count(usage.get("completion_tokens", 0)),
         )
-
-    def _connection_failure(self, exc: Exception) -> RequestFailed:
-        """What a connection-level error was: older SDKs wrap the transport's own errors."""
-        from .http_limits import ReplyTooLarge, httpx
-
-        cause = exc.__cause__
-        if isinstance(cause, ReplyTooLarge):
-            return RequestFailed(cause.reason, self.redact(cause.detail))
-        if isinstance(cause, httpx.DecodingError):  # a body that claims an encoding it does not have
-            return RequestFailed("malformed response", self.redact(f"cannot decode the body: {cause}")[:200])
-        return RequestFailed("connection error", self.redact(str(exc))[:200])
 
     async def check_features(self) -> dict[str, Any]:
         """Latency of one short request, and whether logprobs, JSON mode and n > 1 work."""
-        client = self._clients[0].with_options(max_retries=1)
-        messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hello in one word."}]
+        messages = [{"role": "user", "content": "Say hello in one word."}]
         report: dict[str, Any] = {}
+
+        async def chat(**kwargs) -> Any:
+            body = {"model": self.model, "messages": messages, "max_tokens": 8, **kwargs}
+            return await self._post("/chat/completions", body, max_retries=1)
+
         start = time.perf_counter()
         try:
-            response = await client.chat.completions.create(model=self.model, messages=messages, max_tokens=8)
-        except Exception as exc:  # the server listed the model but cannot answer: say so plainly
+            response = await chat()
+            choice = _first_choice(response)
+            text = _dict(choice.get("message")).get("content") if choice else None
+            if not (text is None or isinstance(text, str)):
+                raise RequestFailed("malformed response", "not a chat completion (no choices[0].message.content)")
+        except RequestFailed as exc:  # the server listed the model but cannot answer: say so plainly
             raise UserError(
-                f"the server failed a chat request: {self.redact(type(exc).__name__)}: {self.redact(str(exc))[:200]}",
-                where=self.shown_urls[0],
+                f"the server failed a chat request: {self.redact(str(exc))[:200]}", where=self.shown_urls[0]
             ) from None
         report["latency_s"] = round(time.perf_counter() - start, 3)
-        report["reply"] = self._from_server(response.choices[0].message.content or "").strip()
-        report["served_model"] = self._from_server(str(response.model))
+        report["reply"] = self._from_server(text or "").strip()
+        report["served_model"] = self._from_server(str(response.get("model")))
 
         async def probe(**kwargs) -> Any:
             try:
-                return await client.chat.completions.create(model=self.model, messages=messages, max_tokens=8, **kwargs)
-            except Exception:
+                return await chat(**kwargs)
+            except RequestFailed:
                 return None
 
         r = await probe(logprobs=True, top_logprobs=2)
-        report["logprobs"] = bool(r and r.choices[0].logprobs and r.choices[0].logprobs.content)
+        report["logprobs"] = bool(_dict(_dict(_first_choice(r)).get("logprobs")).get("content"))
         r = await probe(
             response_format={"type": "json_object"},
             messages=[{"role": "user", "content": 'Reply with the JSON object {"ok": true}.'}],
         )
         report["json_mode"] = r is not None
         r = await probe(n=2, temperature=1.0)
-        report["n_gt_1"] = bool(r and len(r.choices) == 2)
+        choices = r.get("choices") if isinstance(r, dict) else None
+        report["n_gt_1"] = isinstance(choices, list) and len(choices) == 2
         return report
 
     async def aclose(self) -> None:
-        for client in self._clients:
-            await client.close()
+        await self._api.aclose()
 
     # Capabilities and scoring ---------------------------------------------------------
     # Teacher-forced scoring goes through /v1/completions with echo + logprobs: the server returns
@@ -348,16 +315,12 @@ class OpenAIBackend:
     async def _echo(self, prompt: str, k: int, field: str) -> tuple[list[Any], list[Any]]:
         """The echoed tokens of `prompt` and, beside each, `logprobs.<field>` (`token_logprobs` or
         `top_logprobs`, at `k`): one /completions request that generates a single token."""
-        from openai.types import Completion as TextCompletion
-
         response = await self._post(
             "/completions",
             {"model": self.model, "prompt": prompt, "max_tokens": 1, "temperature": 0.0, "echo": True, "logprobs": k},
-            TextCompletion,
         )
-        choices = getattr(response, "choices", None)
-        logprobs = getattr(choices[0], "logprobs", None) if isinstance(choices, list) and choices else None
-        tokens, values = getattr(logprobs, "tokens", None), getattr(logprobs, field, None)
+        logprobs = _dict(_dict(_first_choice(response)).get("logprobs"))
+        tokens, values = logprobs.get("tokens"), logprobs.get(field)
         if not (isinstance(tokens, list) and isinstance(values, list) and len(tokens) == len(values)):
             raise RequestFailed("malformed response", f"no logprobs.tokens / {field} in the completion")
         return tokens, values

@@ -102,8 +102,10 @@ class Redactor:
     def __call__(self, text: str) -> str:
         return _KEY_LIKE.sub(r"\1-***", redact_urls(self.scrub(text)))
 
-    def install_log_filter(self, names: tuple[str, ...] = ("openai", "openai._base_client", "httpx", "httpx2")) -> None:
-        """Redact the records of the HTTP client's loggers (OPENAI_LOG=debug, an app's logging
+    def install_log_filter(
+        self, names: tuple[str, ...] = ("syllabus.http", "openai", "openai._base_client", "httpx", "httpx2")
+    ) -> None:
+        """Redact the records of the HTTP clients' loggers (wire.py's, and httpx's for a proxied URL; an app's logging
         config): they carry URLs and request options. Logger filters do not reach child
         loggers, hence the explicit names."""
         for name in names:

@@ -5,11 +5,15 @@ answer: backend kind, model, messages, sampling settings, sample index and the
 template version. Concurrency, paths and timeouts are deliberately not in it. A
 rerun after a crash finds every finished answer here and sends only the rest.
 SQLite in WAL mode: each answer is committed as it arrives, and a kill -9 loses at
-most the requests that were in flight.
+most the requests that were in flight. Within an event loop the answers that arrive in
+one turn of the loop share one transaction (committed at the end of that turn, before any
+further reply is read): a commit costs more than an insert (about 60 of 110 µs here), and
+at high concurrency several replies land in each turn.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import sqlite3
@@ -59,8 +63,48 @@ class RequestCache:
         # Keys with a recorded failure (few): an answer clears its failure without a second
         # statement, so storing an answer is one commit.
         self._failed = {key for (key,) in self._db.execute("SELECT key FROM failures")}
+        self._commit_soon = False  # a transaction is open and a commit is scheduled on the loop
+        self._failed_commit: sqlite3.Error | None = None  # raised to the next caller (disk full ...)
+
+    def _write(self, sql: str, params: tuple) -> None:
+        """Run one write: in the open transaction of this loop turn, or committed at once
+        when no event loop runs (a synchronous caller)."""
+        self._raise_failed_commit()
+        if not self._commit_soon:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._db.execute(sql, params)
+                return
+            self._db.execute("BEGIN")
+            self._commit_soon = True
+            loop.call_soon(self.commit)
+        self._db.execute(sql, params)
+
+    def commit(self) -> None:
+        """End the open transaction, if any (at the end of the loop turn that opened it). A commit
+        that fails (a full disk) is rolled back and its error raised by the next call to the cache,
+        so it ends the run as the same write would have without the batching: a callback on the
+        loop has no caller to raise to."""
+        if self._commit_soon:
+            self._commit_soon = False
+            try:
+                if self._db.in_transaction:
+                    self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._failed_commit = exc
+                if self._db.in_transaction:
+                    try:
+                        self._db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass  # the connection is closed with the run; the error above is what counts
+
+    def _raise_failed_commit(self) -> None:
+        if self._failed_commit is not None:
+            raise self._failed_commit
 
     def get(self, key: str) -> Completion | None:
+        self._raise_failed_commit()
         row = self._db.execute(
             "SELECT text, finish_reason, prompt_tokens, completion_tokens FROM answers WHERE key = ?", (key,)
         ).fetchone()
@@ -74,7 +118,7 @@ class RequestCache:
                 {"messages": request.message_dicts(), **request.sampling(), "sample_index": request.sample_index},
                 ensure_ascii=False,
             )
-        self._db.execute(
+        self._write(
             "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 key,
@@ -88,11 +132,11 @@ class RequestCache:
             ),
         )
         if key in self._failed:
-            self._db.execute("DELETE FROM failures WHERE key = ?", (key,))
+            self._write("DELETE FROM failures WHERE key = ?", (key,))
             self._failed.discard(key)
 
     def record_failure(self, key: str, stage: str, reason: str, detail: str) -> None:
-        self._db.execute(
+        self._write(
             "INSERT INTO failures VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT(key) DO UPDATE SET"
             " reason = excluded.reason, detail = excluded.detail, attempts = attempts + 1, updated = excluded.updated",
             (key, stage, reason, detail, time.time()),
@@ -103,4 +147,8 @@ class RequestCache:
         return self._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
 
     def close(self) -> None:
-        self._db.close()
+        try:
+            self.commit()
+        finally:
+            self._db.close()
+        self._raise_failed_commit()

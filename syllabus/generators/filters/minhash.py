@@ -1,12 +1,13 @@
-"""Near duplicates by MinHash LSH (datasketch) over word shingles of the normalised question.
+"""Near duplicates by MinHash LSH over word shingles of the normalised question.
 
 Rows are taken in order; a row whose question has an earlier kept question with an
 estimated Jaccard similarity of shingle sets >= `threshold` is marked, else it joins
 the index. LSH only proposes candidates; each is checked against the threshold with
 the signatures, so a marked row always names the kept row it is near.
 
-datasketch makes the signatures and chooses the banding (b bands of r rows for the
-threshold); the band buckets are our own plain dicts of int hashes. datasketch's
+The signatures and the banding (b bands of r rows for the threshold) are datasketch's,
+computed by minhash_math.py without importing datasketch (and scipy with it); the band
+buckets are our own plain dicts of int hashes. datasketch's
 in-memory index keeps a set per bucket and a second copy of every band key, about
 3.2 KB per kept row against 0.6 KB here: 300 MB of a 100k-row run's memory.
 """
@@ -31,13 +32,15 @@ def shingles(text: str, size: int) -> list[bytes]:
     return list({" ".join(tokens[i : i + size]).encode() for i in range(len(tokens) - size + 1)})
 
 
-def _index(lsh_class, threshold: float, num_perm: int):
-    """An LSH index for `threshold`; where datasketch finds no banding for it (a threshold near 1
-    with few permutations), the nearest lower one: more candidates, each still checked."""
+def _banding(threshold: float, num_perm: int) -> tuple[int, int]:
+    """(bands, rows) for `threshold`; where no banding of 2 bands or more fits it (a threshold near 1
+    with few permutations), that of the nearest lower one: more candidates, each still checked."""
+    from .minhash_math import banding
+
     candidate = threshold
     while True:
         try:
-            return lsh_class(threshold=candidate, num_perm=num_perm)
+            return banding(candidate, num_perm)
         except ValueError:
             if candidate <= 0.05:
                 raise
@@ -49,13 +52,11 @@ class MinHashFilter:
 
     def __init__(self, threshold: float = 0.8, shingle: int = 3, num_perm: int = 128):
         import numpy as np
-        from datasketch import MinHash, MinHashLSH
 
         self.threshold, self.shingle, self.num_perm = threshold, shingle, num_perm
-        banding = _index(MinHashLSH, threshold, num_perm)
-        self._bands = [(i * banding.r, (i + 1) * banding.r) for i in range(banding.b)]
+        bands, rows = _banding(threshold, num_perm)
+        self._bands = [(i * rows, (i + 1) * rows) for i in range(bands)]
         self._buckets: list[dict[int, int | list[int]]] = [{} for _ in self._bands]  # band hash -> kept row(s)
-        self._template = MinHash(num_perm=num_perm, seed=SEED)
         # Signatures of kept rows, one compact row each (hash values fit 32 bits), for the check;
         # grown by doubling as rows are kept.
         self._signatures = np.zeros((1024, num_perm), dtype=np.uint32)
@@ -64,14 +65,14 @@ class MinHashFilter:
     def marks(self, rows: list[dict[str, Any]], refs) -> dict[int, tuple[str, str]]:
         import numpy as np
 
+        from .minhash_math import signature
+
         marks = {}
         for i, row in enumerate(rows):
             grams = shingles(question_of(row), self.shingle)
             if not grams:
                 continue  # no words: nothing to compare (the checks judge empty text)
-            signature = self._template.copy()
-            signature.update_batch(grams)
-            values = signature.hashvalues.astype(np.uint32)
+            values = signature(grams, self.num_perm, SEED)
             keys = [hash(values[start:end].tobytes()) for start, end in self._bands]
             best, best_j = 0.0, -1
             for j in self._candidates(keys):
