@@ -218,6 +218,24 @@ def test_restatement_similarity():
     assert checks.restatement(["a", "b"], []) == 0.0
 
 
+def test_the_restatement_bound_settles_the_check_as_the_full_ratio_would():
+    """Below the threshold only the verdict matters; at or above it the value is difflib's ratio."""
+    import random
+    from difflib import SequenceMatcher
+
+    rng = random.Random(0)
+    vocabulary = ["a", "b", "c", "d", "e", "f"]
+    for _ in range(2000):
+        q = [rng.choice(vocabulary) for _ in range(rng.randint(1, 12))]
+        a = [rng.choice(vocabulary) for _ in range(rng.randint(1, 30))]
+        threshold = rng.choice([0.5, 0.8, 0.9])
+        exact = SequenceMatcher(None, q, a, autojunk=False).ratio()
+        bounded = checks.restatement(q, a, at_least=threshold)
+        assert (bounded >= threshold) == (exact >= threshold)
+        if exact >= threshold:
+            assert bounded == exact
+
+
 # Decontamination -----------------------------------------------------------------------
 EVAL_LONG = (
     "A train leaves the station at nine in the morning travelling at sixty miles per hour towards "

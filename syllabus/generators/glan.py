@@ -265,25 +265,30 @@ class GlanGenerator:
         )
         return QuestionItem(node, index, round_index, combo, bloom, strategy)
 
-    async def question_and_answer(self, node: Node, subjects: list[Subject], index: int) -> dict[str, Any] | None:
+    async def question_and_answer(
+        self, node: Node, subjects: list[Subject], index: int
+    ) -> tuple[dict[str, Any] | None, bool]:
+        """Question `index`'s row (None when a stage gave none), and whether the cheap checks accept it
+        (the answer stage's last draw goes on to the filters even when they will drop it)."""
         item = self.question_item(node, subjects, index)
         question = (await self.runner.run(self.stages.question, item)).first
         answered = await self._answered(item, question)
-        return self._row(item, *answered) if answered else None
+        if answered is None:
+            return None, False
+        *pair, refusal = answered
+        return self._row(item, *pair), refusal is None
 
-    def accepted(self, row: dict[str, Any] | None) -> bool:
-        """Whether the filters' cheap checks keep `row` (its answer stage's last draw may be refused)."""
-        if row is None:
-            return False
-        question, answer = row["prompt"][-1]["content"], row["completion"][0]["content"]
-        return refused(question, answer, row["finish_reason"], self.settings.filters.checks) is None
-
-    async def _answered(self, item: QuestionItem | SkillMixItem, question: str | None) -> tuple[str, str, str] | None:
-        """The answer stage on a question a question stage wrote: (question, answer, finish_reason), or None."""
+    async def _answered(
+        self, item: QuestionItem | SkillMixItem, question: str | None
+    ) -> tuple[str, str, str, str | None] | None:
+        """The answer stage on a question a question stage wrote: (question, answer, finish_reason,
+        why the cheap checks refuse it or None), or None."""
         if question is None:
             return None
         answered = await self.runner.run(self.stages.answer, AnswerItem(item, question))
-        return (question, answered.results[0], answered.replies[0].finish_reason) if answered.results else None
+        if not answered.results:
+            return None
+        return question, answered.results[0], answered.replies[0].finish_reason, answered.refused[0]
 
     def _pair(self, question: str, answer: str) -> dict[str, Any]:
         """The training pair. Prompt erasure: the strategy shaped the teacher's answer, but the student
@@ -345,7 +350,7 @@ class GlanGenerator:
         assert self.stages.skill_mix is not None  # asked only when mixing is on
         question = (await self.runner.run(self.stages.skill_mix, item)).first
         answered = await self._answered(item, question)
-        return self._mixed_row(item, *answered) if answered else None
+        return self._mixed_row(item, *answered[:3]) if answered else None
 
     def _mixed_row(self, item: SkillMixItem, question: str, answer: str, finish: str) -> dict:
         """A mixed question's row: the fields of a GLAN row (the first discipline's where one value
@@ -446,12 +451,12 @@ class GlanGenerator:
             while queue:
                 index = queue.popleft()
                 async with self._window:
-                    row = await self.question_and_answer(node, usable, index)
+                    row, accepted = await self.question_and_answer(node, usable, index)
                 if row is not None:
                     emit(position, index, row)
                     outcome.delivered += 1
                     delivered += 1
-                if spare and not self.accepted(row):
+                if spare and not accepted:
                     spare -= 1
                     queue.append(count + outcome.replaced)
                     outcome.replaced += 1

@@ -87,6 +87,7 @@ class StageOutput(Generic[T]):
     values: list[T]  # the parsed samples, in sample order
     replies: list[Completion]  # their completions (finish_reason, tokens), aligned with `values`
     results: list[Any]  # `combine(values)`, or the values themselves; each one counts as kept
+    refused: list[str | None] = field(default_factory=list)  # per value: why `check` refused its last draw
 
     @property
     def first(self) -> Any | None:
@@ -150,7 +151,7 @@ class StageRunner:
             finally:
                 self.progress.advance(stage.name)
 
-        async def one(i: int) -> tuple[Completion, T] | None:
+        async def one(i: int) -> tuple[Completion, T, str | None] | None:
             """Sample i: its first draw, and while one is refused and redraws last, another."""
             for r in range(redraws + 1):
                 if r:
@@ -168,7 +169,7 @@ class StageRunner:
                     return None
                 why = stage.check(item, value, reply) if stage.check is not None else None
                 if why is None or r == redraws:
-                    return reply, value
+                    return reply, value, why
                 stats.redrawn[why] += 1
             return None  # pragma: no cover - the loop returns on its last draw
 
@@ -176,12 +177,12 @@ class StageRunner:
             drawn = [await one(0)]
         else:
             drawn = await asyncio.gather(*(one(i) for i in range(stage.samples)))
-        parsed = [reply for reply, _ in filter(None, drawn)]
-        values = [value for _, value in filter(None, drawn)]
+        kept = [d for d in drawn if d is not None]
+        values = [value for _, value, _ in kept]
         stats.parsed += len(values)
         results = stage.combine(values) if stage.combine is not None else values
         stats.kept += len(results)
-        return StageOutput(values, parsed, results)
+        return StageOutput(values, [reply for reply, _, _ in kept], results, [why for _, _, why in kept])
 
     async def run_all(self, stage: Stage[ItemT, T], items: list[ItemT]) -> list[StageOutput[T]]:
         self.expect(stage, len(items))

@@ -17,11 +17,20 @@ from ...data.rows import answer_of, question_of
 EMPTY, RESTATED, TRUNCATED = "empty_answer", "restated_question", "truncated"
 
 
-def restatement(question: list[str], answer: list[str]) -> float:
-    """How much the answer's words are the question's words in the same order: 0..1."""
+def restatement(question: list[str], answer: list[str], at_least: float = 0.0) -> float:
+    """How much the answer's words are the question's words in the same order: 0..1.
+
+    Below `at_least` any value under it may be returned: difflib's ratio is bounded by
+    2 x the shorter length / both lengths (and by its quick_ratio), so an answer much longer
+    than its question, as most are, is settled without matching (the check runs on every row)."""
     if not question or not answer:
         return 0.0
-    return SequenceMatcher(None, question, answer, autojunk=False).ratio()
+    bound = 2 * min(len(question), len(answer)) / (len(question) + len(answer))
+    if bound < at_least:
+        return bound
+    matcher = SequenceMatcher(None, question, answer, autojunk=False)
+    quick = matcher.quick_ratio()
+    return quick if quick < at_least else matcher.ratio()
 
 
 def check_row(row: dict[str, Any], config) -> tuple[str, str] | None:
@@ -30,7 +39,7 @@ def check_row(row: dict[str, Any], config) -> tuple[str, str] | None:
     if config.empty_answer and not answer:
         return EMPTY, "the answer has no words"
     if config.restated_question and answer:
-        similarity = restatement(words(question_of(row)), answer)
+        similarity = restatement(words(question_of(row)), answer, at_least=config.restate_similarity)
         if similarity >= config.restate_similarity:
             return RESTATED, f"the answer repeats the question (similarity {similarity:.2f})"
     if config.truncated and row.get("finish_reason") == "length":
