@@ -21,8 +21,12 @@ against the untrained student ± SE and the exact McNemar p per node (seed 0's s
 for the p-value, each item once). The JSON is written after every arm; the same command
 with the same --workdir resumes (each run folder resumes its loop).
 
+Each ablation is also compared item by item with the loop's student of the same seed
+(`versus_loop`): what that one setting changed, without the spread between seeds.
+
 Run: .venv/bin/python bench/bench_loop.py [--arms loop baseline ...] [--seeds 0 1 2] [--rounds 2]
      [--budget 60] [--workdir DIR]
+     .venv/bin/python bench/bench_loop.py --summarise   (the JSON's numbers again, nothing run)
 """
 
 from __future__ import annotations
@@ -145,7 +149,26 @@ def aggregate(results: dict[str, dict[int, dict]]) -> dict:
             "strong": paired_block(start, mean, [k for k in keys if k.split("\t")[0] in STRONG]),
             "all": paired_block(start, mean, keys),
         }
+    loop = results.get("loop", {})
+    for arm, seeds in results.items():
+        same = [s for s in seeds if s in loop]
+        if arm != "loop" and same:
+            out[arm]["versus_loop"] = versus_loop(loop[same[0]]["best"], seeds[same[0]]["best"], same[0])
     return out
+
+
+def versus_loop(loop: dict[str, bool], arm: dict[str, bool], seed: int) -> dict:
+    """An arm's best student against the loop's of the same seed, item by item: what the one
+    setting changed, free of the seed-to-seed spread that a comparison of two gains carries."""
+    keys = sorted(set(loop) & set(arm))
+    as_float = {k: float(arm[k]) for k in keys}
+    return {
+        "seed": seed,
+        **{
+            group: paired_block(loop, as_float, [k for k in keys if k.split("\t")[0] in nodes])
+            for group, nodes in (("weak", WEAK), ("strong", STRONG), ("all", (*WEAK, *STRONG)))
+        },
+    }
 
 
 def verdict(agg: dict) -> dict:
@@ -186,6 +209,12 @@ def table(agg: dict) -> str:
         lines.append(
             f"| **{group} nodes** | {block['untrained']:.0%} | " + " | ".join(cell(agg[a][group]) for a in arms) + " |"
         )
+    for group in ("weak", "all"):
+        lines.append(
+            f"| vs the loop, same seed: {group} | - | "
+            + " | ".join(cell(agg[a].get("versus_loop", {}).get(group)) for a in arms)
+            + " |"
+        )
     lines.append(
         "| rows trained (last round, per seed) | - | "
         + " | ".join(", ".join(str(r[-1] if r else 0) for r in agg[a]["rows_trained"]) for a in arms)
@@ -202,7 +231,18 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=60)
     parser.add_argument("--workdir", type=Path, default=ROOT / "bench" / "work-loop")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "loop.json")
+    parser.add_argument(
+        "--summarise", action="store_true", help="recompute the aggregate, verdict and table of --out; run nothing"
+    )
     args = parser.parse_args()
+    if args.summarise:
+        result = json.loads(args.out.read_text())
+        runs = {a: {int(s): r for s, r in seeds.items()} for a, seeds in result["runs"].items()}
+        agg = aggregate(runs)
+        result.update(aggregate=agg, verdict=verdict(agg), table=table(agg))
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(result["table"])
+        return
 
     from syllabus.project import init_project
 
