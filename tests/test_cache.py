@@ -289,11 +289,12 @@ def test_a_run_folder_made_by_an_older_build_resumes_without_asking_again(tmp_pa
 
     project = tmp_path / "p"
     assert run_cli("init", str(project)).returncode == 0
-    # As that build's `init` wrote it (no frequency penalty), and no redraws: the refused answers would be
-    # drawn again (new requests).
+    # As that build's `init` wrote it (no frequency penalty), with no redraws and no replacements: the
+    # refused answers would be drawn again, and their questions replaced (new requests).
     config = project / "syllabus.yaml"
     old = config.read_text().replace("max_tokens: 256, frequency_penalty: 0.5}", "max_tokens: 256, redraws: 0}")
-    assert "redraws: 0" in old
+    old = old.replace("replacements: 0.5", "replacements: 0")
+    assert "redraws: 0" in old and "replacements: 0\n" in old
     config.write_text(old)
     (project / "runs" / "default").mkdir(parents=True)
     shutil.copy(Path(__file__).parent / "data" / "cache-9a1f78f.sqlite", project / "runs/default/cache.sqlite")

@@ -268,27 +268,27 @@ class GlanGenerator:
     async def question_and_answer(
         self, node: Node, subjects: list[Subject], index: int
     ) -> tuple[dict[str, Any] | None, bool]:
-        """Question `index`'s row (None when a stage gave none), and whether the cheap checks accept it
-        (the answer stage's last draw goes on to the filters even when they will drop it)."""
+        """Question `index`'s row (None when a stage gave none), and whether the teacher's text was
+        refused: a reply that never parsed, or an answer the cheap checks drop (the answer stage's
+        last draw goes on to the filters even then). A failed request is no refusal: the next run
+        asks it again, so a replacement would make that run differ from one that never failed."""
         item = self.question_item(node, subjects, index)
-        question = (await self.runner.run(self.stages.question, item)).first
-        answered = await self._answered(item, question)
-        if answered is None:
-            return None, False
-        *pair, refusal = answered
-        return self._row(item, *pair), refusal is None
+        asked = await self.runner.run(self.stages.question, item)
+        if asked.first is None:
+            return None, not asked.failed
+        answered = await self.runner.run(self.stages.answer, AnswerItem(item, asked.first))
+        if not answered.results:
+            return None, not answered.failed
+        reply = answered.replies[0]
+        row = self._row(item, asked.first, answered.results[0], reply.finish_reason)
+        return row, answered.refused[0] is not None
 
-    async def _answered(
-        self, item: QuestionItem | SkillMixItem, question: str | None
-    ) -> tuple[str, str, str, str | None] | None:
-        """The answer stage on a question a question stage wrote: (question, answer, finish_reason,
-        why the cheap checks refuse it or None), or None."""
+    async def _answered(self, item: QuestionItem | SkillMixItem, question: str | None) -> tuple[str, str, str] | None:
+        """The answer stage on a question a question stage wrote: (question, answer, finish_reason), or None."""
         if question is None:
             return None
         answered = await self.runner.run(self.stages.answer, AnswerItem(item, question))
-        if not answered.results:
-            return None
-        return question, answered.results[0], answered.replies[0].finish_reason, answered.refused[0]
+        return (question, answered.results[0], answered.replies[0].finish_reason) if answered.results else None
 
     def _pair(self, question: str, answer: str) -> dict[str, Any]:
         """The training pair. Prompt erasure: the strategy shaped the teacher's answer, but the student
@@ -350,7 +350,7 @@ class GlanGenerator:
         assert self.stages.skill_mix is not None  # asked only when mixing is on
         question = (await self.runner.run(self.stages.skill_mix, item)).first
         answered = await self._answered(item, question)
-        return self._mixed_row(item, *answered[:3]) if answered else None
+        return self._mixed_row(item, *answered) if answered else None
 
     def _mixed_row(self, item: SkillMixItem, question: str, answer: str, finish: str) -> dict:
         """A mixed question's row: the fields of a GLAN row (the first discipline's where one value
@@ -451,12 +451,12 @@ class GlanGenerator:
             while queue:
                 index = queue.popleft()
                 async with self._window:
-                    row, accepted = await self.question_and_answer(node, usable, index)
+                    row, refused = await self.question_and_answer(node, usable, index)
                 if row is not None:
                     emit(position, index, row)
                     outcome.delivered += 1
                     delivered += 1
-                if spare and not accepted:
+                if spare and refused:
                     spare -= 1
                     queue.append(count + outcome.replaced)
                     outcome.replaced += 1

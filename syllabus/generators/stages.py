@@ -88,6 +88,7 @@ class StageOutput(Generic[T]):
     replies: list[Completion]  # their completions (finish_reason, tokens), aligned with `values`
     results: list[Any]  # `combine(values)`, or the values themselves; each one counts as kept
     refused: list[str | None] = field(default_factory=list)  # per value: why `check` refused its last draw
+    failed: int = 0  # samples whose request failed for good (asked again by the next run)
 
     @property
     def first(self) -> Any | None:
@@ -142,6 +143,7 @@ class StageRunner:
         first = stage.first_sample(item)
 
         redraws = getattr(stage.sampling, "redraws", 0)
+        failed = 0
 
         async def ask(index: int) -> Completion | None:
             try:
@@ -153,11 +155,13 @@ class StageRunner:
 
         async def one(i: int) -> tuple[Completion, T, str | None] | None:
             """Sample i: its first draw, and while one is refused and redraws last, another."""
+            nonlocal failed
             for r in range(redraws + 1):
                 if r:
                     self.progress.add_total(stage.name, 1)
                 reply = await ask(first + i + r * REDRAW_STRIDE)
                 if reply is None:
+                    failed += 1
                     return None  # a failed request is counted as failed; the next run asks it again
                 try:
                     value = stage.parse(reply.text)
@@ -182,7 +186,7 @@ class StageRunner:
         stats.parsed += len(values)
         results = stage.combine(values) if stage.combine is not None else values
         stats.kept += len(results)
-        return StageOutput(values, [reply for reply, _, _ in kept], results, [why for _, _, why in kept])
+        return StageOutput(values, [reply for reply, _, _ in kept], results, [why for _, _, why in kept], failed)
 
     async def run_all(self, stage: Stage[ItemT, T], items: list[ItemT]) -> list[StageOutput[T]]:
         self.expect(stage, len(items))
