@@ -439,15 +439,15 @@ class GlanGenerator:
             return 0
         self.runner.expect(self.stages.question, count)  # every one of them is asked
         queue = deque(range(count))
-        spare = math.ceil(count * self.settings.replacements)  # replacements this node may still ask
+        most = math.ceil(count * self.settings.replacements)  # replacements this node may ask
         delivered = 0
 
         async def worker() -> None:
             # A fixed pool of workers per run, not one task per question: memory stays flat
             # however many questions are asked, while enough work is in flight to keep the
             # backend busy (each worker asks a question, then its answer). The worker whose
-            # question failed queues its replacement and is still there to ask it.
-            nonlocal delivered, spare
+            # row was refused queues its replacement and is still there to ask it.
+            nonlocal delivered
             while queue:
                 index = queue.popleft()
                 async with self._window:
@@ -456,8 +456,7 @@ class GlanGenerator:
                     emit(position, index, row)
                     outcome.delivered += 1
                     delivered += 1
-                if spare and refused:
-                    spare -= 1
+                if refused and outcome.replaced < most:
                     queue.append(count + outcome.replaced)
                     outcome.replaced += 1
                     self.runner.expect(self.stages.question, 1)
