@@ -21,7 +21,7 @@ against the untrained student ± SE and the exact McNemar p per node (seed 0's s
 for the p-value, each item once). The JSON is written after every arm; the same command
 with the same --workdir resumes (each run folder resumes its loop).
 
-Each ablation is also compared item by item with the loop's student of the same seed
+Each ablation is also compared item by item with the loop's students of the same seeds
 (`versus_loop`): what that one setting changed, without the spread between seeds.
 
 Run: .venv/bin/python bench/bench_loop.py [--arms loop baseline ...] [--seeds 0 1 2] [--rounds 2]
@@ -153,19 +153,26 @@ def aggregate(results: dict[str, dict[int, dict]]) -> dict:
     for arm, seeds in results.items():
         same = [s for s in seeds if s in loop]
         if arm != "loop" and same:
-            out[arm]["versus_loop"] = versus_loop(loop[same[0]]["best"], seeds[same[0]]["best"], same[0])
+            out[arm]["versus_loop"] = versus_loop(
+                [loop[s]["best"] for s in same], [seeds[s]["best"] for s in same], same
+            )
     return out
 
 
-def versus_loop(loop: dict[str, bool], arm: dict[str, bool], seed: int) -> dict:
-    """An arm's best student against the loop's of the same seed, item by item: what the one
-    setting changed, free of the seed-to-seed spread that a comparison of two gains carries."""
-    keys = sorted(set(loop) & set(arm))
-    as_float = {k: float(arm[k]) for k in keys}
+def versus_loop(loops: list[dict[str, bool]], arms: list[dict[str, bool]], seeds: list[int]) -> dict:
+    """An arm's best students against the loop's of the same seeds, item by item (each item's
+    difference averaged over the seeds both ran): what the one setting changed, free of the
+    seed-to-seed spread that a comparison of two gains carries."""
+    keys = sorted(set.intersection(*(set(run) for run in (*loops, *arms))))
+
+    def mean(runs: list[dict[str, bool]]) -> dict[str, float]:
+        return {k: statistics.fmean(float(run[k]) for run in runs) for k in keys}
+
+    loop, arm = mean(loops), mean(arms)
     return {
-        "seed": seed,
+        "seeds": seeds,
         **{
-            group: paired_block(loop, as_float, [k for k in keys if k.split("\t")[0] in nodes])
+            group: paired_block(loop, arm, [k for k in keys if k.split("\t")[0] in nodes])
             for group, nodes in (("weak", WEAK), ("strong", STRONG), ("all", (*WEAK, *STRONG)))
         },
     }
@@ -211,7 +218,7 @@ def table(agg: dict) -> str:
         )
     for group in ("weak", "all"):
         lines.append(
-            f"| vs the loop, same seed: {group} | - | "
+            f"| vs the loop, same seeds: {group} | - | "
             + " | ".join(cell(agg[a].get("versus_loop", {}).get(group)) for a in arms)
             + " |"
         )
