@@ -152,6 +152,30 @@ def test_minhash_math_computes_what_datasketch_does():
         assert np.array_equal(reference.hashvalues.astype(np.uint32), signature(grams, 128, minhash.SEED))
 
 
+def test_minhash_signs_a_block_of_rows_as_it_signs_each_row():
+    """`signatures` (a block at once) gives each set's own signature, and a near duplicate whose
+    kept row was signed in an earlier block is still marked."""
+    import random
+
+    import numpy as np
+
+    from syllabus.generators.filters.minhash_math import signature, signatures
+
+    rng = random.Random(1)
+    sets = [[rng.randbytes(rng.randint(1, 20)) for _ in range(rng.randint(1, 30))] for _ in range(40)]
+    assert np.array_equal(signatures(sets, 64, minhash.SEED), np.stack([signature(g, 64, minhash.SEED) for g in sets]))
+    assert signatures([], 64, minhash.SEED).shape == (0, 64)
+
+    filler = [
+        row(i, f"Question {i} asks about topic number {i} in plain words, {i} times over.") for i in range(1, 300)
+    ]
+    rows = [row(0, MATRIX), *filler, row(300, MATRIX + " Explain each step.")]
+    assert minhash.BLOCK < 300  # the two copies fall in different blocks
+    marks = minhash.find(rows)
+    assert marks[300][1].startswith("near duplicate of mathematics/algebra#0 ")
+    assert set(marks) == {300}
+
+
 def test_minhash_threshold_is_honoured():
     _, loose, _ = run_filters(NEAR_ROWS, only(minhash={"enabled": True, "threshold": 0.5}))
     assert dropped_by(loose) == {1: "near_duplicate_minhash", 2: "near_duplicate_minhash", 4: "near_duplicate_minhash"}
