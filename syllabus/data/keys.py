@@ -8,6 +8,7 @@ the same question to every one of them: a probe cannot slip past one and not the
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
@@ -16,6 +17,7 @@ _PUNCT = re.compile(r"[^\w\s]|_", re.UNICODE)
 _SPACE = re.compile(r"\s+")
 
 
+@functools.lru_cache(maxsize=2 * 1024)
 def normalise(text: str) -> str:
     """NFKC, case folded, punctuation and underscores as spaces, runs of space as one."""
     text = unicodedata.normalize("NFKC", text or "").casefold()
