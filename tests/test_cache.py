@@ -58,6 +58,23 @@ def test_a_frequency_penalty_of_zero_leaves_the_key_as_older_builds_made_it():
     assert key(request=ChatRequest(MESSAGES, frequency_penalty=0.0)) == key()
 
 
+@pytest.mark.parametrize(
+    "messages",
+    [
+        MESSAGES,
+        (("user", 'Say "messages":0 and \\ then \u00e9\u2028\U0001f600\n'),),
+        (("system", ""), ("user", "\x00\t")),
+    ],
+)
+def test_a_request_encodes_its_messages_once_for_the_body_and_the_cache_record(messages):
+    request = ChatRequest(messages, temperature=0.2)
+    assert json.loads(request.messages_json) == request.message_dicts()
+    asked = json.loads(request.json_with({"model": "m", **request.sampling()}))
+    assert asked == {"messages": request.message_dicts(), "model": "m", **request.sampling()}
+    assert list(asked) == ["messages", "model", "temperature", "top_p", "max_tokens"]
+    assert json.loads(request.json_with({})) == {"messages": request.message_dicts()}
+
+
 def test_request_keys_are_all_different():
     variants = [key(request=ChatRequest(MESSAGES, sample_index=i)) for i in range(50)]
     assert len(set(variants)) == 50

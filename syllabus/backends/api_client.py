@@ -150,11 +150,12 @@ class APIClient:
         max_retries: int | None = None,
         timeout: float | None = None,
     ) -> Any:
-        """The JSON a request returned; HTTPError, StatusError or Malformed when it failed for good."""
+        """The JSON a request returned; HTTPError, StatusError or Malformed when it failed for good.
+        `payload` is encoded as JSON, or sent as it is when it is bytes (a body already encoded)."""
         target = self.bases[base] if base is not None else next(self._next)
         retries = self.max_retries if max_retries is None else max_retries
         url = target.prefix + path
-        data = None if payload is None else json.dumps(payload).encode()
+        data = payload if payload is None or isinstance(payload, bytes) else json.dumps(payload).encode()
         wait = timeout or self.timeout
         for attempt in range(retries + 1):
             try:

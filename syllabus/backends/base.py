@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -43,6 +45,19 @@ class ChatRequest:
 
     def message_dicts(self) -> list[dict[str, str]]:
         return [{"role": role, "content": content} for role, content in self.messages]
+
+    @functools.cached_property
+    def messages_json(self) -> str:
+        """`message_dicts()` as compact JSON, keys sorted, text as is (not escaped to ASCII).
+        Why: the HTTP body and the cache's record of what was asked both carry the messages;
+        against a fast server, encoding JSON is a tenth of the client's time."""
+        return json.dumps(self.message_dicts(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+    def json_with(self, fields: dict[str, Any]) -> str:
+        """A JSON object of `"messages"` (as `messages_json`) and then `fields`, encoded as
+        json.dumps would (text as is)."""
+        rest = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+        return '{"messages":' + self.messages_json + ("," + rest[1:] if fields else "}")
 
     def sampling(self) -> dict[str, Any]:
         settings: dict[str, Any] = {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens}

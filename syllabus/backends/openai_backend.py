@@ -147,7 +147,7 @@ class OpenAIBackend:
             info["servers"].append(url)
         return info
 
-    async def _post(self, path: str, body: dict[str, Any], *, max_retries: int | None = None) -> Any:
+    async def _post(self, path: str, body: dict[str, Any] | bytes, *, max_retries: int | None = None) -> Any:
         """One request to the next server, counted in flight; its JSON, or every way it can fail
         as a RequestFailed with a reason and a redacted detail (chat and scoring alike)."""
         async with self._limit:
@@ -165,9 +165,8 @@ class OpenAIBackend:
                 self.in_flight -= 1
 
     async def complete(self, request: ChatRequest) -> Completion:
-        response = await self._post(
-            "/chat/completions", {"model": self.model, "messages": request.message_dicts(), **request.sampling()}
-        )
+        body = request.json_with({"model": self.model, **request.sampling()}).encode("utf-8")
+        response = await self._post("/chat/completions", body)
         # Valid JSON that is not a chat completion is a failed request, not an error that ends the run.
         choice = _first_choice(response)
         text = _dict(choice.get("message")).get("content", _MISSING) if choice else _MISSING

@@ -114,10 +114,7 @@ class RequestCache:
         """Store an answer; with `request`, also what was asked (messages and sampling), for audits."""
         asked = None
         if request is not None:
-            asked = json.dumps(
-                {"messages": request.message_dicts(), **request.sampling(), "sample_index": request.sample_index},
-                ensure_ascii=False,
-            )
+            asked = request.json_with({**request.sampling(), "sample_index": request.sample_index})
         self._write(
             "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
