@@ -4,7 +4,8 @@ Why: every request `syllabus generate` makes also passes through templates, the
 cache, parsers, the taxonomy and the dataset writer, and the command starts a fresh
 Python process. This benchmark checks that all of this costs little next to the
 teacher: rows per second of the real command should be at least 0.95 of what a bare
-openai client loop gets for the very same requests.
+openai client loop gets for the very same requests against llama.cpp, and at least 3x
+against the instant server, where the client's own cost is the ceiling (issue 24).
 
 How: one server answers both sides, on each of two servers (`--server`, default both):
   llama    the llama.cpp server (started here on a free 127.0.0.1 port serving the
@@ -59,7 +60,8 @@ from measure import load_avg, machine, run_measured  # noqa: E402
 MODEL = "smollm2"
 INSTANT_MODEL = "instant"
 NODES = "mathematics/linear-algebra"
-GOAL = 0.95
+GOAL = 0.95  # llama.cpp: the model's cost dominates; syllabus must not slow it down
+INSTANT_GOAL = 3.0  # the instant server (issue 24): the client's own cost is all there is
 
 
 def free_port() -> int:
@@ -189,7 +191,12 @@ def run_syllabus(
         rows = sum(1 for line in lines if line.strip())
     with contextlib.closing(sqlite3.connect(run / "cache.sqlite")) as db:
         asked = db.execute("SELECT request, completion_tokens FROM answers ORDER BY created").fetchall()
-    requests = [json.loads(request) for request, _ in asked]
+    # As a user's loop writes them ({"role", "content"}): the cache records each message with
+    # its keys sorted, and the plain loop must not pay for an unusual shape.
+    requests = [
+        {**recorded, "messages": [{"role": m["role"], "content": m["content"]} for m in recorded["messages"]]}
+        for recorded in (json.loads(request) for request, _ in asked)
+    ]
     result = measure(done.wall_s, rows, len(requests), sum(tokens for _, tokens in asked))
     result.update(peak_rss_mib=done.peak_rss_mib, cpu_s=done.cpu_s, **timeline(server, start_epoch, done.wall_s))
     return result, requests
@@ -291,6 +298,7 @@ def bench(
             flush=True,
         )
     mid = {side: medians(side_runs) for side, side_runs in runs.items()}
+    goal = INSTANT_GOAL if server == "instant" else GOAL
     ratio = mid["syllabus"]["rows_per_s"] / mid["plain"]["rows_per_s"]
     # CPU seconds of each side's process tree: steadier than wall time when other work shares the cores
     cpu_ratio = mid["plain"]["cpu_s"] / mid["syllabus"]["cpu_s"] if mid["syllabus"]["cpu_s"] else None
@@ -310,8 +318,8 @@ def bench(
         "medians": mid,
         "ratio_rows_per_s": ratio,
         "ratio_cpu_plain_over_syllabus": cpu_ratio,
-        "goal": GOAL,
-        "meets_goal": ratio >= GOAL,
+        "goal": goal,
+        "meets_goal": ratio >= goal,
     }
 
 
@@ -328,7 +336,7 @@ def print_table(result: dict) -> None:
         )
     verdict = "meets" if result["meets_goal"] else "below"
     print(
-        f"ratio syllabus/plain rows/s: {result['ratio_rows_per_s']:.3f} ({verdict} the goal {GOAL}); "
+        f"ratio syllabus/plain rows/s: {result['ratio_rows_per_s']:.3f} ({verdict} the goal {result['goal']}); "
         f"CPU seconds plain/syllabus: {result['ratio_cpu_plain_over_syllabus']:.3f}"
     )
     if "first_request_after_s" in result["medians"]["syllabus"]:

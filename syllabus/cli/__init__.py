@@ -6,8 +6,10 @@ commands that need them, so `syllabus --help` answers at once.
 
 from __future__ import annotations
 
+import atexit
 import builtins
 import errno
+import gc
 import os
 import sys
 from pathlib import Path
@@ -81,6 +83,7 @@ def init(
 
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point: user errors become one clear message and exit status 2."""
+    _skip_the_last_collection()
     # Nothing may reach a model hub, and library progress bars would bury ours.
     for variable, value in (
         ("HF_HUB_OFFLINE", "1"),
@@ -104,6 +107,14 @@ def main(argv: Optional[list[str]] = None) -> None:
             raise
         _print_error(problem)
         sys.exit(problem.exit_code)
+
+
+def _skip_the_last_collection() -> None:
+    """At exit, after the atexit handlers (files closed, logs flushed), CPython walks every object
+    it tracks for cycles: 0.05-0.07 s of a generate run here, with pydantic, jinja2, numpy and
+    pyarrow loaded. Frozen objects are skipped; the process frees their memory either way."""
+    atexit.unregister(gc.freeze)  # once, however often main() runs in one process
+    atexit.register(gc.freeze)
 
 
 def _print_error(exc: UserError) -> None:
