@@ -12,8 +12,11 @@ from exam items, decides on dev items, and only at its end are its best student 
 untrained one examined on the **test** items (RUN/test/, written by the loop itself after
 every decision). Arms: `loop` (the example's defaults) over `--seeds`; `baseline` (GLAN
 rows, no feedback); one seed each of the ablations that justify a default
-(`no-solutions`: the exam items' worked solutions unused, `no-restate`: no restatements, `no-rehearsal`, `previous`: continue from the last round, `dpo`: DPO on, `glan`: 30% GLAN
-rows, `shortest`: the shortest sound draft). Realised rows are recorded per arm.
+(`no-solutions`: the exam items' worked solutions unused, `no-restate`: no restatements,
+`no-rehearsal`, `base`: each round from the starting student (`previous`: from the last
+round's, the default), `dpo`: DPO on, `glan`: 30% GLAN rows, `shortest`: the shortest sound
+draft). Realised rows are recorded per arm. A workdir's project keeps the example as it was
+when made: in one made before 2026-12-05 `loop` runs `restart: base`.
 
 Reported: per test item, correctness averaged over seeds; per node and pooled over the
 weak nodes (arithmetic, units, calendar) and the strong ones, the paired difference
@@ -57,14 +60,15 @@ ARMS: dict[str, tuple[dict, bool]] = {
     "loop": ({}, False),
     "baseline": ({}, True),
     "no-rehearsal": ({"rehearsal": 0.0}, False),
-    "previous": ({"restart": "previous"}, False),
+    "previous": ({"restart": "previous"}, False),  # the default since 2026-12-05; `loop` in older JSON ran base
+    "base": ({"restart": "base"}, False),
     "dpo": ({"dpo": True}, False),
     "glan": ({"generated": 0.3}, False),
     "shortest": ({"choose": "shortest"}, False),
     "no-restate": ({"restatements": False}, False),
     "no-solutions": ({"solutions": False}, False),
 }
-ABLATIONS = ("no-solutions", "no-restate", "no-rehearsal", "previous", "dpo", "glan")
+ABLATIONS = ("no-solutions", "no-restate", "no-rehearsal", "base", "dpo", "glan")
 
 
 def run_arm(folder: Path, arm: str, *, seed: int, rounds: int, budget: int) -> dict:

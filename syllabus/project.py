@@ -268,9 +268,10 @@ class LoopConfig(_Strict):
     budget: int = Field(24, ge=1, le=10_000_000)  # training rows per round, spread over the nodes
     exploration: float = Field(0.2, ge=0, le=1)  # share of the budget spread evenly, so no node starves
     window: int = Field(3, ge=2, le=100)  # rounds the learning-progress slope is fitted over
-    # What each round trains from. base: the starting student, on every row kept so far, each once
-    # (STaR, ReST-EM, LLM2LLM); previous: the previous round's student on this round's rows and a replay share.
-    restart: Literal["base", "previous"] = "base"
+    # What each round trains from. previous: the previous round's student on this round's rows and a
+    # replay share (measured as good or better on test items, with fewer rows: docs/benchmarks.md);
+    # base: the starting student, on every row kept so far, each once (STaR, ReST-EM, LLM2LLM).
+    restart: Literal["base", "previous"] = "previous"
     replay: float = Field(0.5, ge=0, le=1)  # restart: previous only: share of earlier rounds' rows trained on again
     # Unhinted samples of the student per wrong exam item; a sound one is the row (STaR, RFT). 0: none.
     self_answers: int = Field(4, ge=0, le=64)

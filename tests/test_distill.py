@@ -337,13 +337,17 @@ def test_two_rounds_write_every_record_and_the_second_budget_follows_the_first_r
     assert tried and all(len(t["samples"]) == 4 and t["correct"] is False for t in tried)
     selected = [json.loads(line) for line in (run / "rounds/1/selected.jsonl").read_text().splitlines()]
     assert selected and all(r.get("used") or r.get("dropped") for r in selected)
-    # Restart from base: round 2 trained the starting student on round 1's kept rows and its own, each once.
+    # Restart from the previous round (the default): round 2 trained round 1's student on its own kept
+    # rows and a replay share (0.5) of round 1's rows it did not keep again, each once.
     kept = {
         k: [json.loads(x)["content_hash"] for x in (run / f"rounds/{k}/kept.jsonl").read_text().splitlines()]
         for k in (1, 2)
     }
-    train2 = [json.loads(x)["content_hash"] for x in (run / "rounds/2/train.jsonl").read_text().splitlines()]
-    assert sorted(train2) == sorted(set(kept[1]) | set(kept[2]))
+    train2 = [json.loads(x) for x in (run / "rounds/2/train.jsonl").read_text().splitlines()]
+    replayed = [r["content_hash"] for r in train2 if r["source"] == "replay"]
+    earlier = set(kept[1]) - set(kept[2])
+    assert sorted(r["content_hash"] for r in train2 if r["source"] != "replay") == sorted(kept[2])
+    assert len(replayed) == round(len(earlier) * 0.5) and set(replayed) <= earlier
     # After the last round: the best and the starting student on the test items, item by item.
     test = json.loads((run / "test" / "comparison.json").read_text())
     assert test["items"] == 6 and test["best_round"] == summary["best_round"] and test["pooled"]["items"] >= 1

@@ -132,7 +132,8 @@ def distill(
     answers first, the teacher's corrections where none was right, rehearsal of what it
     already answers right, each row checked (it reaches the reference, names no competing
     answer, restates the question) and chosen by the student's own likelihood. Each round
-    trains the starting student on every row kept so far (`loop.restart`). Dev items decide;
+    trains the last round's student on its rows and a replay share of earlier ones
+    (`loop.restart`, `loop.replay`). Dev items decide;
     they are never trained on. At the end the best and the starting student answer the test
     items once: per node, the paired difference, its standard error and a McNemar p-value.
     Kill it at any point and run the same command again: it continues.

@@ -152,9 +152,7 @@ class Loop:
                 for split in ("exam", "dev", "test")
                 for p in getattr(self.items, split)
             ],
-            # Settings as changed from their defaults: a setting added later (at its default) leaves
-            # an older run folder resumable.
-            loop=self.settings.model_dump(exclude={"rounds", "stop"}, exclude_defaults=True),
+            loop=loop_fingerprint(self.settings),
             budget=self.budget,
             student=self.student,
             training=config.student.model_dump(exclude_defaults=True),
@@ -357,3 +355,22 @@ def distill(project: Project, options: DistillOptions, view: Progress | None = N
 
 
 __all__ = ["ROUND_STEPS", "DistillOptions", "DistillOutcome", "Loop", "Step", "distill"]
+
+
+# Loop settings whose default a later build changed, at the default the fingerprint was first taken
+# with: a run folder made before the change still resumes, with whichever value it ran.
+FINGERPRINT_DEFAULTS: dict[str, Any] = {"restart": "base"}
+
+
+def loop_fingerprint(settings) -> dict[str, Any]:
+    """The loop settings a run folder is made with, as changed from their defaults: a setting added
+    later (at its default) leaves an older run folder resumable. `rounds` and `stop` may change
+    between runs of one folder (a longer run continues it)."""
+    changed = settings.model_dump(exclude={"rounds", "stop"}, exclude_defaults=True)
+    for name, default in FINGERPRINT_DEFAULTS.items():
+        value = getattr(settings, name)
+        if value == default:
+            changed.pop(name, None)
+        else:
+            changed[name] = value
+    return changed
