@@ -60,6 +60,8 @@ ARMS: dict[str, tuple[dict, bool]] = {
     "loop": ({}, False),
     "baseline": ({}, True),
     "no-rehearsal": ({"rehearsal": 0.0}, False),
+    # no rehearsal under the default restart, for workdirs made before the default changed
+    "no-rehearsal-previous": ({"rehearsal": 0.0, "restart": "previous"}, False),
     "previous": ({"restart": "previous"}, False),  # the default since 2026-12-05; `loop` in older JSON ran base
     "base": ({"restart": "base"}, False),
     "dpo": ({"dpo": True}, False),
