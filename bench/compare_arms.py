@@ -6,8 +6,8 @@ in a workdir made before a default changed, `loop` holds the old default, so the
 compare with is another one (`previous` after `restart: previous` became the default). Its
 runs may also be in several JSON files (one bench_loop.py invocation a seed).
 
-Reported, on the test items: each arm against the untrained student, and the arm against the
-reference (`versus`): each item's difference averaged over the shared seeds, ± SE over items,
+Reported, on the test items and over the shared seeds only: each arm against the untrained
+student, and the arm against the reference (`versus`): each item's difference averaged over the shared seeds, ± SE over items,
 for the weak nodes, the strong ones and all.
 
 Run: .venv/bin/python bench/compare_arms.py --reference previous bench/results/loop.json
@@ -44,6 +44,8 @@ def compare(reference: str, reference_runs: dict[int, dict], arm: str, arm_runs:
     seeds = sorted(set(reference_runs) & set(arm_runs))
     if not seeds:
         raise SystemExit(f"{arm} and {reference} share no seed")
+    reference_runs = {s: reference_runs[s] for s in seeds}
+    arm_runs = {s: arm_runs[s] for s in seeds}
     agg = aggregate({reference: reference_runs, arm: arm_runs})
     agg[arm].pop("versus_loop", None)  # neither arm is `loop` here
     versus = versus_loop([reference_runs[s]["best"] for s in seeds], [arm_runs[s]["best"] for s in seeds], seeds)
@@ -52,7 +54,10 @@ def compare(reference: str, reference_runs: dict[int, dict], arm: str, arm_runs:
         "reference": reference,
         "arm": arm,
         "seeds": seeds,
-        "runs": {reference: {str(s): reference_runs[s] for s in seeds}, arm: {str(s): arm_runs[s] for s in seeds}},
+        "runs": {
+            reference: {str(s): run for s, run in reference_runs.items()},
+            arm: {str(s): run for s, run in arm_runs.items()},
+        },
         "aggregate": agg,
         "versus": versus,
     }
