@@ -191,12 +191,7 @@ def run_syllabus(
         rows = sum(1 for line in lines if line.strip())
     with contextlib.closing(sqlite3.connect(run / "cache.sqlite")) as db:
         asked = db.execute("SELECT request, completion_tokens FROM answers ORDER BY created").fetchall()
-    # As a user's loop writes them ({"role", "content"}): the cache records each message with
-    # its keys sorted, and the plain loop must not pay for an unusual shape.
-    requests = [
-        {**recorded, "messages": [{"role": m["role"], "content": m["content"]} for m in recorded["messages"]]}
-        for recorded in (json.loads(request) for request, _ in asked)
-    ]
+    requests = [json.loads(request) for request, _ in asked]
     result = measure(done.wall_s, rows, len(requests), sum(tokens for _, tokens in asked))
     result.update(peak_rss_mib=done.peak_rss_mib, cpu_s=done.cpu_s, **timeline(server, start_epoch, done.wall_s))
     return result, requests

@@ -47,7 +47,7 @@ def compare(reference: str, reference_runs: dict[int, dict], arm: str, arm_runs:
     reference_runs = {s: reference_runs[s] for s in seeds}
     arm_runs = {s: arm_runs[s] for s in seeds}
     agg = aggregate({reference: reference_runs, arm: arm_runs})
-    agg[arm].pop("versus_loop", None)  # neither arm is `loop` here
+    agg[arm].pop("versus_loop", None)  # made by aggregate when the reference is `loop`: `versus` is it
     versus = versus_loop([reference_runs[s]["best"] for s in seeds], [arm_runs[s]["best"] for s in seeds], seeds)
     return {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
